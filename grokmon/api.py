@@ -1,0 +1,348 @@
+"""What the CLI and Python users call: analyze(), info(), phases(), report()."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from . import __version__
+from .columns import METRIC_COLUMNS, ROW_COLUMNS
+from .config import AnalyzeConfig, resolve_config, resolve_radius
+from .errors import ConfigError, GrokmonError, ModelError, ResultsError
+from .results import SCHEMA_VERSION, read_results, write_results
+
+DEFAULT_OUTPUT_NAME = "grokmon.parquet"
+# Settings that may differ between an existing results file and a new run without invalidating it.
+_NOT_COMPARED = ("data", "phases")
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Sent to the progress callback when a run starts (step None) and after every checkpoint."""
+
+    done: int
+    total: int
+    device: str
+    step: int | None = None
+    checkpoint: str | None = None
+    seconds: float | None = None
+    status: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Run:
+    config: AnalyzeConfig
+    checkpoints: list
+    probes: object
+    device: object
+    dtype: object
+
+
+def _resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"Expected --device to be auto, cpu, cuda or cuda:N, but got {name!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"Expected --device to be auto, cpu, cuda or cuda:N, but got {name!r}")
+    return device
+
+
+def _probe_path(ckpt_dir: Path, config: AnalyzeConfig) -> Path:
+    from .probes import DEFAULT_PROBE_FILE
+
+    if config.data is not None:
+        return Path(config.data)
+    default = ckpt_dir / DEFAULT_PROBE_FILE
+    if default.is_file():
+        return default
+    raise ConfigError(
+        f"{ckpt_dir}: no probe data; pass --data FILE (x_train, and y_train, x_test, y_test) "
+        f"or put {DEFAULT_PROBE_FILE} in the checkpoint directory"
+    )
+
+
+def _prepare(ckpt_dir: Path, device: str, options: dict) -> _Run:
+    import torch
+
+    from .checkpoints import discover_checkpoints
+    from .probes import load_probes
+
+    config = resolve_config(ckpt_dir, **options)
+    probe_path = _probe_path(ckpt_dir, config)
+    checkpoints = discover_checkpoints(ckpt_dir, exclude={probe_path})
+    dtype = getattr(torch, config.dtype)
+    probes = load_probes(probe_path, config.points, config.seed, dtype)
+    return _Run(config, checkpoints, probes, _resolve_device(device), dtype)
+
+
+def _build_model(run: _Run, ckpt_dir: Path, state: dict | None):
+    from .models import build_from_factory, infer_mlp
+
+    if run.config.model == "mlp":
+        built = infer_mlp(state, run.config.activation)
+    else:
+        built = build_from_factory(run.config.model, run.config.model_kwargs, ckpt_dir)
+    built.module.to(device=run.device, dtype=run.dtype).eval()
+    return built
+
+
+def _check_probes_fit(built, run: _Run) -> None:
+    import torch
+
+    from .errors import ProbeError
+
+    x = run.probes.splits[0].x[:2].to(run.device)
+    try:
+        with torch.no_grad():
+            built.module(x)
+    except Exception as exc:
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ProbeError(
+            f"{run.probes.path}: probe points of shape {tuple(x.shape[1:])} do not fit the model ({line}); "
+            "store x_* in the shape the model takes"
+        ) from exc
+
+
+def _metadata(run: _Run, ckpt_dir: Path, built, radius: float) -> dict:
+    import torch
+
+    return {
+        "grokmon_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint_dir": str(ckpt_dir.resolve()),
+        "config": run.config.to_dict(),
+        "lc_radius_absolute": radius,
+        "model": built.description if built is not None else None,
+        "device": str(run.device),
+        "torch_version": torch.__version__,
+        "probe_file": str(run.probes.path),
+        "probe_hash": run.probes.sha256,
+        "probe_points": run.probes.sizes(),
+    }
+
+
+def _comparable(metadata: dict) -> dict:
+    config = {k: v for k, v in metadata.get("config", {}).items() if k not in _NOT_COMPARED}
+    return {**config, "probe_hash": metadata.get("probe_hash")}
+
+
+def _previous_rows(output: Path, metadata: dict, overwrite: bool) -> tuple[list[dict], dict | None]:
+    """Rows of an earlier run with the same configuration (ok ones only: failures are retried)."""
+    if overwrite or not output.exists():
+        return [], None
+    try:
+        frame, old = read_results(output)
+    except ResultsError as exc:
+        raise ResultsError(f"{exc}; pass --overwrite to replace it, or -o another file") from exc
+    before, now = _comparable(old), _comparable(metadata)
+    changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+    if changed:
+        raise ConfigError(
+            f"{output}: holds results of another configuration ({'; '.join(changed)}); "
+            "pass --overwrite to replace them, or -o another file"
+        )
+    frame = frame[frame["status"] == "ok"]
+    return frame.to_dict("records"), old
+
+
+def _error_rows(ckpt, splits, seconds: float, message: str) -> list[dict]:
+    return [
+        {"step": ckpt.step, "checkpoint": ckpt.name, "split": s.name, "n_points": len(s.x),
+         "seconds": seconds, "status": "error", "error": message}
+        for s in splits
+    ]
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, GrokmonError):
+        return str(exc)
+    line = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {line}"
+
+
+def _sorted_rows(rows: list[dict]) -> list[dict]:
+    order = {"train": 0, "test": 1, "random": 2}
+    return sorted(rows, key=lambda r: (r["step"], order.get(r["split"], 3), r["split"]))
+
+
+def analyze(
+    ckpt_dir: str | Path,
+    output: str | Path | None = None,
+    *,
+    model: str | None = None,
+    model_kwargs: str | dict | None = None,
+    activation: str | None = None,
+    data: str | Path | None = None,
+    points: int | None = None,
+    metrics: str | list[str] | None = None,
+    lc_directions: int | None = None,
+    lc_radius: str | float | None = None,
+    seed: int | None = None,
+    dtype: str | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: Callable[[ProgressEvent], None] | None = None,
+) -> pd.DataFrame:
+    """Measure every checkpoint of a run and write one Parquet row per (checkpoint, split).
+
+    Options left as None come from `CKPT_DIR/grokmon.toml`, else the defaults. An existing output with the
+    same configuration is resumed: only checkpoints without an `ok` row are computed. Rows are written
+    after every checkpoint, atomically. Failed checkpoints get `status = "error"` rows; the returned
+    DataFrame holds every row (check `df.status`).
+    """
+    import torch
+
+    from .checkpoints import load_checkpoint
+    from .metrics import MetricOptions, compute_split_metrics, make_frame
+    from .models import load_weights
+    from .probes import median_train_norm
+
+    ckpt_dir = Path(ckpt_dir)
+    output = Path(output) if output is not None else ckpt_dir / DEFAULT_OUTPUT_NAME
+    run = _prepare(ckpt_dir, device, dict(
+        model=model, model_kwargs=model_kwargs, activation=activation, data=data, points=points,
+        metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius, seed=seed, dtype=dtype,
+    ))
+    radius = resolve_radius(run.config.lc_radius, median_train_norm(run.probes))
+    metadata = _metadata(run, ckpt_dir, None, radius)
+    rows, old_metadata = _previous_rows(output, metadata, overwrite)
+    done_steps = {r["step"] for r in rows}
+    pending = [c for c in run.checkpoints if c.step not in done_steps]
+    total = len(pending) + len({c.step for c in run.checkpoints} & done_steps)
+    notify = progress or (lambda event: None)
+    notify(ProgressEvent(done=total - len(pending), total=total, device=str(run.device)))
+    if not pending:
+        return pd.DataFrame(_sorted_rows(rows), columns=[*ROW_COLUMNS, *METRIC_COLUMNS])
+
+    options = MetricOptions(
+        groups=run.config.metrics, lc_directions=run.config.lc_directions, lc_radius=radius, seed=run.config.seed,
+    )
+    built = None if run.config.model == "mlp" else _build_model(run, ckpt_dir, None)
+    if built is not None:
+        _check_probes_fit(built, run)
+    frame = None
+    splits = [(s, s.x.to(run.device), None if s.y is None else s.y.to(run.device)) for s in run.probes.splits]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grokmon-load") as loader:
+        # Loading the next checkpoint overlaps with computing this one; at most two are in memory.
+        future: Future = loader.submit(load_checkpoint, pending[0])
+        for index, ckpt in enumerate(pending):
+            start = time.perf_counter()
+            try:
+                state = future.result()
+            except Exception as exc:
+                state, failure = None, exc
+            future = loader.submit(load_checkpoint, pending[index + 1]) if index + 1 < len(pending) else None
+            new_rows = None
+            if state is not None:
+                try:
+                    if built is None:
+                        built = _build_model(run, ckpt_dir, state)
+                        _check_probes_fit(built, run)
+                    load_weights(built, state, ckpt.name)
+                    del state
+                    if frame is None:
+                        dim = int(torch.tensor(run.probes.splits[0].x.shape[1:]).prod())
+                        frame = make_frame(dim, options.lc_directions, options.seed, dtype=run.dtype, device=run.device)
+                    new_rows = []
+                    for split, x, y in splits:
+                        values = compute_split_metrics(built.module, x, y, options=options, frame=frame)
+                        new_rows.append({"step": ckpt.step, "checkpoint": ckpt.name, "split": split.name,
+                                         "n_points": len(x), "status": "ok", "error": None, **values})
+                except ModelError as exc:
+                    if built is None:
+                        raise  # the model itself cannot be built: nothing to do per checkpoint
+                    failure = exc
+                except GrokmonError as exc:
+                    failure = exc
+                except Exception as exc:  # a forward pass that fails on these weights is this checkpoint's error
+                    failure = exc
+            seconds = time.perf_counter() - start
+            if new_rows is None:
+                message = _message(failure)
+                new_rows = _error_rows(ckpt, run.probes.splits, seconds, message)
+            for row in new_rows:
+                row["seconds"] = seconds
+            rows.extend(new_rows)
+            metadata = _metadata(run, ckpt_dir, built, radius) if built is not None else metadata
+            write_results(output, _sorted_rows(rows), metadata)
+            notify(ProgressEvent(
+                done=total - len(pending) + index + 1, total=total, device=str(run.device), step=ckpt.step,
+                checkpoint=ckpt.name, seconds=seconds, status=new_rows[0]["status"], error=new_rows[0].get("error"),
+            ))
+    return pd.DataFrame(_sorted_rows(rows), columns=[*ROW_COLUMNS, *METRIC_COLUMNS])
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What `analyze` would do, without computing anything."""
+
+    checkpoints: list  # of grokmon.checkpoints.Checkpoint
+    model: dict
+    probe_file: Path
+    splits: dict[str, int]
+    config: AnalyzeConfig
+    device: str
+
+
+def info(ckpt_dir: str | Path, *, device: str = "auto", **options) -> RunInfo:
+    """The checkpoints found, the model that would be built and the probe splits; nothing is computed.
+
+    Accepts the same options as `analyze` (model, model_kwargs, activation, data, points, ...).
+    """
+    from .checkpoints import load_checkpoint
+
+    ckpt_dir = Path(ckpt_dir)
+    run = _prepare(ckpt_dir, device, options)
+    state = load_checkpoint(run.checkpoints[-1]) if run.config.model == "mlp" else None
+    built = _build_model(run, ckpt_dir, state)
+    return RunInfo(run.checkpoints, built.description, run.probes.path, run.probes.sizes(), run.config, str(run.device))
+
+
+def _load_table(results) -> tuple[pd.DataFrame, dict]:
+    if isinstance(results, pd.DataFrame):
+        return results, {}
+    return read_results(Path(results))
+
+
+def phases(results, *, mode: str = "auto", overrides: dict | None = None):
+    """Label every checkpoint of a results file (path) or table (DataFrame) with a phase; give the verdict.
+
+    Threshold overrides come from the run's manifest (`[phases]`, stored in the metadata) and then `overrides`.
+    """
+    from .phases import PhaseThresholds, classify
+
+    frame, metadata = _load_table(results)
+    stored = metadata.get("config", {}).get("phases", {}) or {}
+    thresholds = PhaseThresholds().with_overrides({**stored, **(overrides or {})})
+    return classify(frame, thresholds, mode=mode)
+
+
+def report(results, output: str | Path | None = None, *, mode: str = "auto", overrides: dict | None = None) -> Path:
+    """Render a results file as a self-contained HTML report or a single figure (by `output`'s suffix)."""
+    from .report import render_report
+
+    frame, metadata = _load_table(results)
+    if output is None:
+        if isinstance(results, pd.DataFrame):
+            raise ConfigError("report() of a DataFrame needs an output path")
+        output = Path(results).with_suffix(".html")
+    phase_report = phases(frame if not metadata else results, mode=mode, overrides=overrides)
+    return render_report(frame, metadata, phase_report, Path(output))

@@ -1,0 +1,247 @@
+"""Find, order and load the checkpoints of one training run.
+
+Layouts: weight files directly in the directory (`*.safetensors`, `*.pt`, `*.pth`, `*.bin`, Lightning
+`*.ckpt`), or one sub-directory per checkpoint, Hugging Face Trainer style (`checkpoint-500/model.safetensors`).
+Pickles are only ever opened with `torch.load(..., weights_only=True)`: no code from a checkpoint runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+# Files a trainer saves beside the weights; never a checkpoint of the model.
+NOT_WEIGHTS = re.compile(
+    r"^(optimizer|scheduler|scaler|rng_state(_\d+)?|training_args|training_state|trainer_state"
+    r"|probes|ema_state|lr_scheduler|random_states(_\d+)?)\.",
+    re.IGNORECASE,
+)
+
+_STEP_PATTERNS = (
+    re.compile(r"checkpoint[-_](\d+)", re.IGNORECASE),
+    re.compile(r"(?:global_)?step[=_-]?(\d+)", re.IGNORECASE),
+    re.compile(r"ckpt[-_]?(\d+)", re.IGNORECASE),
+)
+_LAST_INTEGER = re.compile(r"(\d+)(?!.*\d)")
+
+# Where trainers nest the model's weights inside a saved dict, most specific first.
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint of the run: its step, where it lies, and the weight files that make it up."""
+
+    step: int
+    path: Path
+    files: tuple[Path, ...]
+    name: str  # path relative to the checkpoint directory, as written in the results
+    format: str  # "safetensors" or "pickle", and "(N shards)" when split
+
+
+def step_from_name(name: str) -> int | None:
+    """The training step a file or folder name announces, or None.
+
+    >>> step_from_name("checkpoint-500"), step_from_name("epoch=3-step=1200.ckpt"), step_from_name("w_0042.pt")
+    (500, 1200, 42)
+    """
+    stem = name
+    for suffix in WEIGHT_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    for pattern in _STEP_PATTERNS:
+        match = pattern.search(stem)
+        if match:
+            return int(match.group(1))
+    match = _LAST_INTEGER.search(stem)
+    return int(match.group(1)) if match else None
+
+
+def _is_weight_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES and not NOT_WEIGHTS.match(path.name)
+
+
+def _format_of(files: tuple[Path, ...]) -> str:
+    kinds = {"safetensors" if f.suffix == ".safetensors" else "pickle" for f in files}
+    kind = "+".join(sorted(kinds))
+    return kind if len(files) == 1 else f"{kind} ({len(files)} shards)"
+
+
+def _candidates(ckpt_dir: Path, exclude: set[Path]) -> list[tuple[Path, tuple[Path, ...]]]:
+    """(checkpoint path, weight files) pairs: flat files, and sub-folders holding weight files."""
+    found = []
+    for entry in sorted(ckpt_dir.iterdir()):
+        if entry.resolve() in exclude or entry.name.startswith("."):
+            continue
+        if _is_weight_file(entry):
+            found.append((entry, (entry,)))
+        elif entry.is_dir():
+            files = [f for f in sorted(entry.iterdir()) if _is_weight_file(f) and f.resolve() not in exclude]
+            safetensors = [f for f in files if f.suffix == ".safetensors"]
+            files = safetensors or files  # HF folders often hold both formats of the same weights
+            if files:
+                found.append((entry, tuple(files)))
+    return found
+
+
+def _step_from_metadata(path: Path, files: tuple[Path, ...]) -> int | None:
+    if path.is_dir():
+        state = path / "trainer_state.json"
+        if state.is_file():
+            try:
+                step = json.loads(state.read_text()).get("global_step")
+                return int(step) if step is not None else None
+            except (ValueError, OSError, TypeError):
+                return None
+        return None
+    if files[0].suffix == ".safetensors":
+        metadata = _safetensors_metadata(files[0])
+        for key in ("step", "global_step"):
+            if key in metadata:
+                try:
+                    return int(metadata[key])
+                except ValueError:
+                    return None
+        return None
+    return _pickle_step(files[0])
+
+
+def _pickle_step(path: Path) -> int | None:
+    """`step`/`global_step` stored in a pickled checkpoint, read through mmap so no tensor is copied."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable or refused: reported with its own row when it is loaded
+        return None
+    return _stored_step(obj) if isinstance(obj, dict) else None
+
+
+def _stored_step(obj: dict) -> int | None:
+    for key in ("global_step", "step"):
+        value = obj.get(key)
+        if isinstance(value, int) or (isinstance(value, torch.Tensor) and value.numel() == 1):
+            return int(value)
+    return None
+
+
+def _safetensors_metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception:  # a corrupt file is reported when it is loaded, with its own row
+        return {}
+
+
+def discover_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset()) -> list[Checkpoint]:
+    """Every checkpoint of the run in `ckpt_dir`, in step order.
+
+    The step comes from metadata (safetensors `__metadata__["step"]`, a pickled dict's `step` or
+    `global_step`, HF `trainer_state.json`) or else from the name. Files in `exclude` (probe data) are
+    never checkpoints.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.exists():
+        raise CheckpointError(f"{ckpt_dir}: no such directory; give the folder holding the run's checkpoints")
+    if not ckpt_dir.is_dir():
+        raise CheckpointError(f"{ckpt_dir}: not a directory; give the folder holding the run's checkpoints")
+    exclude = {Path(p).resolve() for p in exclude}
+    checkpoints, nameless = [], []
+    for path, files in _candidates(ckpt_dir, exclude):
+        step = _step_from_metadata(path, files)
+        if step is None:
+            step = step_from_name(path.name)
+        name = path.relative_to(ckpt_dir).as_posix()
+        if step is None:
+            nameless.append(name)
+            continue
+        checkpoints.append(Checkpoint(step, path, files, name, _format_of(files)))
+    if nameless:
+        raise CheckpointError(
+            f"{ckpt_dir}: no training step in the name or metadata of {', '.join(nameless)}; "
+            "rename them like step_500.pt or store metadata {'step': '500'}"
+        )
+    if not checkpoints:
+        raise CheckpointError(
+            f"{ckpt_dir}: no checkpoints found (looked for {', '.join('*' + s for s in WEIGHT_SUFFIXES)} "
+            "and checkpoint-N/ folders)"
+        )
+    by_step: dict[int, list[str]] = {}
+    for ckpt in checkpoints:
+        by_step.setdefault(ckpt.step, []).append(ckpt.name)
+    clashes = [f"step {step}: {', '.join(names)}" for step, names in sorted(by_step.items()) if len(names) > 1]
+    if clashes:
+        raise CheckpointError(
+            f"{ckpt_dir}: several checkpoints share a step ({'; '.join(clashes)}); keep one per step"
+        )
+    return sorted(checkpoints, key=lambda c: c.step)
+
+
+def _load_file(path: Path) -> dict:
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file; delete it or re-save the checkpoint")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{path}: not a readable safetensors file ({_first_line(exc)}); it may be truncated or corrupt, re-save it"
+            ) from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        message = str(exc)
+        if "Weights only load failed" in message or "weights_only" in message:
+            raise CheckpointError(
+                f"{path}: refused: this pickle needs arbitrary Python objects to load, and grokmon never runs "
+                "code from a checkpoint; re-save it as a plain state dict (torch.save(model.state_dict(), ...)) "
+                "or as .safetensors"
+            ) from exc
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)}); it may be truncated or corrupt, re-save it"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:
+    """The tensors of a saved object, nested under `state_dict`, `model_state_dict`, `model`, ... or not."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{source}: holds a {type(obj).__name__}, not a state dict; save model.state_dict()")
+    current = obj
+    while not any(isinstance(v, torch.Tensor) for v in current.values()):
+        nested = next((current[k] for k in _NESTED_KEYS if isinstance(current.get(k), dict)), None)
+        if nested is None:
+            raise CheckpointError(
+                f"{source}: no tensors found (keys: {', '.join(map(str, list(current)[:8]))}); "
+                "expected a state dict, possibly under 'state_dict', 'model_state_dict' or 'model'"
+            )
+        current = nested
+    return {str(k): v for k, v in current.items() if isinstance(v, torch.Tensor)}
+
+
+def load_checkpoint(ckpt: Checkpoint) -> dict[str, torch.Tensor]:
+    """Load the weights of one checkpoint on the CPU (shards merged), refusing non-finite values."""
+    state: dict[str, torch.Tensor] = {}
+    for path in ckpt.files:
+        state.update(unwrap_state_dict(_load_file(path), str(path)))
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(
+                f"{ckpt.path}: weight {key!r} holds NaN or infinite values; the run diverged before this step"
+            )
+    return state

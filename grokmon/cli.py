@@ -1,0 +1,177 @@
+"""The `grokmon` command: parses options, calls grokmon.api, renders. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Training-dynamics monitor: grokking progress measures over a run's checkpoints, phases, and a verdict.",
+)
+
+ADVICE_EXIT_CODES = {"stop": 0, "keep-training": 10, "inconclusive": 11, "roll-back": 12}
+DEBUG_OPTION = typer.Option(False, "--debug", help="Show the full traceback on errors.")
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    """The one place errors become exit codes: one line on stderr, exit 1 (130 for Ctrl-C)."""
+    if debug:
+        raise exc
+    if isinstance(exc, KeyboardInterrupt):
+        print("grokmon: interrupted; results written so far are kept, run the command again to resume",
+              file=sys.stderr)
+        raise typer.Exit(130)
+    from .errors import GrokmonError
+
+    if isinstance(exc, GrokmonError):
+        message = str(exc)
+    else:
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        message = f"internal error: {type(exc).__name__}: {detail} (run with --debug for the traceback)"
+    print(f"grokmon: error: {' '.join(message.split())}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--set")
+        overrides[name.strip()] = value.strip()
+    return overrides
+
+
+@app.command()
+def analyze(
+    ckpt_dir: Path = typer.Argument(..., help="Directory of one run's checkpoints."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results Parquet [default: CKPT_DIR/grokmon.parquet]."),
+    model: Optional[str] = typer.Option(None, help="mlp, file.py:function or package.module:function [default: manifest, else mlp]."),
+    model_kwargs: Optional[str] = typer.Option(None, help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
+    activation: Optional[str] = typer.Option(None, help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh [default: relu]."),
+    data: Optional[Path] = typer.Option(None, help="Probe data (.safetensors, .pt, .npz) [default: manifest, else CKPT_DIR/probes.safetensors]."),
+    points: Optional[int] = typer.Option(None, help="Points per split, a seeded subset [default: 512]."),
+    metrics: Optional[str] = typer.Option(None, help="Comma-separated groups: accuracy,centroid,jacobian,lc [default: all]."),
+    lc_directions: Optional[int] = typer.Option(None, help="Directions P of the LC cross-polytope [default: 25]."),
+    lc_radius: Optional[str] = typer.Option(None, help="LC radius: absolute (0.05) or relative to the median train norm (2%) [default: 5%]."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the subsets, random points and LC frame [default: 0]."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    dtype: Optional[str] = typer.Option(None, help="float32 or float64 [default: float32]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output instead of resuming it."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Measure every checkpoint and write one Parquet row per (checkpoint, split); resumes an existing output."""
+    try:
+        from .api import DEFAULT_OUTPUT_NAME, analyze as run_analyze
+        from .progress import AnalyzeProgress
+
+        destination = output or ckpt_dir / DEFAULT_OUTPUT_NAME
+        with AnalyzeProgress(_stderr(), quiet=quiet) as progress:
+            frame = run_analyze(
+                ckpt_dir, destination, model=model, model_kwargs=model_kwargs, activation=activation, data=data,
+                points=points, metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius, seed=seed,
+                device=device, dtype=dtype, overwrite=overwrite, progress=progress,
+            )
+    except (Exception, KeyboardInterrupt) as exc:
+        _fail(exc, debug)
+    failed = frame[frame["status"] != "ok"].drop_duplicates("step")
+    checkpoints = frame["step"].nunique()
+    typer.echo(f"{destination}: {len(frame)} rows, {checkpoints} checkpoints, {len(failed)} failed")
+    if len(failed):
+        for _, row in failed.iterrows():
+            print(f"grokmon: error: step {row['step']} ({row['checkpoint']}): {row['error']}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@app.command()
+def phases(
+    results: Path = typer.Argument(..., help="Results Parquet written by `grokmon analyze`."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    exit_code: bool = typer.Option(False, "--exit-code", help="Exit 0 stop, 10 keep-training, 11 inconclusive, 12 roll-back."),
+    mode: str = typer.Option("auto", help="auto, accuracy or geometry (ignore labels)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a phase threshold, NAME=VALUE (repeatable)."),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Label every checkpoint with a training phase and say whether more training is worth it."""
+    overrides = _overrides(set_)
+    try:
+        from .api import phases as run_phases
+
+        verdict = run_phases(results, mode=mode, overrides=overrides)
+    except (Exception, KeyboardInterrupt) as exc:
+        _fail(exc, debug)
+    if as_json:
+        typer.echo(json.dumps(verdict.to_dict(), indent=2))
+    else:
+        from .render import phase_tables
+
+        _stdout().print(*phase_tables(verdict))
+    if exit_code:
+        raise typer.Exit(ADVICE_EXIT_CODES[verdict.advice])
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(..., help="Results Parquet written by `grokmon analyze`."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="report.html (self-contained) or a figure: .png, .svg, .pdf."),
+    mode: str = typer.Option("auto", help="Phase mode: auto, accuracy or geometry."),
+    set_: list[str] = typer.Option([], "--set", help="Override a phase threshold, NAME=VALUE (repeatable)."),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Plot every metric against step with the phases shaded: an HTML report or one figure."""
+    overrides = _overrides(set_)
+    try:
+        from .api import report as run_report
+
+        written = run_report(results, output, mode=mode, overrides=overrides)
+    except (Exception, KeyboardInterrupt) as exc:
+        _fail(exc, debug)
+    typer.echo(str(written))
+
+
+@app.command()
+def info(
+    ckpt_dir: Path = typer.Argument(..., help="Directory of one run's checkpoints."),
+    model: Optional[str] = typer.Option(None, help="As for analyze."),
+    model_kwargs: Optional[str] = typer.Option(None, help="As for analyze."),
+    activation: Optional[str] = typer.Option(None, help="As for analyze."),
+    data: Optional[Path] = typer.Option(None, help="As for analyze."),
+    points: Optional[int] = typer.Option(None, help="As for analyze."),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Show what `analyze` would do: checkpoints, model, probe splits. Nothing is computed."""
+    try:
+        from .api import info as run_info
+
+        found = run_info(ckpt_dir, device="cpu", model=model, model_kwargs=model_kwargs,
+                         activation=activation, data=data, points=points)
+    except (Exception, KeyboardInterrupt) as exc:
+        _fail(exc, debug)
+    from .render import info_tables
+
+    _stdout().print(*info_tables(found))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,124 @@
+"""The run's configuration: command-line options over the `grokmon.toml` manifest over the defaults."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .columns import GROUPS
+from .errors import ConfigError
+
+MANIFEST_NAME = "grokmon.toml"
+DEFAULT_LC_RADIUS = "5%"
+
+MANIFEST_KEYS = (
+    "model", "model_kwargs", "activation", "data", "points", "metrics",
+    "lc_directions", "lc_radius", "seed", "dtype", "phases",
+)
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """Everything that decides the values `analyze` computes (the device does not: it only changes speed)."""
+
+    model: str = "mlp"
+    model_kwargs: dict = field(default_factory=dict)
+    activation: str = "relu"
+    data: str | None = None
+    points: int = 512
+    metrics: tuple[str, ...] = GROUPS
+    lc_directions: int = 25
+    lc_radius: str = DEFAULT_LC_RADIUS
+    seed: int = 0
+    dtype: str = "float32"
+    phases: dict = field(default_factory=dict)  # threshold overrides for `grokmon phases`
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, stored in the results' metadata."""
+        out = asdict(self)
+        out["metrics"] = list(self.metrics)
+        return out
+
+
+def read_manifest(ckpt_dir: Path) -> dict:
+    """The manifest's settings, or {} when the directory has none."""
+    path = Path(ckpt_dir) / MANIFEST_NAME
+    if not path.is_file():
+        return {}
+    try:
+        manifest = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(MANIFEST_KEYS)}")
+    return manifest
+
+
+def parse_metrics(value: str | list | tuple) -> tuple[str, ...]:
+    """Metric groups from 'centroid,lc' or a list, in canonical order.
+
+    >>> parse_metrics("lc, centroid")
+    ('centroid', 'lc')
+    """
+    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    unknown = [n for n in names if n not in GROUPS]
+    if unknown or not names:
+        raise ConfigError(f"Expected --metrics to be a comma-separated subset of {','.join(GROUPS)}, but got {value!r}")
+    return tuple(g for g in GROUPS if g in names)
+
+
+def parse_model_kwargs(value: str | dict) -> dict:
+    """Keyword arguments for the model factory, from JSON text or a manifest table."""
+    if isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ConfigError(f"Expected --model-kwargs to be a JSON object, but got {value!r} ({exc})") from exc
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"Expected --model-kwargs to be a JSON object, but got {value!r}")
+    return parsed
+
+
+_RADIUS = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%?)\s*$")
+
+
+def resolve_radius(value: str | float, median_norm: float) -> float:
+    """The absolute LC radius: a number as given, or a percentage of the median train-probe norm.
+
+    >>> resolve_radius("0.05", 10.0), resolve_radius("2%", 10.0)
+    (0.05, 0.2)
+    """
+    match = _RADIUS.match(str(value))
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"Expected --lc-radius to be a positive number or percentage like 2%, but got {value!r}")
+    number = float(match.group(1))
+    return round(number / 100 * median_norm, 12) if match.group(2) else number
+
+
+def resolve_config(ckpt_dir: Path, **options) -> AnalyzeConfig:
+    """Merge options (None = not given) over the manifest over the defaults, checking each value."""
+    manifest = read_manifest(ckpt_dir)
+    merged = {k: v for k, v in manifest.items()}
+    merged.update({k: v for k, v in options.items() if v is not None})
+    if "metrics" in merged:
+        merged["metrics"] = parse_metrics(merged["metrics"])
+    if "model_kwargs" in merged:
+        merged["model_kwargs"] = parse_model_kwargs(merged["model_kwargs"])
+    if options.get("data") is None and "data" in manifest:
+        merged["data"] = str(Path(ckpt_dir) / manifest["data"])  # manifest paths are relative to the run
+    elif merged.get("data") is not None:
+        merged["data"] = str(merged["data"])
+    config = AnalyzeConfig(**merged)
+    for name in ("points", "lc_directions", "seed"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
+            raise ConfigError(f"Expected {name} to be a positive integer, but got {value!r}")
+    if config.dtype not in ("float32", "float64"):
+        raise ConfigError(f"Expected --dtype to be float32 or float64, but got {config.dtype!r}")
+    resolve_radius(config.lc_radius, 1.0)
+    return config

@@ -1,0 +1,195 @@
+"""Build the network once per run, and fit each checkpoint's weights to it.
+
+A model comes from a factory (`file.py:function` or `package.module:function`) or is inferred from the
+state dict itself (`mlp`: a chain of 2-D weights whose shapes connect).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ModelError
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
+
+# Wrappers that prefix every key: DDP, torch.compile, Lightning modules.
+KNOWN_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+@dataclass
+class BuiltModel:
+    """The network, a description for the results' metadata, and how checkpoint keys map to its own."""
+
+    module: nn.Module
+    description: dict
+    key_map: dict[str, str] | None = None  # checkpoint key -> module key (inferred models rename)
+    expected_keys: frozenset[str] = field(default_factory=frozenset)
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def infer_mlp(state: dict[str, torch.Tensor], activation: str) -> BuiltModel:
+    """A feed-forward network read off a state dict: 2-D `weight` tensors in key order whose shapes connect,
+    biases where present, `activation` between layers. Inputs are flattened first."""
+    if activation not in ACTIVATIONS:
+        raise ModelError(f"Expected --activation to be one of {', '.join(ACTIVATIONS)}, but got {activation!r}")
+    state = strip_common_prefix(state)
+    weights = sorted((k for k, v in state.items() if k.endswith("weight") and v.ndim == 2), key=_natural_key)
+    hint = "pass --model file.py:function (a function returning the nn.Module)"
+    if not weights:
+        raise ModelError(f"the state dict holds no 2-D weight tensors, so it is not an MLP; {hint}")
+    layers: list[nn.Module] = [nn.Flatten()]
+    key_map: dict[str, str] = {}
+    shapes = []
+    for i, key in enumerate(weights):
+        out_features, in_features = state[key].shape
+        if i and in_features != shapes[-1][1]:
+            raise ModelError(
+                f"the state dict is not a chain of layers ({weights[i - 1]} gives {shapes[-1][1]} features, "
+                f"{key} takes {in_features}); {hint}"
+            )
+        bias_key = key[: -len("weight")] + "bias"
+        has_bias = bias_key in state and state[bias_key].shape == (out_features,)
+        if i:
+            layers.append(ACTIVATIONS[activation]())
+        index = len(layers)
+        layers.append(nn.Linear(in_features, out_features, bias=has_bias))
+        key_map[key] = f"{index}.weight"
+        if has_bias:
+            key_map[bias_key] = f"{index}.bias"
+        shapes.append((in_features, out_features, has_bias))
+    extra = sorted(set(state) - set(key_map))
+    if extra:
+        raise ModelError(
+            f"the state dict is not a plain MLP: it also holds {', '.join(extra[:5])}"
+            f"{' and more' if len(extra) > 5 else ''}; {hint}"
+        )
+    description = {
+        "kind": "mlp",
+        "activation": activation,
+        "layers": [{"in": i, "out": o, "bias": b} for i, o, b in shapes],
+        "parameters": sum(state[k].numel() for k in key_map),
+    }
+    return BuiltModel(nn.Sequential(*layers), description, key_map, frozenset(key_map))
+
+
+def _load_factory(spec: str, base_dir: Path):
+    target, sep, name = spec.rpartition(":")
+    if not sep or not target or not name:
+        raise ModelError(f"Expected --model to be 'mlp', 'file.py:function' or 'package.module:function', but got {spec!r}")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_absolute() and not path.exists():
+            path = base_dir / path
+        if not path.is_file():
+            raise ModelError(f"{target}: no such model file (from --model {spec})")
+        module_name = f"grokmon_model_{abs(hash(str(path.resolve())))}"
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ModelError(f"{path}: importing the model file failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise ModelError(f"cannot import {target!r} (from --model {spec}): {exc}") from exc
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise ModelError(f"{target} has no function {name!r} (from --model {spec})")
+    return factory
+
+
+def build_from_factory(spec: str, kwargs: dict, base_dir: Path) -> BuiltModel:
+    """Call the factory named by `spec` with `kwargs`; it must return an nn.Module."""
+    factory = _load_factory(spec, base_dir)
+    try:
+        module = factory(**kwargs)
+    except Exception as exc:
+        raise ModelError(f"--model {spec} raised {type(exc).__name__}: {exc} (kwargs: {kwargs})") from exc
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"Expected --model {spec} to return an nn.Module, but got {type(module).__name__}")
+    description = {
+        "kind": "factory",
+        "spec": spec,
+        "kwargs": kwargs,
+        "class": type(module).__name__,
+        "parameters": sum(p.numel() for p in module.parameters()),
+    }
+    return BuiltModel(module, description, None, frozenset(module.state_dict()))
+
+
+def strip_common_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop wrapper prefixes (`module.`, `_orig_mod.`, `model.`) that every key carries."""
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in KNOWN_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def _candidate_prefixes(keys: set[str]) -> list[str]:
+    """Leading dotted segments of the keys, shortest first, that could be stripped."""
+    prefixes = {""}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, min(len(parts), 4)):
+            prefixes.add(".".join(parts[:n]) + ".")
+    return sorted(prefixes, key=len)
+
+
+def fit_state_dict(state: dict[str, torch.Tensor], expected: frozenset[str], source: str) -> dict[str, torch.Tensor]:
+    """Rename checkpoint keys to the model's: strip the prefix that makes them fit, or say what does not fit."""
+    if set(state) == expected:
+        return state
+    best, best_hits = state, len(set(state) & expected)
+    for prefix in _candidate_prefixes(set(state)):
+        kept = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        hits = len(set(kept) & expected)
+        if set(kept) == expected:
+            return kept
+        if hits > best_hits:
+            best, best_hits = kept, hits
+    missing = sorted(expected - set(best))
+    unexpected = sorted(set(best) - expected)
+    raise ModelError(
+        f"{source}: weights do not fit the model: missing {_few(missing)}; unexpected {_few(unexpected)}; "
+        "check --model / --model-kwargs"
+    )
+
+
+def _few(keys: list[str]) -> str:
+    if not keys:
+        return "none"
+    shown = ", ".join(keys[:4])
+    return f"{shown} (+{len(keys) - 4} more)" if len(keys) > 4 else shown
+
+
+def load_weights(built: BuiltModel, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy one checkpoint's weights into the model (same device and dtype as the model keeps)."""
+    if built.key_map is not None:
+        state = strip_common_prefix(state)
+    state = fit_state_dict(state, built.expected_keys, source)
+    if built.key_map is not None:
+        state = {built.key_map[k]: v for k, v in state.items()}
+    own = built.module.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+    if wrong:
+        raise ModelError(f"{source}: weight shapes do not fit the model: {_few(wrong)}; check --model / --model-kwargs")
+    with torch.no_grad():
+        built.module.load_state_dict(state, strict=True)

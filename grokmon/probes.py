@@ -1,0 +1,142 @@
+"""Probe data: the points every checkpoint is measured on.
+
+A `.safetensors`, `.pt` (weights_only) or `.npz` file with `x_train` and optionally `y_train`, `x_test`,
+`y_test`. Splits: `train`, `test` (when present) and `random` (uniform in the bounding box of `x_train`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ProbeError
+
+DEFAULT_PROBE_FILE = "probes.safetensors"
+PROBE_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
+KNOWN_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split's points, in the model's input shape, and labels (int classes or float targets) or None."""
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    """The probe file's splits after subsetting, its path and a hash of its bytes."""
+
+    path: Path
+    sha256: str
+    splits: tuple[Split, ...]
+    train_size: int
+
+    def sizes(self) -> dict[str, int]:
+        """Points per analysed split."""
+        return {s.name: len(s.x) for s in self.splits}
+
+
+def _read(path: Path) -> dict[str, torch.Tensor]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return {k: torch.from_numpy(np.array(archive[k])) for k in archive.files}
+        if suffix in (".pt", ".pth"):
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(loaded, dict):
+                raise ProbeError(f"{path}: holds a {type(loaded).__name__}; expected a dict with x_train (and y_train, ...)")
+            return loaded
+    except ProbeError:
+        raise
+    except Exception as exc:
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ProbeError(f"{path}: cannot read probe data ({line}); write it with safetensors or numpy.savez") from exc
+    raise ProbeError(f"Expected probe data to end in {', '.join(PROBE_SUFFIXES)}, but got {path.name}")
+
+
+def _as_tensor(path: Path, key: str, value: object) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise ProbeError(f"{path}: {key} is a {type(value).__name__}, expected a tensor")
+    return value
+
+
+def _check(path: Path, raw: dict) -> dict[str, torch.Tensor]:
+    if "x_train" not in raw:
+        raise ProbeError(f"{path}: no x_train (found {', '.join(map(str, raw)) or 'nothing'}); probe files need x_train")
+    data = {k: _as_tensor(path, k, raw[k]) for k in KNOWN_KEYS if k in raw}
+    for split in ("train", "test"):
+        x, y = data.get(f"x_{split}"), data.get(f"y_{split}")
+        if y is not None and x is None:
+            raise ProbeError(f"{path}: y_{split} without x_{split}")
+        if x is None:
+            continue
+        if x.ndim < 2 or len(x) == 0:
+            raise ProbeError(f"{path}: x_{split} has shape {tuple(x.shape)}; expected (points, features...)")
+        if x.dtype == torch.bool or x.is_complex():
+            raise ProbeError(f"{path}: x_{split} has dtype {x.dtype}; expected real numbers")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            raise ProbeError(f"{path}: x_{split} holds NaN or infinite values")
+        if split == "test" and x.shape[1:] != data["x_train"].shape[1:]:
+            raise ProbeError(
+                f"{path}: x_test points have shape {tuple(x.shape[1:])} but x_train points {tuple(data['x_train'].shape[1:])}"
+            )
+        if y is not None:
+            if len(y) != len(x):
+                raise ProbeError(f"{path}: y_{split} has {len(y)} labels for {len(x)} points in x_{split}")
+            if y.dtype == torch.bool or y.is_complex():
+                raise ProbeError(f"{path}: y_{split} has dtype {y.dtype}; expected int class indices or float targets")
+    return data
+
+
+def _subset(x: torch.Tensor, y: torch.Tensor | None, points: int, generator: torch.Generator):
+    if points >= len(x):
+        return x, y
+    index = torch.randperm(len(x), generator=generator)[:points].sort().values
+    return x[index], (None if y is None else y[index])
+
+
+def load_probes(path: Path, points: int, seed: int, dtype: torch.dtype) -> ProbeSet:
+    """Read, check and subset probe data: `points` per split (seeded; every point, in order, when fewer)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProbeError(f"{path}: no such probe data file; pass --data FILE with x_train (and y_train, x_test, y_test)")
+    if points < 1:
+        raise ProbeError(f"Expected --points to be at least 1, but got {points}")
+    data = _check(path, _read(path))
+    generator = torch.Generator().manual_seed(seed)
+    splits = []
+    for name in ("train", "test"):
+        if f"x_{name}" not in data:
+            continue
+        x, y = _subset(data[f"x_{name}"], data.get(f"y_{name}"), points, generator)
+        if y is not None and y.is_floating_point():
+            y = y.to(dtype)
+        elif y is not None:
+            y = y.long()
+        splits.append(Split(name, x.to(dtype), y))
+    x_train = data["x_train"].to(dtype)
+    low, high = x_train.min(dim=0).values, x_train.max(dim=0).values
+    count = min(points, len(x_train))
+    uniform = torch.rand((count, *x_train.shape[1:]), generator=generator, dtype=dtype)
+    splits.append(Split("random", low + (high - low) * uniform, None))
+    return ProbeSet(path, hashlib.sha256(path.read_bytes()).hexdigest(), tuple(splits), len(x_train))
+
+
+def median_train_norm(probes: ProbeSet) -> float:
+    """Median L2 norm of the (flattened) train probes: the scale of a relative LC radius."""
+    x = probes.splits[0].x
+    return float(x.reshape(len(x), -1).norm(dim=1).median())

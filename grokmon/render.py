@@ -1,0 +1,61 @@
+"""Rich renderables for the terminal: what `grokmon phases` and `grokmon info` print."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+ADVICE_STYLE = {"stop": "bold green", "keep-training": "bold cyan", "inconclusive": "bold yellow", "roll-back": "bold red"}
+
+
+def phase_tables(verdict) -> list:
+    """The phase segments as a table, then the verdict with its reason and confidence."""
+    table = Table(title=f"Phases ({verdict.mode} mode)", title_justify="left")
+    table.add_column("phase")
+    table.add_column("first step", justify="right")
+    table.add_column("last step", justify="right")
+    table.add_column("checkpoints", justify="right")
+    for segment in verdict.segments:
+        count = sum(1 for step, _ in verdict.steps if segment.start_step <= step <= segment.end_step)
+        table.add_row(segment.phase, str(segment.start_step), str(segment.end_step), str(count))
+    line = Text()
+    line.append("verdict: ")
+    line.append(verdict.advice, style=ADVICE_STYLE.get(verdict.advice, "bold"))
+    line.append(f" (confidence {verdict.confidence:.2f})")
+    if verdict.best_step is not None and verdict.advice == "roll-back":
+        line.append(f", best step {verdict.best_step}")
+    line.append(f"\nreason: {verdict.reason}")
+    return [table, line]
+
+
+def info_tables(found) -> list:
+    """Checkpoints, model and probe splits that `analyze` would use."""
+    checkpoints = Table(title=f"{len(found.checkpoints)} checkpoints", title_justify="left")
+    checkpoints.add_column("step", justify="right")
+    checkpoints.add_column("checkpoint")
+    checkpoints.add_column("format")
+    for ckpt in found.checkpoints:
+        checkpoints.add_row(str(ckpt.step), ckpt.name, ckpt.format)
+    model = Table(title="model", title_justify="left", show_header=False)
+    model.add_column("key")
+    model.add_column("value")
+    for key, value in found.model.items():
+        model.add_row(key, _short(value))
+    probes = Table(title=f"probe data: {found.probe_file}", title_justify="left")
+    probes.add_column("split")
+    probes.add_column("points", justify="right")
+    for split, size in found.splits.items():
+        probes.add_row(split, str(size))
+    config = Table(title="configuration", title_justify="left", show_header=False)
+    config.add_column("option")
+    config.add_column("value")
+    for key, value in found.config.to_dict().items():
+        config.add_row(key, _short(value))
+    config.add_row("device", found.device)
+    return [checkpoints, model, probes, config]
+
+
+def _short(value) -> str:
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return " -> ".join(f"{layer.get('in')}x{layer.get('out')}{'' if layer.get('bias', True) else ' (no bias)'}" for layer in value)
+    return str(value)
