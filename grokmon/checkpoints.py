@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,9 @@ def _step_from_metadata(path: Path, files: tuple[Path, ...]) -> int | None:
 def _pickle_step(path: Path) -> int | None:
     """`step`/`global_step` stored in a pickled checkpoint, read through mmap so no tensor is copied."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # unreadable or refused: reported with its own row when it is loaded
         return None
     return _stored_step(obj) if isinstance(obj, dict) else None
@@ -199,10 +202,11 @@ def _load_file(path: Path) -> dict:
                 f"{path}: not a readable safetensors file ({_first_line(exc)}); it may be truncated or corrupt, re-save it"
             ) from exc
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols; the outcome is what matters
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        message = str(exc)
-        if "Weights only load failed" in message or "weights_only" in message:
+        if _wants_objects(path, str(exc)):
             raise CheckpointError(
                 f"{path}: refused: this pickle needs arbitrary Python objects to load, and grokmon never runs "
                 "code from a checkpoint; re-save it as a plain state dict (torch.save(model.state_dict(), ...)) "
@@ -211,6 +215,31 @@ def _load_file(path: Path) -> dict:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)}); it may be truncated or corrupt, re-save it"
         ) from exc
+
+
+_OBJECT_OPCODES = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
+
+
+def _wants_objects(path: Path, message: str) -> bool:
+    """Whether a pickle that weights_only refused asks for Python objects (rather than being corrupt).
+    Reads opcodes with pickletools, which never executes anything."""
+    if "Unsupported global" in message:
+        return True
+    if "Weights only load failed" not in message:
+        return False
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+                data = archive.read(name)
+        else:
+            data = path.read_bytes()
+        return any(op.name in _OBJECT_OPCODES for op, _, _ in pickletools.genops(data))
+    except Exception:
+        return False
 
 
 def _first_line(exc: BaseException) -> str:

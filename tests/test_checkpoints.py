@@ -1,0 +1,131 @@
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import train_states
+from grokmon.checkpoints import discover_checkpoints, load_checkpoint, step_from_name
+from grokmon.errors import CheckpointError
+
+LAYOUTS = ["safetensors", "pt", "pth", "bin", "lightning", "hf", "hf-bin", "nested", "model-key", "ddp", "compiled"]
+
+
+@pytest.mark.parametrize(
+    "name, step",
+    [("checkpoint-500", 500), ("epoch=3-step=1200.ckpt", 1200), ("step_7.pt", 7), ("ckpt_42.pth", 42),
+     ("model-v2-9000.bin", 9000), ("global_step300.pt", 300), ("weights.safetensors", None)],
+)
+def test_step_from_name(name, step):
+    assert step_from_name(name) == step
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_is_found_in_step_order_with_its_weights(make_run, layout):
+    run = make_run(layout, steps=(20, 0, 5))
+    found = discover_checkpoints(run, exclude={run / "probes.safetensors"})
+    assert [c.step for c in found] == [0, 5, 20]
+    expected = train_states([0, 5, 20])
+    for ckpt in found:
+        state = load_checkpoint(ckpt)
+        stripped = {k.split(".", 1)[1] if k.split(".")[0] in ("model", "module", "_orig_mod") else k: v
+                    for k, v in state.items()}
+        assert set(stripped) == set(expected[ckpt.step])
+        for key, value in expected[ckpt.step].items():
+            assert torch.equal(stripped[key], value)
+
+
+def test_hf_folders_ignore_trainer_files(make_run):
+    run = make_run("hf", steps=(1, 2))
+    found = discover_checkpoints(run)
+    assert [c.name for c in found] == ["checkpoint-1", "checkpoint-2"]
+    assert all(len(c.files) == 1 and c.files[0].name == "model.safetensors" for c in found)
+
+
+def test_steps_sort_as_numbers_not_text(tmp_path):
+    state = {"w": torch.zeros(2, 2)}
+    for step in (9, 10, 100, 2):
+        torch.save(state, tmp_path / f"step_{step}.pt")
+    assert [c.step for c in discover_checkpoints(tmp_path)] == [2, 9, 10, 100]
+
+
+def test_metadata_step_wins_over_name(tmp_path):
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "step_1.safetensors"), metadata={"step": "77"})
+    torch.save({"global_step": 88, "state_dict": {"w": torch.zeros(2)}}, tmp_path / "step_2.ckpt")
+    assert [c.step for c in discover_checkpoints(tmp_path)] == [77, 88]
+
+
+def test_probe_file_and_manifest_are_never_checkpoints(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "step_3.pt")
+    torch.save({"x_train": torch.zeros(4, 2)}, tmp_path / "my_probes_2.pt")
+    (tmp_path / "grokmon.toml").write_text('model = "mlp"\n')
+    found = discover_checkpoints(tmp_path, exclude={tmp_path / "my_probes_2.pt"})
+    assert [c.name for c in found] == ["step_3.pt"]
+
+
+def test_empty_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoints found"):
+        discover_checkpoints(tmp_path)
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no such directory"):
+        discover_checkpoints(tmp_path / "nope")
+
+
+def test_name_without_step_lists_the_files(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "final.pt")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "best.pt")
+    with pytest.raises(CheckpointError, match=r"no training step .*best\.pt, final\.pt"):
+        discover_checkpoints(tmp_path)
+
+
+def test_duplicate_steps_list_the_files(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "step_5.pt")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "ckpt_5.safetensors"))
+    with pytest.raises(CheckpointError, match=r"step 5: ckpt_5\.safetensors, step_5\.pt"):
+        discover_checkpoints(tmp_path)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("writer", ["pickle2", "pickle4", "torch.save"])
+def test_pickle_that_runs_code_is_refused_and_never_executed(tmp_path, writer):
+    marker = tmp_path / "pwned"
+    payload = {"w": _Payload(str(marker))}
+    if writer == "torch.save":
+        torch.save(payload, tmp_path / "step_1.pt")
+    else:
+        with open(tmp_path / "step_1.pt", "wb") as handle:
+            pickle.dump(payload, handle, protocol=int(writer[-1]))
+    (found,) = discover_checkpoints(tmp_path)
+    with pytest.raises(CheckpointError, match="refused: this pickle needs arbitrary Python objects"):
+        load_checkpoint(found)
+    assert not marker.exists()
+
+
+def test_non_finite_weights_are_an_error(tmp_path):
+    torch.save({"w": torch.tensor([1.0, float("nan")])}, tmp_path / "step_1.pt")
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_checkpoint(discover_checkpoints(tmp_path)[0])
+
+
+@pytest.mark.parametrize("content, match", [(b"", "empty file"), (b"\x00garbage" * 10, "not a readable PyTorch checkpoint")])
+def test_unreadable_pickles_are_errors(tmp_path, content, match):
+    (tmp_path / "step_1.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(discover_checkpoints(tmp_path)[0])
+
+
+def test_truncated_safetensors_is_an_error(tmp_path):
+    path = tmp_path / "step_1.safetensors"
+    save_file({"w": torch.randn(100, 100)}, str(path))
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        load_checkpoint(discover_checkpoints(tmp_path)[0])

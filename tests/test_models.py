@@ -1,0 +1,105 @@
+import pytest
+import torch
+from torch import nn
+
+from conftest import tiny_mlp
+from grokmon.errors import ModelError
+from grokmon.models import build_from_factory, fit_state_dict, infer_mlp, load_weights
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "leaky_relu", "tanh"])
+def test_inferred_mlp_computes_what_the_trained_network_computes(bias, activation):
+    torch.manual_seed(0)
+    act = {"relu": nn.ReLU, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}[activation]
+    original = nn.Sequential(nn.Linear(5, 7, bias=bias), act(), nn.Linear(7, 7, bias=bias), act(), nn.Linear(7, 2, bias=bias))
+    built = infer_mlp(original.state_dict(), activation)
+    load_weights(built, original.state_dict(), "test")
+    x = torch.randn(11, 5)
+    torch.testing.assert_close(built.module(x), original(x))
+    assert [layer["bias"] for layer in built.description["layers"]] == [bias] * 3
+    assert [(layer["in"], layer["out"]) for layer in built.description["layers"]] == [(5, 7), (7, 7), (7, 2)]
+
+
+def test_inferred_mlp_orders_layers_by_number_not_text():
+    layers = [nn.Linear(4 + i, 5 + i) for i in range(12)]
+    state = {f"layers.{i}.{name}": p for i, layer in enumerate(layers) for name, p in layer.state_dict().items()}
+    built = infer_mlp(state, "relu")
+    assert [layer["in"] for layer in built.description["layers"]] == list(range(4, 16))
+
+
+def test_inferred_mlp_flattens_image_inputs():
+    original = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    built = infer_mlp(original.state_dict(), "relu")
+    load_weights(built, original.state_dict(), "test")
+    x = torch.randn(2, 1, 4, 4)
+    torch.testing.assert_close(built.module(x), original(x))
+
+
+def test_not_a_chain_points_to_model_flag():
+    state = {"a.weight": torch.zeros(4, 3), "b.weight": torch.zeros(2, 5)}
+    with pytest.raises(ModelError, match="not a chain of layers.*--model"):
+        infer_mlp(state, "relu")
+
+
+def test_conv_weights_are_not_an_mlp():
+    state = {"conv.weight": torch.zeros(4, 1, 3, 3), "fc.weight": torch.zeros(2, 4)}
+    with pytest.raises(ModelError, match="not a plain MLP.*conv.weight.*--model"):
+        infer_mlp(state, "relu")
+
+
+def test_unknown_activation():
+    with pytest.raises(ModelError, match="Expected --activation to be one of"):
+        infer_mlp(tiny_mlp().state_dict(), "swishy")
+
+
+def test_factory_from_file_with_kwargs(tmp_path):
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n"
+        "def build(width=4):\n    return nn.Sequential(nn.Linear(3, width), nn.ReLU(), nn.Linear(width, 2))\n"
+    )
+    built = build_from_factory(f"{tmp_path / 'net.py'}:build", {"width": 9}, tmp_path)
+    assert built.module[0].out_features == 9
+    assert built.description["class"] == "Sequential"
+
+
+def test_factory_relative_to_base_dir(tmp_path):
+    (tmp_path / "net.py").write_text("from torch import nn\ndef build():\n    return nn.Linear(3, 2)\n")
+    assert isinstance(build_from_factory("net.py:build", {}, tmp_path).module, nn.Linear)
+
+
+def test_factory_from_module():
+    built = build_from_factory("torch.nn:Linear", {"in_features": 3, "out_features": 2}, None)
+    assert built.expected_keys == {"weight", "bias"}
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("nonsense", "Expected --model to be"),
+    ("no_such_module_xyz:f", "cannot import"),
+    ("torch.nn:NoSuchThing", "has no function"),
+    ("torch:get_default_dtype", "Expected --model torch:get_default_dtype to return an nn.Module"),
+    ("torch:zeros", "raised TypeError"),
+])
+def test_factory_errors(spec, match):
+    with pytest.raises(ModelError, match=match):
+        build_from_factory(spec, {}, None)
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "model.", "model.module.", "net."])
+def test_prefixes_are_stripped_when_that_makes_keys_fit(prefix):
+    state = {f"{prefix}{k}": v for k, v in tiny_mlp().state_dict().items()}
+    fitted = fit_state_dict(state, frozenset(tiny_mlp().state_dict()), "ckpt")
+    assert set(fitted) == set(tiny_mlp().state_dict())
+
+
+def test_keys_that_do_not_fit_are_named():
+    state = tiny_mlp().state_dict()
+    state["extra.weight"] = state.pop("2.weight")
+    with pytest.raises(ModelError, match=r"missing 2\.weight; unexpected extra\.weight"):
+        fit_state_dict(state, frozenset(tiny_mlp().state_dict()), "ckpt")
+
+
+def test_shapes_that_do_not_fit_are_named():
+    built = build_from_factory("torch.nn:Linear", {"in_features": 3, "out_features": 2}, None)
+    with pytest.raises(ModelError, match=r"weight \(2, 4\) vs model \(2, 3\)"):
+        load_weights(built, {"weight": torch.zeros(2, 4), "bias": torch.zeros(2)}, "ckpt")
