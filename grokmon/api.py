@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ import pandas as pd
 
 from . import __version__
 from .columns import METRIC_COLUMNS, ROW_COLUMNS
-from .config import AnalyzeConfig, resolve_config, resolve_radius
+from .config import AnalyzeConfig, read_manifest, resolve_config, resolve_radius
 from .errors import ConfigError, GrokmonError, ModelError, ResultsError
 from .results import SCHEMA_VERSION, read_results, write_results
 
@@ -162,6 +163,27 @@ def _previous_rows(output: Path, metadata: dict, overwrite: bool) -> tuple[list[
     return frame.to_dict("records"), old
 
 
+def _check_labels(run: _Run, explicit_metrics: bool) -> None:
+    """Accuracy asked for by name needs labels; by default an unlabelled run is measured on geometry alone."""
+    if explicit_metrics and "accuracy" in run.config.metrics and all(s.y is None for s in run.probes.splits):
+        raise ConfigError(
+            f"{run.probes.path}: --metrics accuracy needs labels, but the probe data has no y_train/y_test; "
+            "pass --data FILE with labels, or drop accuracy from --metrics"
+        )
+
+
+def _check_writable(output: Path) -> None:
+    """Fail before any work when the results cannot be written: try it with a scratch file."""
+    if output.is_dir():
+        raise ResultsError(f"{output}: is a directory; give -o a file name like results.parquet")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output.parent):
+            pass
+    except OSError as exc:
+        raise ResultsError(f"{output}: cannot write results there ({exc.strerror}); choose a writable path with -o") from exc
+
+
 def _error_rows(ckpt, splits, seconds: float, message: str) -> list[dict]:
     return [
         {"step": ckpt.step, "checkpoint": ckpt.name, "split": s.name, "n_points": len(s.x),
@@ -220,6 +242,8 @@ def analyze(
         model=model, model_kwargs=model_kwargs, activation=activation, data=data, points=points,
         metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius, seed=seed, dtype=dtype,
     ))
+    _check_labels(run, explicit_metrics=metrics is not None or "metrics" in read_manifest(ckpt_dir))
+    _check_writable(output)
     radius = resolve_radius(run.config.lc_radius, median_train_norm(run.probes))
     metadata = _metadata(run, ckpt_dir, None, radius)
     rows, old_metadata = _previous_rows(output, metadata, overwrite)

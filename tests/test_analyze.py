@@ -1,0 +1,174 @@
+"""End to end: tiny runs of every layout in, the Parquet table and its metadata out; resume; the CLI."""
+
+import json
+import math
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import CLASSES, train_states
+from grokmon import analyze
+from grokmon.cli import app
+from grokmon.errors import ConfigError
+from grokmon.results import read_results
+
+LAYOUTS = ["safetensors", "pt", "lightning", "hf", "hf-bin", "nested", "model-key", "ddp", "compiled"]
+FAST = dict(points=16, lc_directions=3, device="cpu")
+
+
+def _accuracy(state, x, y):
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, CLASSES))
+    model.load_state_dict(state)
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).double().mean())
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_layout_gives_one_row_per_checkpoint_and_split(make_run, layout):
+    run = make_run(layout, steps=(20, 0, 5))
+    frame = analyze(run, **FAST)
+    assert list(frame["step"]) == [0, 0, 0, 5, 5, 5, 20, 20, 20]
+    assert list(frame["split"]) == ["train", "test", "random"] * 3
+    assert set(frame["status"]) == {"ok"} and frame["error"].isna().all()
+    assert (frame["n_points"] == 16).all()
+    on_disk, metadata = read_results(run / "grokmon.parquet")
+    pd.testing.assert_frame_equal(on_disk.drop(columns=["lc_layers", "lc_layers_se"]),
+                                  frame.drop(columns=["lc_layers", "lc_layers_se"]), check_dtype=False)
+    assert metadata["config"]["points"] == 16 and metadata["model"]["kind"] == "mlp"
+
+
+def test_accuracy_matches_the_trained_weights(make_run):
+    run = make_run("pt", steps=(0, 30))
+    frame = analyze(run, points=1000, metrics="accuracy", device="cpu")
+    from safetensors.torch import load_file
+
+    probes = load_file(str(run / "probes.safetensors"))
+    states = train_states([0, 30])
+    for step in (0, 30):
+        for split in ("train", "test"):
+            row = frame[(frame.step == step) & (frame.split == split)].iloc[0]
+            assert row["accuracy"] == pytest.approx(_accuracy(states[step], probes[f"x_{split}"], probes[f"y_{split}"]))
+    random_rows = frame[frame.split == "random"]
+    assert random_rows["accuracy"].isna().all()
+    assert "centroid_alignment" in frame and frame["centroid_alignment"].isna().all()
+
+
+def test_metadata_document(make_run):
+    run = make_run()
+    analyze(run, **FAST)
+    raw = pq.read_schema(run / "grokmon.parquet").metadata[b"grokmon"]
+    metadata = json.loads(raw)
+    for key in ("grokmon_version", "schema_version", "config", "model", "device", "probe_hash", "lc_radius_absolute"):
+        assert key in metadata
+    assert metadata["device"] == "cpu"
+    assert metadata["config"]["lc_directions"] == 3
+    assert len(metadata["probe_hash"]) == 64
+    assert metadata["lc_radius_absolute"] > 0
+
+
+def test_resume_computes_only_new_checkpoints(make_run):
+    run = make_run("pt", steps=(0, 5))
+    events = []
+    first = analyze(run, progress=events.append, **FAST)
+    assert [e.step for e in events] == [None, 0, 5]
+    for step, state in train_states([40, 60]).items():
+        torch.save(state, run / f"step_{step}.pt")
+    events.clear()
+    second = analyze(run, progress=events.append, **FAST)
+    assert [e.step for e in events] == [None, 40, 60]
+    assert events[0].done == 2 and events[0].total == 4
+    assert list(second["step"].unique()) == [0, 5, 40, 60]
+    kept = second[second.step.isin([0, 5])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, first, check_dtype=False)
+    events.clear()
+    analyze(run, progress=events.append, **FAST)
+    assert [e.step for e in events] == [None]
+
+
+def test_resume_keeps_rows_of_checkpoints_since_deleted(make_run):
+    run = make_run("pt", steps=(0, 5, 9))
+    analyze(run, **FAST)
+    (run / "step_0.pt").unlink()
+    assert list(analyze(run, **FAST)["step"].unique()) == [0, 5, 9]
+
+
+def test_changed_configuration_is_refused_unless_overwrite(make_run):
+    run = make_run()
+    analyze(run, **FAST)
+    with pytest.raises(ConfigError, match=r"another configuration \(points: 16 -> 8\).*--overwrite"):
+        analyze(run, **{**FAST, "points": 8})
+    frame = analyze(run, overwrite=True, **{**FAST, "points": 8})
+    assert (frame["n_points"] == 8).all()
+
+
+def test_manifest_supplies_options_and_flags_win(make_run):
+    run = make_run()
+    (run / "grokmon.toml").write_text('model = "mlp"\nactivation = "relu"\npoints = 7\nmetrics = ["accuracy"]\n')
+    frame = analyze(run, device="cpu")
+    assert (frame["n_points"] == 7).all() and frame["centroid_norm"].isna().all()
+    frame = analyze(run, run / "other.parquet", points=9, device="cpu")
+    assert (frame["n_points"] == 9).all()
+
+
+def test_factory_model_with_kwargs(make_run, tmp_path):
+    run = make_run("nested")
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n"
+        "def build(hidden):\n    return nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3))\n"
+    )
+    frame = analyze(run, model=f"{tmp_path / 'net.py'}:build", model_kwargs='{"hidden": 8}', **FAST)
+    assert set(frame["status"]) == {"ok"}
+    assert read_results(run / "grokmon.parquet")[1]["model"]["kwargs"] == {"hidden": 8}
+
+
+def test_bad_checkpoint_among_good_ones_gets_an_error_row(make_run):
+    run = make_run("pt", steps=(0, 5, 9))
+    (run / "step_5.pt").write_bytes(b"truncated")
+    frame = analyze(run, **FAST)
+    bad = frame[frame.step == 5]
+    assert set(bad["status"]) == {"error"} and bad["error"].str.contains("step_5.pt").all()
+    assert set(frame[frame.step != 5]["status"]) == {"ok"}
+    assert math.isnan(bad["accuracy"].iloc[0])
+
+
+runner = CliRunner()
+
+
+def test_cli_analyze_then_info(make_run):
+    run = make_run("hf", steps=(0, 5))
+    result = runner.invoke(app, ["analyze", str(run), "--points", "8", "--lc-directions", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "6 rows, 2 checkpoints, 0 failed" in result.stdout
+    result = runner.invoke(app, ["info", str(run)])
+    assert result.exit_code == 0
+    assert "checkpoint-5" in result.stdout and "6x8 -> 8x3" in result.stdout
+
+
+@pytest.mark.parametrize("setup, args, message", [
+    (lambda run: None, ["--model", "bad"], "Expected --model to be"),
+    (lambda run: (run / "probes.safetensors").unlink(), [], "no probe data"),
+    (lambda run: (run / "step_0.pt").rename(run / "final.pt"), [], "no training step"),
+    (lambda run: None, ["--metrics", "centroid,speed"], "Expected --metrics"),
+    (lambda run: None, ["--device", "cuda:7"], "--device cuda:7"),
+])
+def test_cli_user_errors_are_one_line_and_exit_1(make_run, setup, args, message):
+    run = make_run("pt", steps=(0, 5))
+    setup(run)
+    result = runner.invoke(app, ["analyze", str(run), "--quiet", *args])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("grokmon: error:") and message in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_cli_failed_checkpoint_exits_1_after_writing_the_rest(make_run):
+    run = make_run("pt", steps=(0, 5))
+    (run / "step_0.pt").write_bytes(b"")
+    result = runner.invoke(app, ["analyze", str(run), "--quiet", "--points", "4", "--lc-directions", "2"])
+    assert result.exit_code == 1
+    assert "step 0 (step_0.pt)" in result.stderr and "empty file" in result.stderr
+    frame, _ = read_results(run / "grokmon.parquet")
+    assert list(frame.groupby("step")["status"].first()) == ["error", "ok"]
