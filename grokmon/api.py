@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,10 +14,9 @@ from typing import Callable
 import pandas as pd
 
 from . import __version__
-from .columns import METRIC_COLUMNS, ROW_COLUMNS
 from .config import AnalyzeConfig, read_manifest, resolve_config, resolve_radius
-from .errors import ConfigError, GrokmonError, ModelError, ResultsError
-from .results import SCHEMA_VERSION, read_results, write_results
+from .errors import ConfigError, GrokmonError, ResultsError
+from .results import SCHEMA_VERSION, read_results, rows_to_frame, write_results
 
 DEFAULT_OUTPUT_NAME = "grokmon.parquet"
 # Settings that may differ between an existing results file and a new run without invalidating it.
@@ -81,9 +81,10 @@ def _probe_path(ckpt_dir: Path, config: AnalyzeConfig) -> Path:
 def _prepare(ckpt_dir: Path, device: str, options: dict) -> _Run:
     import torch
 
-    from .checkpoints import discover_checkpoints
+    from .checkpoints import check_directory, discover_checkpoints
     from .probes import load_probes
 
+    check_directory(ckpt_dir)
     config = resolve_config(ckpt_dir, **options)
     probe_path = _probe_path(ckpt_dir, config)
     checkpoints = discover_checkpoints(ckpt_dir, exclude={probe_path})
@@ -144,10 +145,10 @@ def _comparable(metadata: dict) -> dict:
     return {**config, "probe_hash": metadata.get("probe_hash")}
 
 
-def _previous_rows(output: Path, metadata: dict, overwrite: bool) -> tuple[list[dict], dict | None]:
+def _previous_rows(output: Path, metadata: dict, overwrite: bool) -> list[dict]:
     """Rows of an earlier run with the same configuration (ok ones only: failures are retried)."""
     if overwrite or not output.exists():
-        return [], None
+        return []
     try:
         frame, old = read_results(output)
     except ResultsError as exc:
@@ -159,8 +160,7 @@ def _previous_rows(output: Path, metadata: dict, overwrite: bool) -> tuple[list[
             f"{output}: holds results of another configuration ({'; '.join(changed)}); "
             "pass --overwrite to replace them, or -o another file"
         )
-    frame = frame[frame["status"] == "ok"]
-    return frame.to_dict("records"), old
+    return frame[frame["status"] == "ok"].to_dict("records")
 
 
 def _check_labels(run: _Run, explicit_metrics: bool) -> None:
@@ -184,11 +184,24 @@ def _check_writable(output: Path) -> None:
         raise ResultsError(f"{output}: cannot write results there ({exc.strerror}); choose a writable path with -o") from exc
 
 
-def _error_rows(ckpt, splits, seconds: float, message: str) -> list[dict]:
+def _error_rows(ckpt, splits, message: str) -> list[dict]:
     return [
         {"step": ckpt.step, "checkpoint": ckpt.name, "split": s.name, "n_points": len(s.x),
-         "seconds": seconds, "status": "error", "error": message}
+         "status": "error", "error": message}
         for s in splits
+    ]
+
+
+def _measure(built, state: dict, ckpt, splits: list, options, frame) -> list[dict]:
+    """Load one checkpoint's weights into the model and compute every split's metrics."""
+    from .metrics import compute_split_metrics
+    from .models import load_weights
+
+    load_weights(built, state, ckpt.name)
+    return [
+        {"step": ckpt.step, "checkpoint": ckpt.name, "split": name, "n_points": len(x), "status": "ok", "error": None,
+         **compute_split_metrics(built.module, x, y, options=options, frame=frame)}
+        for name, x, y in splits
     ]
 
 
@@ -229,11 +242,8 @@ def analyze(
     after every checkpoint, atomically. Failed checkpoints get `status = "error"` rows; the returned
     DataFrame holds every row (check `df.status`).
     """
-    import torch
-
     from .checkpoints import load_checkpoint
-    from .metrics import MetricOptions, compute_split_metrics, make_frame
-    from .models import load_weights
+    from .metrics import MetricOptions, make_frame
     from .probes import median_train_norm
 
     ckpt_dir = Path(ckpt_dir)
@@ -246,14 +256,14 @@ def analyze(
     _check_writable(output)
     radius = resolve_radius(run.config.lc_radius, median_train_norm(run.probes))
     metadata = _metadata(run, ckpt_dir, None, radius)
-    rows, old_metadata = _previous_rows(output, metadata, overwrite)
+    rows = _previous_rows(output, metadata, overwrite)
     done_steps = {r["step"] for r in rows}
     pending = [c for c in run.checkpoints if c.step not in done_steps]
     total = len(pending) + len({c.step for c in run.checkpoints} & done_steps)
     notify = progress or (lambda event: None)
     notify(ProgressEvent(done=total - len(pending), total=total, device=str(run.device)))
     if not pending:
-        return pd.DataFrame(_sorted_rows(rows), columns=[*ROW_COLUMNS, *METRIC_COLUMNS])
+        return rows_to_frame(_sorted_rows(rows))
 
     options = MetricOptions(
         groups=run.config.metrics, lc_directions=run.config.lc_directions, lc_radius=radius, seed=run.config.seed,
@@ -261,8 +271,12 @@ def analyze(
     built = None if run.config.model == "mlp" else _build_model(run, ckpt_dir, None)
     if built is not None:
         _check_probes_fit(built, run)
+        metadata = _metadata(run, ckpt_dir, built, radius)
     frame = None
-    splits = [(s, s.x.to(run.device), None if s.y is None else s.y.to(run.device)) for s in run.probes.splits]
+    if "lc" in options.groups:
+        dim = math.prod(run.probes.splits[0].x.shape[1:])
+        frame = make_frame(dim, options.lc_directions, options.seed, dtype=run.dtype, device=run.device)
+    splits = [(s.name, s.x.to(run.device), None if s.y is None else s.y.to(run.device)) for s in run.probes.splits]
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grokmon-load") as loader:
         # Loading the next checkpoint overlaps with computing this one; at most two are in memory.
@@ -270,48 +284,33 @@ def analyze(
         for index, ckpt in enumerate(pending):
             start = time.perf_counter()
             try:
-                state = future.result()
+                state, failure = future.result(), None
             except Exception as exc:
                 state, failure = None, exc
             future = loader.submit(load_checkpoint, pending[index + 1]) if index + 1 < len(pending) else None
+            if state is not None and built is None:  # the inferred MLP is read off the first weights
+                built = _build_model(run, ckpt_dir, state)
+                _check_probes_fit(built, run)
+                metadata = _metadata(run, ckpt_dir, built, radius)
             new_rows = None
             if state is not None:
                 try:
-                    if built is None:
-                        built = _build_model(run, ckpt_dir, state)
-                        _check_probes_fit(built, run)
-                    load_weights(built, state, ckpt.name)
-                    del state
-                    if frame is None:
-                        dim = int(torch.tensor(run.probes.splits[0].x.shape[1:]).prod())
-                        frame = make_frame(dim, options.lc_directions, options.seed, dtype=run.dtype, device=run.device)
-                    new_rows = []
-                    for split, x, y in splits:
-                        values = compute_split_metrics(built.module, x, y, options=options, frame=frame)
-                        new_rows.append({"step": ckpt.step, "checkpoint": ckpt.name, "split": split.name,
-                                         "n_points": len(x), "status": "ok", "error": None, **values})
-                except ModelError as exc:
-                    if built is None:
-                        raise  # the model itself cannot be built: nothing to do per checkpoint
+                    new_rows = _measure(built, state, ckpt, splits, options, frame)
+                except Exception as exc:  # these weights fail (shapes, non-finite outputs): this checkpoint's row
                     failure = exc
-                except GrokmonError as exc:
-                    failure = exc
-                except Exception as exc:  # a forward pass that fails on these weights is this checkpoint's error
-                    failure = exc
+                del state
             seconds = time.perf_counter() - start
             if new_rows is None:
-                message = _message(failure)
-                new_rows = _error_rows(ckpt, run.probes.splits, seconds, message)
+                new_rows = _error_rows(ckpt, run.probes.splits, _message(failure))
             for row in new_rows:
                 row["seconds"] = seconds
             rows.extend(new_rows)
-            metadata = _metadata(run, ckpt_dir, built, radius) if built is not None else metadata
             write_results(output, _sorted_rows(rows), metadata)
             notify(ProgressEvent(
                 done=total - len(pending) + index + 1, total=total, device=str(run.device), step=ckpt.step,
-                checkpoint=ckpt.name, seconds=seconds, status=new_rows[0]["status"], error=new_rows[0].get("error"),
+                checkpoint=ckpt.name, seconds=seconds, status=new_rows[0]["status"], error=new_rows[0]["error"],
             ))
-    return pd.DataFrame(_sorted_rows(rows), columns=[*ROW_COLUMNS, *METRIC_COLUMNS])
+    return rows_to_frame(_sorted_rows(rows))
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,14 @@ def _safetensors_metadata(path: Path) -> dict:
         return {}
 
 
+def check_directory(ckpt_dir: Path) -> None:
+    """CheckpointError unless `ckpt_dir` is an existing directory."""
+    if not ckpt_dir.exists():
+        raise CheckpointError(f"{ckpt_dir}: no such directory; give the folder holding the run's checkpoints")
+    if not ckpt_dir.is_dir():
+        raise CheckpointError(f"{ckpt_dir}: not a directory; give the folder holding the run's checkpoints")
+
+
 def discover_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset()) -> list[Checkpoint]:
     """Every checkpoint of the run in `ckpt_dir`, in step order.
 
@@ -152,10 +160,7 @@ def discover_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset()) -> li
     never checkpoints.
     """
     ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.exists():
-        raise CheckpointError(f"{ckpt_dir}: no such directory; give the folder holding the run's checkpoints")
-    if not ckpt_dir.is_dir():
-        raise CheckpointError(f"{ckpt_dir}: not a directory; give the folder holding the run's checkpoints")
+    check_directory(ckpt_dir)
     exclude = {Path(p).resolve() for p in exclude}
     checkpoints, nameless = [], []
     for path, files in _candidates(ckpt_dir, exclude):

@@ -116,8 +116,18 @@ def read_results(path: Path) -> tuple[pd.DataFrame, dict]:
     missing = [name for name in ("step", "split", "status") if name not in table.column_names]
     if missing:
         raise ResultsError(f"{Path(path)}: results lack the column(s) {', '.join(missing)}")
+    return table_to_frame(table), metadata
+
+
+def table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """The DataFrame of a results table: list columns as Python lists, nulls as None/NaN."""
     frame = table.to_pandas()
     for name in LIST_COLUMNS:
         if name in frame:
             frame[name] = frame[name].map(lambda v: None if v is None else [float(x) for x in v])
-    return frame, metadata
+    return frame
+
+
+def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
+    """The DataFrame `read_results` would give for `rows` once written."""
+    return table_to_frame(rows_to_table(rows, {}))
