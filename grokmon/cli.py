@@ -63,7 +63,7 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
 
 @app.command()
 def analyze(
-    ckpt_dir: Path = typer.Argument(..., help="Directory of one run's checkpoints."),
+    ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results Parquet [default: CKPT_DIR/grokmon.parquet]."),
     model: Optional[str] = typer.Option(None, help="mlp, file.py:function or package.module:function [default: manifest, else mlp]."),
     model_kwargs: Optional[str] = typer.Option(None, help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
@@ -105,7 +105,7 @@ def analyze(
 
 @app.command()
 def phases(
-    results: Path = typer.Argument(..., help="Results Parquet written by `grokmon analyze`."),
+    results: Path = typer.Argument(..., metavar="RESULTS", help="Results Parquet written by `grokmon analyze`."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
     exit_code: bool = typer.Option(False, "--exit-code", help="Exit 0 stop, 10 keep-training, 11 inconclusive, 12 roll-back."),
     mode: str = typer.Option("auto", help="auto, accuracy or geometry (ignore labels)."),
@@ -132,7 +132,7 @@ def phases(
 
 @app.command()
 def report(
-    results: Path = typer.Argument(..., help="Results Parquet written by `grokmon analyze`."),
+    results: Path = typer.Argument(..., metavar="RESULTS", help="Results Parquet written by `grokmon analyze`."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="report.html (self-contained) or a figure: .png, .svg, .pdf."),
     mode: str = typer.Option("auto", help="Phase mode: auto, accuracy or geometry."),
     set_: list[str] = typer.Option([], "--set", help="Override a phase threshold, NAME=VALUE (repeatable)."),
@@ -151,7 +151,7 @@ def report(
 
 @app.command()
 def info(
-    ckpt_dir: Path = typer.Argument(..., help="Directory of one run's checkpoints."),
+    ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
     model: Optional[str] = typer.Option(None, help="As for analyze."),
     model_kwargs: Optional[str] = typer.Option(None, help="As for analyze."),
     activation: Optional[str] = typer.Option(None, help="As for analyze."),
