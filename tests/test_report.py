@@ -1,0 +1,219 @@
+"""The report: figure panels, PNG/SVG/PDF output, a self-contained HTML file, and suffix errors."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+
+from grokmon.errors import ConfigError
+from grokmon.report import flatten_metadata, panels_for, render_report
+from grokmon.results import read_results, write_results
+
+try:
+    from grokmon.phases import PhaseReport, PhaseSegment
+except ImportError:  # stand-in until grokmon.phases lands
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class PhaseSegment:
+        phase: str
+        start_step: int
+        end_step: int
+
+    @dataclass(frozen=True)
+    class PhaseReport:
+        mode: str
+        advice: str
+        reason: str
+        confidence: float
+        current_phase: str | None
+        segments: tuple
+        steps: tuple
+        best_step: int | None
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+METADATA = {
+    "grokmon_version": "0.1.0",
+    "schema_version": 1,
+    "config": {"points": 512, "lc_directions": 25, "lc_radius": "2%", "metrics": ["accuracy", "centroid", "jacobian", "lc"],
+               "phases": {"min_checkpoints": 5}},
+    "model": {"kind": "mlp", "description": "MLP 2->64->64->2 <relu>"},
+    "device": "cpu",
+    "dtype": "float32",
+    "probe_hash": "sha256:abc123",
+}
+
+
+STEPS = [0, *(int(s) for s in np.unique(np.round(np.logspace(0, 5, 29))))]
+FAILED_STEP = STEPS[15]  # 1086
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def grokking_rows(failed_step: int | None = None) -> list[dict]:
+    """A grokking run on ~30 log-spaced steps: train fitted at ~100, test and alignment rise at ~10^4, LC peaks then falls."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for step in STEPS:
+        t = np.log10(step + 1)
+        for split in ("train", "test", "random"):
+            late = _sigmoid((t - 4.0) * 4)
+            row = {"step": int(step), "checkpoint": f"step_{step}.safetensors", "split": split, "n_points": 512,
+                   "seconds": 0.5, "status": "ok", "error": None}
+            if split != "random":
+                acc = _sigmoid((t - 2.0) * 4) if split == "train" else 0.1 + 0.88 * late
+                row.update(accuracy=acc, accuracy_se=0.01 + 0.02 * acc * (1 - acc), loss=2.3 * (1 - acc) + 0.01, loss_se=0.02)
+            scale = 0.3 if split == "random" else 1.0
+            row.update(
+                centroid_alignment=scale * (0.1 + 0.8 * late) + rng.normal(0, 0.01), centroid_alignment_se=0.03,
+                centroid_norm=1 + 10 * late + 0.1 * t, centroid_norm_se=0.2,
+                centroid_inner=5 * late, centroid_inner_se=0.1,
+                jacobian_erank=1.3 + 6 * (1 - late), jacobian_erank_se=0.1,
+                jacobian_pc1=0.2 + 0.75 * late, jacobian_pc1_se=0.02,
+                jacobian_fro=3 + t, jacobian_fro_se=0.1,
+            )
+            layers = [scale * 40 * _sigmoid((t - 2.0) * 3) * (1 - 0.8 * late) * w for w in (0.5, 0.3, 0.2)]
+            row.update(lc=float(sum(layers)), lc_se=1.5, lc_layers=layers, lc_layers_se=[0.5, 0.4, 0.3])
+            if step == failed_step:
+                row = {k: row[k] for k in ("step", "checkpoint", "split", "n_points")}
+                row.update(status="error", error="weights contain NaN", seconds=0.1)
+            rows.append(row)
+    return rows
+
+
+def grokking_phases() -> PhaseReport:
+    segments = (PhaseSegment("fitting", 0, 100), PhaseSegment("memorisation", 149, 4520),
+                PhaseSegment("generalisation", 6723, 30000), PhaseSegment("robustness_plateau", 45000, 100000))
+    return PhaseReport(mode="accuracy", advice="stop", reason="test accuracy flat at 0.98 over the last 4 checkpoints",
+                       confidence=0.87, current_phase="robustness_plateau", segments=segments,
+                       steps=((0, "fitting"), (100000, "robustness_plateau")), best_step=100000)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> tuple[pd.DataFrame, dict]:
+    path = tmp_path_factory.mktemp("results") / "run.parquet"
+    write_results(path, grokking_rows(failed_step=FAILED_STEP), METADATA)
+    return read_results(path)
+
+
+def _png_pixels(data: bytes) -> np.ndarray:
+    assert data[:8] == PNG_MAGIC
+    import io
+
+    return mpimg.imread(io.BytesIO(data), format="png")
+
+
+def test_panels_follow_the_metric_groups_present(results):
+    df, _ = results
+    assert panels_for(df) == ["accuracy", "loss", "centroid_alignment", "centroid_norm", "jacobian_erank", "jacobian_pc1", "lc"]
+    only_accuracy = df[["step", "split", "status", "accuracy", "accuracy_se", "loss"]].assign(lc=None, centroid_alignment=np.nan)
+    assert panels_for(only_accuracy) == ["accuracy", "loss"]
+    only_centroid = df[["step", "split", "centroid_alignment", "centroid_norm"]]
+    assert panels_for(only_centroid) == ["centroid_alignment", "centroid_norm"]
+    only_layers = df[["step", "split", "lc_layers"]]
+    assert panels_for(only_layers) == ["lc"]
+    assert panels_for(df[["step", "split"]]) == []
+
+
+@pytest.mark.parametrize("phases", [True, False], ids=["phases", "no-phases"])
+def test_png_figure_is_a_real_picture(results, tmp_path, phases):
+    df, metadata = results
+    out = render_report(df, metadata, grokking_phases() if phases else None, tmp_path / "run.png")
+    data = out.read_bytes()
+    pixels = _png_pixels(data)
+    assert len(data) > 20_000
+    height, width = pixels.shape[:2]
+    assert 1300 <= width <= 1500 and height > 800
+    assert pixels[..., :3].std() > 0.05  # not one flat colour
+    # phases shaded: the pale generalisation green appears only when a phase report is given
+    green = np.all(np.abs(pixels[..., :3] - np.array([0xBF, 0xE5, 0xB4]) / 255 * 0.75 - 0.25) < 0.03, axis=-1)
+    assert (green.mean() > 0.01) == phases
+
+
+def test_figure_layout_has_one_axes_per_panel(results):
+    from grokmon.report_figure import build_figure
+
+    df, _ = results
+    fig = build_figure(df, grokking_phases())
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert len(fig.axes) == 7 and titles[0] == "Accuracy" and titles[-1].startswith("Local complexity")
+    assert fig.axes[0].get_xscale() == "symlog"  # step 0 present
+    assert fig._suptitle.get_text().startswith("Verdict: stop")
+    accuracy = fig.axes[0]
+    train = [line for line in accuracy.lines if line.get_color() == "#1f5fa8"][0]
+    x, y = train.get_data()
+    assert np.isnan(y[list(x).index(FAILED_STEP)])  # failed checkpoint: a gap, not a zero
+    assert np.nanmax(y) == pytest.approx(df.loc[df.split == "train", "accuracy"].max())
+    only_centroid = df[["step", "split", "status", "centroid_alignment", "centroid_norm"]]
+    assert len(build_figure(only_centroid, None).axes) == 2
+
+
+def test_log_axis_without_step_zero(results):
+    from grokmon.report_figure import build_figure
+
+    df, _ = results
+    fig = build_figure(df[df.step > 0], None)
+    assert fig.axes[0].get_xscale() == "log"
+
+
+@pytest.mark.parametrize("suffix", [".svg", ".pdf"])
+def test_vector_figures(results, tmp_path, suffix):
+    df, metadata = results
+    out = render_report(df[["step", "split", "status", "accuracy"]], metadata, None, tmp_path / f"run{suffix}")
+    head = out.read_bytes()[:200]
+    assert (b"<svg" in head or b"<?xml" in head) if suffix == ".svg" else head.startswith(b"%PDF")
+
+
+def test_html_is_self_contained(results, tmp_path):
+    df, metadata = results
+    metadata = {**metadata, "model": {"description": "<script>alert(1)</script> & co"}}
+    out = render_report(df, metadata, grokking_phases(), tmp_path / "report.html")
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
+    assert "<link" not in text and "<script" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in text
+    match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    pixels = _png_pixels(base64.b64decode(match.group(1)))
+    assert pixels.shape[1] > 2000  # drawn at 1.5x for sharp screens
+    title = re.search(r"<title>(.*)</title>", text).group(1)
+    assert "stop" in title and "test accuracy flat at 0.98" in title
+    for phase in ("fitting", "memorisation", "generalisation", "robustness_plateau"):
+        assert f"{phase}</td>" in text
+    for key in ("points", "lc_directions", "lc_radius", "phases.min_checkpoints", "probe_hash", "grokmon_version"):
+        assert f"<td>{key}</td>" in text
+    assert "sha256:abc123" in text and "weights contain NaN" in text  # provenance, and the failed checkpoint
+    assert "<td>6723</td><td>30000</td>" in text  # the generalisation segment's first and last step
+
+
+def test_html_without_phases_and_with_one_metric(tmp_path):
+    rows = [r for r in grokking_rows() if r["split"] != "random"]
+    df = pd.DataFrame(rows)[["step", "split", "status", "accuracy"]]
+    text = render_report(df, {}, None, tmp_path / "report.HTM").read_text()
+    assert "no phases classified" in text and "data:image/png;base64," in text
+    assert "Configuration" not in text
+
+
+def test_flatten_metadata_dotted_keys():
+    rows = dict(flatten_metadata(METADATA))
+    assert rows["config.phases.min_checkpoints"] == "5"
+    assert rows["config.metrics"] == '["accuracy", "centroid", "jacobian", "lc"]'
+    assert rows["model.description"] == "MLP 2->64->64->2 <relu>"
+    assert rows["schema_version"] == "1"
+
+
+@pytest.mark.parametrize("name", ["report.txt", "report", "report.jpeg"])
+def test_bad_suffix_is_a_config_error(results, tmp_path, name):
+    df, metadata = results
+    with pytest.raises(ConfigError, match=r"Expected -o to end in \.html, \.png, \.svg or \.pdf, but got .*report"):
+        render_report(df, metadata, None, tmp_path / name)
+    assert not (tmp_path / name).exists()
