@@ -14,7 +14,7 @@ from typing import Callable
 import pandas as pd
 
 from . import __version__
-from .config import AnalyzeConfig, read_manifest, resolve_config, resolve_radius
+from .config import AnalyzeConfig, resolve_config, resolve_radius
 from .errors import ConfigError, GrokmonError, ResultsError
 from .results import SCHEMA_VERSION, read_results, rows_to_frame, write_results
 
@@ -131,6 +131,7 @@ def _metadata(run: _Run, ckpt_dir: Path, built, radius: float) -> dict:
         "checkpoint_dir": str(ckpt_dir.resolve()),
         "config": run.config.to_dict(),
         "lc_radius_absolute": radius,
+        "lc_directions_used": min(run.config.lc_directions, math.prod(run.probes.splits[0].x.shape[1:])),
         "model": built.description if built is not None else None,
         "device": str(run.device),
         "torch_version": torch.__version__,
@@ -163,9 +164,9 @@ def _previous_rows(output: Path, metadata: dict, overwrite: bool) -> list[dict]:
     return frame[frame["status"] == "ok"].to_dict("records")
 
 
-def _check_labels(run: _Run, explicit_metrics: bool) -> None:
+def _check_labels(run: _Run) -> None:
     """Accuracy asked for by name needs labels; by default an unlabelled run is measured on geometry alone."""
-    if explicit_metrics and "accuracy" in run.config.metrics and all(s.y is None for s in run.probes.splits):
+    if "metrics" in run.config.explicit and "accuracy" in run.config.metrics and all(s.y is None for s in run.probes.splits):
         raise ConfigError(
             f"{run.probes.path}: --metrics accuracy needs labels, but the probe data has no y_train/y_test; "
             "pass --data FILE with labels, or drop accuracy from --metrics"
@@ -252,7 +253,7 @@ def analyze(
         model=model, model_kwargs=model_kwargs, activation=activation, data=data, points=points,
         metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius, seed=seed, dtype=dtype,
     ))
-    _check_labels(run, explicit_metrics=metrics is not None or "metrics" in read_manifest(ckpt_dir))
+    _check_labels(run)
     _check_writable(output)
     radius = resolve_radius(run.config.lc_radius, median_train_norm(run.probes))
     metadata = _metadata(run, ckpt_dir, None, radius)
@@ -261,21 +262,23 @@ def analyze(
     pending = [c for c in run.checkpoints if c.step not in done_steps]
     total = len(pending) + len({c.step for c in run.checkpoints} & done_steps)
     notify = progress or (lambda event: None)
-    notify(ProgressEvent(done=total - len(pending), total=total, device=str(run.device)))
     if not pending:
+        notify(ProgressEvent(done=total, total=total, device=str(run.device)))
         return rows_to_frame(_sorted_rows(rows))
 
-    options = MetricOptions(
-        groups=run.config.metrics, lc_directions=run.config.lc_directions, lc_radius=radius, seed=run.config.seed,
-    )
+    dim = math.prod(run.probes.splits[0].x.shape[1:])
+    directions = run.config.lc_directions
+    if "lc_directions" not in run.config.explicit:
+        directions = min(directions, dim)  # the default adapts to low-dimensional inputs; an explicit value must fit
+    options = MetricOptions(groups=run.config.metrics, lc_directions=directions, lc_radius=radius, seed=run.config.seed)
+    frame = None
+    if "lc" in options.groups:
+        frame = make_frame(dim, directions, options.seed, dtype=run.dtype, device=run.device)
     built = None if run.config.model == "mlp" else _build_model(run, ckpt_dir, None)
     if built is not None:
         _check_probes_fit(built, run)
         metadata = _metadata(run, ckpt_dir, built, radius)
-    frame = None
-    if "lc" in options.groups:
-        dim = math.prod(run.probes.splits[0].x.shape[1:])
-        frame = make_frame(dim, options.lc_directions, options.seed, dtype=run.dtype, device=run.device)
+    notify(ProgressEvent(done=total - len(pending), total=total, device=str(run.device)))
     splits = [(s.name, s.x.to(run.device), None if s.y is None else s.y.to(run.device)) for s in run.probes.splits]
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="grokmon-load") as loader:

@@ -35,10 +35,12 @@ class AnalyzeConfig:
     seed: int = 0
     dtype: str = "float32"
     phases: dict = field(default_factory=dict)  # threshold overrides for `grokmon phases`
+    explicit: frozenset = field(default=frozenset(), compare=False, repr=False)  # set by flag or manifest
 
     def to_dict(self) -> dict:
         """JSON-ready form, stored in the results' metadata."""
         out = asdict(self)
+        out.pop("explicit")
         out["metrics"] = list(self.metrics)
         return out
 
@@ -113,7 +115,7 @@ def resolve_config(ckpt_dir: Path, **options) -> AnalyzeConfig:
         merged["data"] = str(Path(ckpt_dir) / manifest["data"])  # manifest paths are relative to the run
     elif merged.get("data") is not None:
         merged["data"] = str(merged["data"])
-    config = AnalyzeConfig(**merged)
+    config = AnalyzeConfig(**merged, explicit=frozenset(merged))
     for name in ("points", "lc_directions", "seed"):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):

@@ -172,3 +172,11 @@ def test_cli_failed_checkpoint_exits_1_after_writing_the_rest(make_run):
     assert "step 0 (step_0.pt)" in result.stderr and "empty file" in result.stderr
     frame, _ = read_results(run / "grokmon.parquet")
     assert list(frame.groupby("step")["status"].first()) == ["error", "ok"]
+
+
+def test_default_lc_directions_adapt_to_small_inputs_but_explicit_ones_must_fit(make_run):
+    run = make_run(steps=(0,))
+    analyze(run, points=8, device="cpu")
+    assert read_results(run / "grokmon.parquet")[1]["lc_directions_used"] == 6
+    with pytest.raises(ConfigError, match="Expected --lc-directions to be between 1 and the input dimension 6"):
+        analyze(run, run / "b.parquet", points=8, lc_directions=25, device="cpu")
