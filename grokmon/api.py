@@ -233,6 +233,7 @@ def analyze(
     seed: int | None = None,
     dtype: str | None = None,
     device: str = "auto",
+    threads: int | None = None,
     overwrite: bool = False,
     progress: Callable[[ProgressEvent], None] | None = None,
 ) -> pd.DataFrame:
@@ -241,12 +242,15 @@ def analyze(
     Options left as None come from `CKPT_DIR/grokmon.toml`, else the defaults. An existing output with the
     same configuration is resumed: only checkpoints without an `ok` row are computed. Rows are written
     after every checkpoint, atomically. Failed checkpoints get `status = "error"` rows; the returned
-    DataFrame holds every row (check `df.status`).
+    DataFrame holds every row (check `df.status`). `threads` sets torch's CPU threads for the process.
     """
+    import torch
     from .checkpoints import load_checkpoint
     from .metrics import MetricOptions, make_frame
     from .probes import median_train_norm
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     ckpt_dir = Path(ckpt_dir)
     output = Path(output) if output is not None else ckpt_dir / DEFAULT_OUTPUT_NAME
     run = _prepare(ckpt_dir, device, dict(

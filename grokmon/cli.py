@@ -72,10 +72,11 @@ def analyze(
     points: Optional[int] = typer.Option(None, help="Points per split, a seeded subset [default: 512]."),
     metrics: Optional[str] = typer.Option(None, help="Comma-separated groups: accuracy,centroid,jacobian,lc [default: all]."),
     lc_directions: Optional[int] = typer.Option(None, help="Directions P of the LC cross-polytope [default: 25]."),
-    lc_radius: Optional[str] = typer.Option(None, help="LC radius: absolute (0.05) or relative to the median train norm (2%) [default: 5%]."),
+    lc_radius: Optional[str] = typer.Option(None, help="LC radius: absolute (0.05) or relative to the median train norm (2%) [default: 50%]."),
     seed: Optional[int] = typer.Option(None, help="Seed of the subsets, random points and LC frame [default: 0]."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     dtype: Optional[str] = typer.Option(None, help="float32 or float64 [default: float32]."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch [default: torch's own choice]; 1 is fastest on a busy machine."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output instead of resuming it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     debug: bool = DEBUG_OPTION,
@@ -90,7 +91,7 @@ def analyze(
             frame = run_analyze(
                 ckpt_dir, destination, model=model, model_kwargs=model_kwargs, activation=activation, data=data,
                 points=points, metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius, seed=seed,
-                device=device, dtype=dtype, overwrite=overwrite, progress=progress,
+                device=device, dtype=dtype, threads=threads, overwrite=overwrite, progress=progress,
             )
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)

@@ -12,7 +12,7 @@ from .columns import GROUPS
 from .errors import ConfigError
 
 MANIFEST_NAME = "grokmon.toml"
-DEFAULT_LC_RADIUS = "5%"
+DEFAULT_LC_RADIUS = "50%"
 
 MANIFEST_KEYS = (
     "model", "model_kwargs", "activation", "data", "points", "metrics",

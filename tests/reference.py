@@ -1,7 +1,9 @@
 """Slow, obviously right float64 references for every metric, and the small networks they are checked on.
 
 Each network spells out its pre-activations by hand (`preactivations`), so the local-complexity reference
-does not share the engine's way of finding nonlinearities.
+shares nothing with the engine's way of finding nonlinearities: it runs every vertex alone and compares
+the hand-listed pre-activations. Jacobians come one point at a time from torch.autograd.functional.jacobian,
+spectra from numpy's SVD, summaries from numpy.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class BiasFreeMLP(nn.Module):
 
 
 class GeluMLP(nn.Module):
+    """Biases, and one GELU module called twice (two layers)."""
+
     input_shape = (6,)
 
     def __init__(self):
@@ -48,6 +52,8 @@ class GeluMLP(nn.Module):
 
 
 class SmallCNN(nn.Module):
+    """Conv2d, eval-mode BatchNorm2d with non-trivial statistics, functional ReLUs, flatten, Linear."""
+
     input_shape = (1, 6, 6)
 
     def __init__(self):
@@ -56,7 +62,7 @@ class SmallCNN(nn.Module):
         self.conv2 = nn.Conv2d(3, 4, 3)
         self.norm = nn.BatchNorm2d(4)
         self.head = nn.Linear(4 * 2 * 2, 3)
-        with torch.no_grad():  # eval-mode BatchNorm with non-trivial statistics
+        with torch.no_grad():
             self.norm.running_mean.uniform_(-0.5, 0.5)
             self.norm.running_var.uniform_(0.5, 2.0)
 
@@ -68,6 +74,31 @@ class SmallCNN(nn.Module):
     def preactivations(self, x):
         h1 = self.conv1(x)
         return [h1, self.norm(self.conv2(torch.relu(h1)))]
+
+
+class PoolCNN(nn.Module):
+    """Two input channels, BatchNorm2d, in-place ReLU module, max-pooling, SiLU, dropout (eval: identity)."""
+
+    input_shape = (2, 5, 5)
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(4, 5, 2), nn.SiLU(), nn.Dropout(0.5), nn.Flatten(), nn.Linear(5, 4),
+        )
+        with torch.no_grad():
+            self.features[1].running_mean.uniform_(-0.5, 0.5)
+            self.features[1].running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        return self.features(x)
+
+    def preactivations(self, x):
+        f = self.features
+        h1 = f[1](f[0](x))
+        h2 = f[4](F.max_pool2d(torch.relu(h1), 2))
+        return [h1, h2]
 
 
 class FunctionalNet(nn.Module):
@@ -91,6 +122,28 @@ class FunctionalNet(nn.Module):
         return [h1, h2, self.c(torch.relu(h2))]
 
 
+class ZooMLP(nn.Module):
+    """Smooth and leaky activations as modules and tensor methods; softmax at the end is not a layer."""
+
+    input_shape = (6,)
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c, self.d = nn.Linear(6, 7), nn.Linear(7, 7), nn.Linear(7, 6), nn.Linear(6, 3)
+        self.leaky, self.elu = nn.LeakyReLU(0.1), nn.ELU()
+
+    def forward(self, x):
+        h = self.leaky(self.a(x))
+        h = self.b(h).tanh()
+        h = self.elu(self.c(h))
+        return torch.log_softmax(self.d(h), dim=1)
+
+    def preactivations(self, x):
+        h1 = self.a(x)
+        h2 = self.b(F.leaky_relu(h1, 0.1))
+        return [h1, h2, self.c(torch.tanh(h2))]
+
+
 class ScalarNet(nn.Module):
     input_shape = (4,)
 
@@ -105,7 +158,7 @@ class ScalarNet(nn.Module):
         return [self.a(x)]
 
 
-ARCHITECTURES = [BiasFreeMLP, GeluMLP, SmallCNN, FunctionalNet, ScalarNet]
+ARCHITECTURES = [BiasFreeMLP, GeluMLP, SmallCNN, PoolCNN, FunctionalNet, ZooMLP, ScalarNet]
 
 
 def make(arch, seed=0, dtype=torch.float64, n=9):
@@ -124,23 +177,47 @@ def jacobian(model, point):
     return torch.autograd.functional.jacobian(f, point.reshape(-1))
 
 
+def spectrum(j):
+    """Effective rank, s1^2 / sum s^2 and Frobenius norm of one matrix, from numpy's SVD."""
+    s = np.linalg.svd(j, compute_uv=False)
+    if s.sum() == 0:
+        return 0.0, 0.0, 0.0
+    p = s / s.sum()
+    erank = math.exp(-sum(v * math.log(v) for v in p if v > 0))
+    return erank, s[0] ** 2 / (s**2).sum(), math.sqrt((j**2).sum())
+
+
 def reference_metrics(model, x):
     """Per-point dict of every centroid and spectrum metric, one point at a time, in numpy."""
     rows = {name: [] for name in ("centroid_alignment", "centroid_norm", "centroid_inner",
                                   "jacobian_erank", "jacobian_pc1", "jacobian_fro")}
     for point in x:
-        j = jacobian(model, point).numpy()
+        j = jacobian(model, point).double().numpy()
         mu = j.sum(axis=0)
-        flat = point.reshape(-1).numpy()
+        flat = point.reshape(-1).double().numpy()
         rows["centroid_norm"].append(np.linalg.norm(mu))
         rows["centroid_inner"].append(float(mu @ flat))
         rows["centroid_alignment"].append(float(mu @ flat) / max(np.linalg.norm(mu) * np.linalg.norm(flat), 1e-12))
-        s = np.linalg.svd(j, compute_uv=False)
-        p = s / s.sum()
-        rows["jacobian_erank"].append(math.exp(-sum(v * math.log(v) for v in p if v > 0)))
-        rows["jacobian_pc1"].append(s[0] ** 2 / (s**2).sum())
-        rows["jacobian_fro"].append(math.sqrt((j**2).sum()))
+        erank, pc1, fro = spectrum(j)
+        rows["jacobian_erank"].append(erank)
+        rows["jacobian_pc1"].append(pc1)
+        rows["jacobian_fro"].append(fro)
     return {k: np.array(v) for k, v in rows.items()}
+
+
+def reference_accuracy(model, x, y):
+    """Per-point accuracy and loss, one point at a time: cross-entropy for class labels, MSE for targets."""
+    accuracy, loss = [], []
+    with torch.no_grad():
+        for point, label in zip(x, y):
+            out = model(point[None]).reshape(-1).double().numpy()
+            if label.is_floating_point():
+                loss.append(float(((out - label.reshape(-1).double().numpy()) ** 2).mean()))
+                continue
+            label = int(label)
+            accuracy.append(float(int(np.argmax(out)) == label))
+            loss.append(float(np.log(np.exp(out - out.max()).sum()) + out.max() - out[label]))
+    return {"accuracy": np.array(accuracy) if accuracy else None, "loss": np.array(loss)}
 
 
 def reference_lc(model, x, frame, radius):
@@ -159,3 +236,10 @@ def reference_lc(model, x, frame, radius):
                 row.append(int((stacked.any(0) & ~stacked.all(0)).sum()))
             counts.append(row)
     return np.array(counts)
+
+
+def summary(values):
+    """Mean and standard error (ddof=1) of per-point values, in numpy."""
+    values = np.asarray(values, dtype=np.float64)
+    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else None
+    return float(values.mean()), se

@@ -1,98 +1,105 @@
-"""Local complexity (Humayun, Balestriero & Baraniuk, "Deep Networks Always Grok").
+"""Local complexity (Humayun, Balestriero & Baraniuk, "Deep Networks Always Grok", ICML 2024).
 
-Around each point x, the 2P vertices x ± r·v_p of a cross-polytope (v_p: one seeded orthonormal frame for the
-whole run) go through the network. For every pre-activation that feeds a nonlinearity, a neuron counts when
-its sign (> 0 versus <= 0) is not the same on all 2P vertices; counts are summed per layer. Conv layers count
-every (channel, position). Only the per-point counts are kept, never the activations.
+Around each point x, the 2P vertices x ± r·v_p of a cross-polytope (v_p: the rows of one seeded orthonormal
+frame, reused for every point and checkpoint) go through the network in large batches. For every tensor
+that enters a nonlinearity, a neuron counts when its sign is not the same on all 2P vertices of the point,
+sign meaning > 0 versus <= 0 (the breakpoint of ReLU; for smooth activations, the zero crossing of the
+pre-activation). Counts are summed per layer; `lc` is their sum over layers. Conv layers count every
+(channel, position); a transformer block every (token, feature). Only the per-point counts are kept: each
+pre-activation is reduced to its min and max over the vertices on the spot and then freed.
 
-Nonlinearities are caught by a TorchFunctionMode, so activations called as functions (`F.relu(x)`,
-`torch.relu(x)`, `x.relu()`) count as well as modules (`nn.ReLU` calls `F.relu`). Layers are numbered in call
-order.
+Nonlinearities are caught by a `TorchFunctionMode`, so activations called as functions (`F.relu(x)`,
+`torch.relu(x)`, `x.relu()`, `F.gelu`, ...) count as well as modules (`nn.ReLU.forward` calls `F.relu`).
+While the mode handles one call it is switched off, so `F.relu` calling `torch.relu` inside is one layer,
+not two. A "layer" is one call of a nonlinearity, numbered in call order (network order for a feed-forward
+network). The first dimension of a pre-activation must be the vertex batch or a multiple of it, in
+batch-major order (tokens folded into the batch, (B·T, d), count as (B, T·d)); calls on other tensors (a
+gate computed from a parameter, say) are ignored. The mode is thread-local: other threads are not seen.
+
+Caught (by name, so the module, functional and tensor-method forms are all one entry): relu, leaky_relu,
+rrelu, prelu, relu6/hardtanh, elu, selu, celu, gelu, silu, mish, softplus, hardswish, hardsigmoid, sigmoid
+(expit), tanh, log_sigmoid, softsign, tanhshrink. Not counted: softmax, normalisation layers, max-pooling,
+clamp and other piecewise-linear ops that are not activation functions.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 
-NONLINEARITIES = frozenset({
-    F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_,
-    F.leaky_relu, F.leaky_relu_, F.gelu, F.silu, F.elu, F.elu_, F.selu, F.celu, F.mish, F.softplus,
-    F.hardtanh, F.hardtanh_, F.relu6, F.hardswish, F.hardsigmoid, F.prelu, F.rrelu, F.logsigmoid,
-    torch.tanh, torch.Tensor.tanh, torch.sigmoid, torch.Tensor.sigmoid, F.tanh, F.sigmoid,
+ACTIVATIONS = frozenset({
+    "relu", "relu_", "leaky_relu", "leaky_relu_", "rrelu", "rrelu_", "prelu", "relu6", "hardtanh", "hardtanh_",
+    "elu", "elu_", "selu", "selu_", "celu", "celu_", "gelu", "silu", "mish", "softplus", "hardswish",
+    "hardsigmoid", "sigmoid", "sigmoid_", "expit", "tanh", "tanh_", "log_sigmoid", "logsigmoid", "softsign",
+    "tanhshrink",
 })
 
 
 class _SignChanges(TorchFunctionMode):
-    """Counts, per nonlinearity call, the neurons whose input sign differs across each point's vertices."""
+    """Per nonlinearity call: how many neurons of each point change sign across its vertices."""
 
-    def __init__(self, vertices_per_point: int):
+    def __init__(self, points: int, vertices_per_point: int):
         super().__init__()
-        self.vertices = vertices_per_point
-        self.counts: list[torch.Tensor] = []
-        self.sizes: list[int] = []  # neurons per layer
+        self.points, self.vertices = points, vertices_per_point
+        self.counts: list[torch.Tensor] = []  # one (points,) int64 tensor per layer
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in NONLINEARITIES and args and isinstance(args[0], torch.Tensor):
+        if getattr(func, "__name__", None) in ACTIVATIONS and args:
             pre = args[0]
-            self.sizes.append(pre[0].numel())
-            positive = (pre > 0).reshape(-1, self.vertices, pre[0].numel())
-            changed = positive.any(dim=1) & ~positive.all(dim=1)
-            self.counts.append(changed.sum(dim=1))
+            if (isinstance(pre, torch.Tensor) and pre.is_floating_point() and pre.dim() > 0
+                    and pre.shape[0] % (self.points * self.vertices) == 0):
+                grouped = pre.detach().reshape(self.points, self.vertices, -1)
+                low, high = grouped.amin(dim=1), grouped.amax(dim=1)  # faster than aminmax on CPUs
+                self.counts.append(((high > 0) & (low <= 0)).sum(dim=1))
         return func(*args, **(kwargs or {}))
 
 
 def make_frame(dim: int, directions: int, seed: int, *, dtype=torch.float32, device="cpu") -> torch.Tensor:
     """P x D matrix of orthonormal rows, seeded: the one frame reused for every point and checkpoint.
 
+    Drawn on the CPU in float64 (a Gaussian D x P matrix, QR, signs fixed so that R has a positive diagonal),
+    then cast and moved, so the same seed gives the same frame on every device.
+
     >>> frame = make_frame(5, 3, seed=0, dtype=torch.float64)
     >>> torch.allclose(frame @ frame.T, torch.eye(3, dtype=torch.float64))
     True
     """
-    if directions < 1 or directions > dim:
-        raise ConfigError(f"Expected --lc-directions to be between 1 and the input dimension {dim}, but got {directions}")
+    if isinstance(directions, bool) or not isinstance(directions, int) or not 1 <= directions <= dim:
+        raise ConfigError(f"Expected --lc-directions to be between 1 and the input dimension {dim}, "
+                          f"but got {directions!r}")
     generator = torch.Generator().manual_seed(seed)
     gaussian = torch.randn(dim, directions, generator=generator, dtype=torch.float64)
-    q, _ = torch.linalg.qr(gaussian)
+    q, r = torch.linalg.qr(gaussian)
+    q = q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones(directions, dtype=torch.float64))
     return q.T.contiguous().to(dtype=dtype, device=device)
 
 
 def vertices(x: torch.Tensor, frame: torch.Tensor, radius: float) -> torch.Tensor:
-    """The 2P vertices x ± r·v_p of every point, as (N·2P, *input shape), point by point."""
+    """The 2P vertices x + r·v_1 .. x + r·v_P, x - r·v_1 .. x - r·v_P of every point, point by point:
+    (N·2P, *input shape).
+
+    >>> vertices(torch.ones(1, 2), torch.eye(2), 0.5).tolist()
+    [[1.5, 1.0], [1.0, 1.5], [0.5, 1.0], [1.0, 0.5]]
+    """
     offsets = radius * torch.cat([frame, -frame]).to(x)
     flat = x.reshape(len(x), 1, -1) + offsets[None]
     return flat.reshape(-1, *x.shape[1:])
 
 
 def local_complexity(model: nn.Module, x: torch.Tensor, frame: torch.Tensor, radius: float) -> torch.Tensor:
-    """Per-point, per-layer counts of neurons whose pre-activation sign changes: (N, layers), int64.
+    """Per-point, per-layer counts of neurons whose pre-activation sign changes across the point's vertices:
+    (N, layers) int64, layers in call order.
 
-    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1))
     >>> local_complexity(net, torch.zeros(4, 2), make_frame(2, 2, seed=0), 0.1).shape
-    torch.Size([4, 1])
+    torch.Size([4, 2])
     """
-    mode = _SignChanges(2 * len(frame))
+    mode = _SignChanges(len(x), 2 * len(frame))
     with torch.inference_mode(), mode:
         model(vertices(x, frame, radius))
     if not mode.counts:
         return torch.zeros(len(x), 0, dtype=torch.long, device=x.device)
     return torch.stack(mode.counts, dim=1)
-
-
-def count_activations(model: nn.Module, x: torch.Tensor) -> int:
-    """Elements entering nonlinearities for one input: sizes the LC and Jacobian batches."""
-    mode = _SignChanges(1)
-    with torch.inference_mode(), mode:
-        model(x[:1])
-    return sum(mode.sizes)
-
-
-def check_layers(counts: list[torch.Tensor]) -> None:
-    """The same number of nonlinearity calls in every batch, or the model branches on its input."""
-    if len({c.shape[1] for c in counts}) > 1:
-        raise ModelError("the model called a different number of activations on different batches; "
-                         "local complexity needs a fixed network")
