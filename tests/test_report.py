@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import re
 from pathlib import Path
 
@@ -12,31 +13,9 @@ import pandas as pd
 import pytest
 
 from grokmon.errors import ConfigError
+from grokmon.phases import PhaseReport, PhaseSegment
 from grokmon.report import flatten_metadata, panels_for, render_report
 from grokmon.results import read_results, write_results
-
-try:
-    from grokmon.phases import PhaseReport, PhaseSegment
-except ImportError:  # stand-in until grokmon.phases lands
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class PhaseSegment:
-        phase: str
-        start_step: int
-        end_step: int
-
-    @dataclass(frozen=True)
-    class PhaseReport:
-        mode: str
-        advice: str
-        reason: str
-        confidence: float
-        current_phase: str | None
-        segments: tuple
-        steps: tuple
-        best_step: int | None
-
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 METADATA = {
@@ -52,7 +31,7 @@ METADATA = {
 
 
 STEPS = [0, *(int(s) for s in np.unique(np.round(np.logspace(0, 5, 29))))]
-FAILED_STEP = STEPS[15]  # 1086
+FAILED_STEP = STEPS[15]  # 464
 
 
 def _sigmoid(x):
@@ -71,14 +50,14 @@ def grokking_rows(failed_step: int | None = None) -> list[dict]:
                    "seconds": 0.5, "status": "ok", "error": None}
             if split != "random":
                 acc = _sigmoid((t - 2.0) * 4) if split == "train" else 0.1 + 0.88 * late
-                row.update(accuracy=acc, accuracy_se=0.01 + 0.02 * acc * (1 - acc), loss=2.3 * (1 - acc) + 0.01, loss_se=0.02)
+                row.update(accuracy=acc, accuracy_se=0.01 + 0.02 * acc * (1 - acc), loss=2.3 * (1 - acc) + 0.01, loss_se=0.05 * (1 - acc) + 0.001)
             scale = 0.3 if split == "random" else 1.0
             row.update(
                 centroid_alignment=scale * (0.1 + 0.8 * late) + rng.normal(0, 0.01), centroid_alignment_se=0.03,
-                centroid_norm=1 + 10 * late + 0.1 * t, centroid_norm_se=0.2,
+                centroid_norm=scale * (1 + 10 * late + 0.1 * t) + (0.5 if split == "test" else 0), centroid_norm_se=0.2,
                 centroid_inner=5 * late, centroid_inner_se=0.1,
-                jacobian_erank=1.3 + 6 * (1 - late), jacobian_erank_se=0.1,
-                jacobian_pc1=0.2 + 0.75 * late, jacobian_pc1_se=0.02,
+                jacobian_erank=1.3 + (6 if split != "random" else 4) * (1 - late) + (0.3 if split == "test" else 0), jacobian_erank_se=0.1,
+                jacobian_pc1=0.2 + 0.75 * late * (0.7 if split == "random" else 1), jacobian_pc1_se=0.02,
                 jacobian_fro=3 + t, jacobian_fro_se=0.1,
             )
             layers = [scale * 40 * _sigmoid((t - 2.0) * 3) * (1 - 0.8 * late) * w for w in (0.5, 0.3, 0.2)]
@@ -91,11 +70,13 @@ def grokking_rows(failed_step: int | None = None) -> list[dict]:
 
 
 def grokking_phases() -> PhaseReport:
-    segments = (PhaseSegment("fitting", 0, 100), PhaseSegment("memorisation", 149, 4520),
-                PhaseSegment("generalisation", 6723, 30000), PhaseSegment("robustness_plateau", 45000, 100000))
+    bounds = (("fitting", 0, 92), ("memorisation", 139, 3728), ("generalisation", 5623, 29126),
+              ("robustness_plateau", 43940, 100000))
+    segments = tuple(PhaseSegment(phase, start, end) for phase, start, end in bounds)
+    steps = tuple((step, phase) for step in STEPS for phase, start, end in bounds if start <= step <= end)
     return PhaseReport(mode="accuracy", advice="stop", reason="test accuracy flat at 0.98 over the last 4 checkpoints",
-                       confidence=0.87, current_phase="robustness_plateau", segments=segments,
-                       steps=((0, "fitting"), (100000, "robustness_plateau")), best_step=100000)
+                       confidence=0.87, current_phase="robustness_plateau", segments=segments, steps=steps,
+                       best_step=100000)
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +88,6 @@ def results(tmp_path_factory) -> tuple[pd.DataFrame, dict]:
 
 def _png_pixels(data: bytes) -> np.ndarray:
     assert data[:8] == PNG_MAGIC
-    import io
-
     return mpimg.imread(io.BytesIO(data), format="png")
 
 
@@ -144,8 +123,9 @@ def test_figure_layout_has_one_axes_per_panel(results):
 
     df, _ = results
     fig = build_figure(df, grokking_phases())
-    titles = [ax.get_title(loc="left") for ax in fig.axes]
-    assert len(fig.axes) == 7 and titles[0] == "Accuracy" and titles[-1].startswith("Local complexity")
+    panels = [ax for ax in fig.axes if ax.axison]  # the eighth cell holds the legend
+    titles = [ax.get_title(loc="left") for ax in panels]
+    assert len(panels) == 7 and titles[0] == "Accuracy" and titles[-1].startswith("Local complexity")
     assert fig.axes[0].get_xscale() == "symlog"  # step 0 present
     assert fig._suptitle.get_text().startswith("Verdict: stop")
     accuracy = fig.axes[0]
@@ -154,7 +134,7 @@ def test_figure_layout_has_one_axes_per_panel(results):
     assert np.isnan(y[list(x).index(FAILED_STEP)])  # failed checkpoint: a gap, not a zero
     assert np.nanmax(y) == pytest.approx(df.loc[df.split == "train", "accuracy"].max())
     only_centroid = df[["step", "split", "status", "centroid_alignment", "centroid_norm"]]
-    assert len(build_figure(only_centroid, None).axes) == 2
+    assert [ax.get_title(loc="left")[:8] for ax in build_figure(only_centroid, None).axes] == ["Centroid"] * 2
 
 
 def test_log_axis_without_step_zero(results):
@@ -192,7 +172,8 @@ def test_html_is_self_contained(results, tmp_path):
     for key in ("points", "lc_directions", "lc_radius", "phases.min_checkpoints", "probe_hash", "grokmon_version"):
         assert f"<td>{key}</td>" in text
     assert "sha256:abc123" in text and "weights contain NaN" in text  # provenance, and the failed checkpoint
-    assert "<td>6723</td><td>30000</td>" in text  # the generalisation segment's first and last step
+    # the generalisation segment: first step, last step, checkpoints
+    assert "generalisation</td><td>5623</td><td>29126</td><td>5</td>" in text
 
 
 def test_html_without_phases_and_with_one_metric(tmp_path):
@@ -217,3 +198,16 @@ def test_bad_suffix_is_a_config_error(results, tmp_path, name):
     with pytest.raises(ConfigError, match=r"Expected -o to end in \.html, \.png, \.svg or \.pdf, but got .*report"):
         render_report(df, metadata, None, tmp_path / name)
     assert not (tmp_path / name).exists()
+
+
+def test_roll_back_marks_the_best_step_in_every_panel(results):
+    import dataclasses
+
+    from grokmon.report_figure import BEST_COLOUR, build_figure
+
+    df, _ = results
+    verdict = dataclasses.replace(grokking_phases(), advice="roll-back", best_step=5623)
+    fig = build_figure(df[["step", "split", "status", "accuracy", "lc"]], verdict)
+    marks = [[line.get_xdata()[0] for line in ax.lines if line.get_color() == BEST_COLOUR] for ax in fig.axes if ax.axison]
+    assert marks == [[5623], [5623]]
+    assert "best step 5623" in fig._suptitle.get_text()
