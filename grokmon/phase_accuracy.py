@@ -1,0 +1,97 @@
+"""Phase rules with labels: train and test accuracy decide; the geometry is not needed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .phase_rules import running, strength_of
+from .phase_trends import Trend
+
+
+def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
+    """Per checkpoint: phase (None without evidence), a short note, evidence strength in [0, 1]; best index.
+
+    - fitting: train accuracy below `fitted_accuracy`;
+    - generalisation: fitted, and test accuracy on a significantly rising piece (or just jumped);
+    - collapse: generalised before, and test accuracy has lost `collapse_drop` of its gain since its peak;
+    - robustness_plateau: test accuracy flat after a significant gain over its memorisation level (at least
+      `min_gain` of the gap to train accuracy), or at `generalised_ratio` of train accuracy;
+    - memorisation: fitted, test accuracy flat (or falling) at its memorisation level.
+    """
+    n = len(steps)
+    labels: list[str | None] = [None] * n
+    notes = [""] * n
+    strength = np.zeros(n)
+    both = train.present & test.present
+    level = np.clip(test.level(th.slope_sigma), 0.0, 1.0)  # a fitted piece may overshoot an accuracy's range
+    at_floor = running(np.where(both, level, np.nan), min)  # memorisation level so far: lowest test accuracy
+    at_peak = running(np.where(both, level, np.nan), max)
+    floor, peak = level[at_floor], level[at_peak]
+    # a difference between two checkpoints is judged against the noise of both
+    floor_noise = np.hypot(test.sigma, test.sigma[at_floor])
+    peak_noise = np.hypot(test.sigma, test.sigma[at_peak])
+    train_level = np.clip(train.level(th.slope_sigma), 0.0, 1.0)
+    at_train_floor = running(np.where(both, train_level, np.nan), min)
+    train_floor = train_level[at_train_floor]
+    train_gain = train_level - train_floor
+    train_risen = (train_gain >= th.slope_sigma * np.hypot(train.sigma, train.sigma[at_train_floor])) & (
+        train_gain >= th.min_gain * (1.0 - train_floor))
+    # settled: from here to the end neither accuracy climbs (a train set that stopped short of fitted)
+    climbing = (train.direction > 0) | (test.direction > 0)
+    settled = ~np.flip(np.logical_or.accumulate(np.flip(climbing)))
+    generalised = seen_rise = False
+    risen_at_fit = None
+    gain_at_peak = 0.0
+    for i in np.flatnonzero(both):
+        tr, te, se = train.value[i], test.value[i], test.sigma[i]
+        gap = max(tr - floor[i], se)
+        gain = level[i] - floor[i]
+        fitted = tr + train.sigma[i] >= th.fitted_accuracy
+        risen = fitted and ((gain >= th.slope_sigma * floor_noise[i] and gain >= th.min_gain * gap)
+                            or te >= th.generalised_ratio * tr)
+        if fitted and risen_at_fit is None:
+            risen_at_fit = risen  # test accuracy rose while the train set was being fitted: ordinary learning
+        generalised = generalised or risen
+        if generalised:
+            gain_at_peak = max(gain_at_peak, peak[i] - floor[i])
+        drop = peak[i] - level[i]
+        collapsed = generalised and drop >= th.slope_sigma * peak_noise[i] and drop >= th.collapse_drop * gain_at_peak
+        rising_z, falling = test.slope_z[i], test.direction[i] < 0
+        if collapsed:
+            labels[i] = "collapse"
+            notes[i] = f"test accuracy {te:.3f}, down {drop:.3f} from its peak {peak[i]:.3f} while train is {tr:.3f}"
+            strength[i] = min(1.0, drop / (2 * th.slope_sigma * peak_noise[i]))
+        elif not fitted and not (train_risen[i] and settled[i]):
+            labels[i] = "fitting"
+            train_rising = train.direction[i] > 0
+            notes[i] = (f"train accuracy {tr:.3f} < {th.fitted_accuracy}, "
+                        + ("climbing" if train_rising else "not climbing significantly"))
+            strength[i] = strength_of(train.slope_z[i], th) if train_rising else 0.3
+        elif not fitted:
+            labels[i] = "robustness_plateau"
+            notes[i] = (f"train accuracy flat at {tr:.3f} (< {th.fitted_accuracy}) after rising from "
+                        f"{train_floor[i]:.3f}, test accuracy flat at {te:.3f}: settled without fitting")
+            strength[i] = 0.6
+        elif test.direction[i] > 0:
+            seen_rise = True
+            labels[i] = "generalisation"
+            notes[i] = (f"test accuracy rising ({te:.3f}, {test.slope[i]:+.3f} per decade of steps) "
+                        f"with train at {tr:.3f}")
+            strength[i] = strength_of(rising_z, th) if math.isfinite(rising_z) and abs(rising_z) > 0 else 0.6
+        elif risen and not (seen_rise or risen_at_fit or te >= th.generalised_ratio * tr):
+            labels[i] = "generalisation"
+            notes[i] = f"test accuracy {te:.3f}, up {gain:.3f} from its memorisation level {floor[i]:.3f}"
+            strength[i] = 0.6
+        elif risen or generalised:
+            labels[i] = "robustness_plateau"
+            notes[i] = f"test accuracy flat at {te:.3f} (train {tr:.3f}), up {gain:.3f} from {floor[i]:.3f}"
+            strength[i] = 1.0 - strength_of(rising_z, th) / 2
+        else:
+            labels[i] = "memorisation"
+            notes[i] = (f"train accuracy {tr:.3f}, test accuracy {te:.3f} "
+                        + ("falling" if falling else "flat") + f" near its memorisation level {floor[i]:.3f}")
+            strength[i] = 1.0 - strength_of(rising_z, th) / 2
+    best = int(np.nanargmax(np.where(both, test.value, np.nan))) if both.any() else None
+    return labels, notes, strength, best

@@ -1,0 +1,177 @@
+"""The phase rules: read the trends of a run's series, label every checkpoint, tidy, and give the verdict."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .phase_trends import Trend, analyse, empty_trend
+from .phases import ADVICE_FOR_PHASE, PhaseReport, PhaseSegment, PhaseThresholds
+
+
+def label_run(table: pd.DataFrame, steps: np.ndarray, mode: str, th: PhaseThresholds) -> PhaseReport:
+    """Label every checkpoint in `steps` from the ok rows in `table`, in `mode`; verdict for the last one."""
+    x = log_steps(steps)
+
+    def trend(metric: str, *splits: str) -> Trend:
+        """The Trend of `metric` on the first of `splits` that has it (an empty one if none does)."""
+        if metric not in table:
+            return empty_trend(len(steps))
+        for split in splits:
+            rows = table[table["split"] == split].set_index("step")
+            if rows[metric].notna().any():
+                value = pd.to_numeric(rows[metric], errors="coerce").reindex(steps).to_numpy(dtype=float)
+                se_name = f"{metric}_se"
+                se = (pd.to_numeric(rows[se_name], errors="coerce").reindex(steps).to_numpy(dtype=float)
+                      if se_name in rows else np.zeros(len(steps)))
+                return analyse(x, value, se, th)
+        return empty_trend(len(steps))
+
+    if mode == "accuracy":
+        from .phase_accuracy import accuracy_labels
+
+        train, test = trend("accuracy", "train"), trend("accuracy", "test")
+        labels, notes, strength, best = accuracy_labels(steps, train, test, th)
+    else:
+        from .phase_geometry import geometry_labels
+
+        labels, notes, strength, best = geometry_labels(steps, trend, th)
+    labels = tidy(labels, th.min_phase_checkpoints)
+    return verdict(steps, labels, notes, strength, best, mode, th)
+
+
+def log_steps(steps: np.ndarray) -> np.ndarray:
+    """log10(step); step 0 sits one spacing before the first positive step (log10 0 is -inf).
+
+    >>> log_steps(np.array([0, 10, 100, 1000])).tolist()
+    [0.0, 1.0, 2.0, 3.0]
+    >>> log_steps(np.array([0, 1000, 2000])).round(3).tolist()
+    [2.699, 3.0, 3.301]
+    """
+    x = np.log10(np.maximum(steps.astype(float), 1.0))
+    positive = np.flatnonzero(steps > 0)
+    if len(positive) and steps[0] == 0:
+        first = x[positive[0]]
+        gap = x[positive[1]] - first if len(positive) > 1 else 1.0
+        x[steps == 0] = first - max(gap, 1e-3)
+    return x
+
+
+def fill_gaps(labels: list[str | None]) -> list[str | None]:
+    """Checkpoints with no evidence take the previous label (the next one at the start)."""
+    out = list(labels)
+    for i in range(1, len(out)):
+        if out[i] is None:
+            out[i] = out[i - 1]
+    for i in range(len(out) - 2, -1, -1):
+        if out[i] is None:
+            out[i] = out[i + 1]
+    return out
+
+
+def _runs(labels: list[str]) -> list[tuple[str, int, int]]:
+    """(label, first index, last index) of each run of equal labels."""
+    runs, start = [], 0
+    for i in range(1, len(labels) + 1):
+        if i == len(labels) or labels[i] != labels[start]:
+            runs.append((labels[start], start, i - 1))
+            start = i
+    return runs
+
+
+def tidy(labels: list[str | None], min_run: int) -> list[str | None]:
+    """Absorb short interior flickers and out-of-order labels into their neighbours.
+
+    A run shorter than `min_run` between two runs of the same phase takes that phase; a plateau that
+    generalisation resumes after is part of the generalisation; a memorisation or fitting run after
+    generalisation has started, or a collapse before it, takes the previous phase.
+    """
+    labels = fill_gaps(labels)
+    if not labels or labels[0] is None:
+        return labels
+    changed = True
+    while changed:
+        changed = False
+        runs = _runs(labels)
+        for k in range(1, len(runs) - 1):
+            phase, start, end = runs[k]
+            if end - start + 1 < min_run and runs[k - 1][0] == runs[k + 1][0]:
+                labels[start:end + 1] = [runs[k - 1][0]] * (end - start + 1)
+                changed = True
+                break
+    # a plateau that generalisation resumes after was a pause in generalisation
+    resumed = [i for i, phase in enumerate(labels) if phase == "generalisation"]
+    if resumed:
+        first, last = resumed[0], resumed[-1]
+        labels[first:last + 1] = ["generalisation" if p == "robustness_plateau" else p for p in labels[first:last + 1]]
+    seen_general = False
+    for i, phase in enumerate(labels):
+        if phase in ("generalisation", "robustness_plateau"):
+            seen_general = True
+        elif phase in ("fitting", "memorisation") and seen_general and i > 0:
+            labels[i] = labels[i - 1]
+        elif phase == "collapse" and not seen_general and i > 0:
+            labels[i] = labels[i - 1] if labels[i - 1] != "collapse" else "memorisation"
+    return labels
+
+
+def segments(steps: np.ndarray, labels: list[str]) -> tuple[PhaseSegment, ...]:
+    return tuple(PhaseSegment(phase, int(steps[a]), int(steps[b])) for phase, a, b in _runs(labels))
+
+
+def verdict(steps, labels, notes, strength, best, mode, th) -> PhaseReport:
+    """Advice for the last checkpoint, with a one-line reason and a confidence in [0, 1]."""
+    n = len(steps)
+    pairs = tuple((int(s), p) for s, p in zip(steps, labels) if p is not None)
+    segs = segments(steps, labels) if labels and labels[0] is not None else ()
+    current = labels[-1] if labels else None
+    if current == "collapse":
+        collapse_start = _runs(labels)[-1][1]
+        if (best is None or best >= collapse_start) and collapse_start > 0:
+            best = collapse_start - 1  # nothing better measured: the last checkpoint before the collapse
+    best_step = None if best is None else int(steps[best])
+    if current is None:
+        return PhaseReport(mode, "inconclusive", f"no {mode} evidence at step {int(steps[-1])}", 0.0, None, segs, pairs,
+                           best_step)
+    run_length = _runs(labels)[-1][2] - _runs(labels)[-1][1] + 1
+    coverage = min(1.0, n / (2.0 * th.min_checkpoints))
+    persistence = min(1.0, 0.4 + 0.2 * run_length)
+    confidence = round(float(np.clip(coverage * persistence * (0.25 + 0.75 * strength[-1]), 0.0, 1.0)), 2)
+    note = notes[-1] or current
+    if n < th.min_checkpoints:
+        reason = (f"only {n} checkpoint{'s' if n != 1 else ''} (min_checkpoints={th.min_checkpoints}): too few to "
+                  f"tell; the last looks like {current} ({note})")
+        return PhaseReport(mode, "inconclusive", reason, min(confidence, 0.2), current, segs, pairs, best_step)
+    if confidence < th.min_confidence:
+        reason = (f"too noisy or too little evidence to tell at step {int(steps[-1])}: {note} "
+                  f"(confidence {confidence:.2f} < min_confidence={th.min_confidence})")
+        return PhaseReport(mode, "inconclusive", reason, confidence, current, segs, pairs, best_step)
+    advice = ADVICE_FOR_PHASE[current]
+    reason = f"{current} at step {int(steps[-1])}: {note}"
+    if advice == "roll-back" and best_step is not None:
+        reason += f"; best step {best_step}"
+    return PhaseReport(mode, advice, reason, confidence, current, segs, pairs, best_step)
+
+
+def strength_of(z: float, th: PhaseThresholds) -> float:
+    """Evidence strength in [0, 1] of a z-score: 0.5 at the significance threshold, 1 at twice it."""
+    if not math.isfinite(z):
+        return 0.0
+    return float(np.clip(abs(z) / (2.0 * th.slope_sigma), 0.0, 1.0))
+
+
+def running(values: np.ndarray, op) -> np.ndarray:
+    """Index of the running max (op=max) or min (op=min) of `values`, ignoring NaN; -1 before the first value.
+
+    >>> running(np.array([np.nan, 2.0, 1.0, 3.0]), min).tolist()
+    [-1, 1, 2, 2]
+    """
+    out = np.full(len(values), -1)
+    best = -1
+    for i, v in enumerate(values):
+        if np.isfinite(v) and (best < 0 or op(values[best], v) != values[best]):
+            best = i
+        out[i] = best
+    return out

@@ -1,0 +1,209 @@
+"""Phases and advice from a results table: DataFrame in, PhaseReport out (no torch here).
+
+Every checkpoint gets one of PHASES; the last one's phase gives the advice. Each metric series (one
+metric on one split) is first cut into straight pieces on the log10(step) axis and judged against the
+table's standard errors (`phase_trends`); the phase rules then read those trends (`phase_rules`).
+The method and every threshold are documented in docs/phases.md.
+
+>>> import pandas as pd
+>>> rows = [{"step": s, "split": sp, "status": "ok", "accuracy": a, "accuracy_se": 0.01}
+...         for s, tr, te in [(10, .3, .1), (30, .7, .1), (100, 1., .1), (300, 1., .1), (1000, 1., .1), (3000, 1., .1)]
+...         for sp, a in (("train", tr), ("test", te))]
+>>> classify(pd.DataFrame(rows)).advice
+'keep-training'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .columns import GROUP_COLUMNS
+from .errors import ConfigError, ResultsError
+
+PHASES = ("fitting", "memorisation", "generalisation", "robustness_plateau", "collapse")
+ADVICE = ("keep-training", "stop", "roll-back", "inconclusive")
+MODES = ("auto", "accuracy", "geometry")
+SCHEMA = "grokmon.phases/1"
+ADVICE_FOR_PHASE = {"fitting": "keep-training", "memorisation": "keep-training", "generalisation": "keep-training",
+                    "robustness_plateau": "stop", "collapse": "roll-back"}
+
+
+@dataclass(frozen=True)
+class PhaseThresholds:
+    """Every threshold of the classifier, named, with its default. docs/phases.md explains each one.
+
+    Series (each metric on one split, on the log10(step) axis, judged in units of its noise):
+
+    - `min_checkpoints` (5): fewer analysed checkpoints than this: advice `inconclusive`.
+    - `se_floor_fraction` (0.25): a checkpoint's noise is at least this fraction of the series' 90th percentile
+      SE (an accuracy of exactly 0 or 1 has SE 0); it grows when neighbouring checkpoints scatter more than
+      their SEs allow.
+    - `changepoint_penalty` (3.0): ruptures Pelt penalty per change point, times ln(checkpoints), in
+      chi-square units: a new straight piece must explain this much squared noise.
+    - `min_piece_checkpoints` (3): shortest straight piece (fewer in runs under 12 checkpoints, never under 2).
+    - `slope_sigma` (3.0): significance, in noise units, of a piece's slope and of any difference between two
+      checkpoints (a gain, a drop, a jump between pieces).
+    - `min_relative_change` (0.1): a significant piece also has to move at least this fraction of the series'
+      range over the run per decade of steps to count as rising or falling.
+
+    Accuracy mode:
+
+    - `fitted_accuracy` (0.95): train accuracy at or above this (within its noise): the train set is fitted.
+    - `generalised_ratio` (0.9): test accuracy at this fraction of train accuracy counts as generalised.
+    - `min_gain` (0.1): a significant rise of test accuracy over its memorisation level must also cover this
+      fraction of the gap up to train accuracy to count as generalisation (same for train accuracy's rise).
+    - `collapse_drop` (0.1): after generalising, losing this fraction of the gain (peak minus memorisation level)
+      of test accuracy (centroid alignment in geometry mode), significantly, is collapse.
+
+    Geometry mode:
+
+    - `peak_band` (0.25): before local complexity's peak, more than this fraction of its range below the peak is
+      fitting; closer is memorisation.
+    - `geometry_min_votes` (1.0): net votes of the four groups (complexity, alignment, rank, scale; +1 each
+      simplifying, -1 complicating) that make a checkpoint generalising; -2x this after generalisation is collapse.
+    - `settle_fraction` (0.5): after generalisation, a series still moves when its slope is at least this
+      fraction of its fastest since generalisation began; with at most `geometry_min_votes` groups still moving
+      (and no net simplification) the geometry has settled: robustness plateau.
+
+    Verdict:
+
+    - `min_phase_checkpoints` (2): a run of one phase shorter than this between two runs of another phase is
+      absorbed by them; generalisation must last this long before a plateau or collapse can follow (geometry).
+    - `min_confidence` (0.35): a verdict less confident than this becomes `inconclusive`.
+
+    >>> PhaseThresholds().slope_sigma
+    3.0
+    """
+
+    min_checkpoints: int = 5
+    se_floor_fraction: float = 0.25
+    changepoint_penalty: float = 3.0
+    min_piece_checkpoints: int = 3
+    slope_sigma: float = 3.0
+    min_relative_change: float = 0.1
+    fitted_accuracy: float = 0.95
+    generalised_ratio: float = 0.9
+    min_gain: float = 0.1
+    collapse_drop: float = 0.1
+    peak_band: float = 0.25
+    geometry_min_votes: float = 1.0
+    settle_fraction: float = 0.5
+    min_phase_checkpoints: int = 2
+    min_confidence: float = 0.35
+
+    def with_overrides(self, overrides: dict[str, str | float]) -> "PhaseThresholds":
+        """Return a copy with fields replaced, values coerced to the field type.
+
+        >>> PhaseThresholds().with_overrides({"min_checkpoints": "8"}).min_checkpoints
+        8
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        changes = {}
+        for key, value in (overrides or {}).items():
+            if key not in names:
+                raise ConfigError(
+                    f"Expected a phase threshold, one of {', '.join(sorted(names))}, but got {key!r}")
+            kind = type(getattr(self, key))
+            try:
+                number = float(value)
+                if not math.isfinite(number) or (kind is int and number != int(number)):
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"Expected phase threshold {key} to be a finite {kind.__name__}, but got {value!r}") from None
+            changes[key] = kind(number)
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class PhaseSegment:
+    """A run of consecutive checkpoints with the same phase, first and last step inclusive."""
+
+    phase: str
+    start_step: int
+    end_step: int
+
+
+@dataclass(frozen=True)
+class PhaseReport:
+    """The phases of a run and the verdict for its last checkpoint."""
+
+    mode: str                            # "accuracy" | "geometry"
+    advice: str                          # one of ADVICE
+    reason: str                          # one line citing the evidence (numbers, steps)
+    confidence: float                    # 0..1
+    current_phase: str | None            # phase of the last checkpoint
+    segments: tuple[PhaseSegment, ...]
+    steps: tuple[tuple[int, str], ...]   # (step, phase) for every analysed checkpoint, in step order
+    best_step: int | None                # roll-back: the best earlier step; else the best step seen
+
+    def to_dict(self) -> dict:
+        """The `grokmon phases --json` document (JSON-serialisable)."""
+        return {
+            "schema": SCHEMA,
+            "mode": self.mode,
+            "advice": self.advice,
+            "reason": self.reason,
+            "confidence": float(self.confidence),
+            "current_phase": self.current_phase,
+            "segments": [
+                {"phase": s.phase, "start_step": int(s.start_step), "end_step": int(s.end_step)} for s in self.segments
+            ],
+            "steps": [{"step": int(step), "phase": phase} for step, phase in self.steps],
+            "best_step": None if self.best_step is None else int(self.best_step),
+        }
+
+
+def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: str = "auto") -> PhaseReport:
+    """Label every checkpoint of a results table with a phase and give the verdict for the last one.
+
+    mode "auto": "accuracy" when train and test accuracy are present, else "geometry"; "geometry" ignores
+    labels even when they exist; "accuracy" insists on them (ConfigError without them). A table that is not
+    grokmon results (no step/split/status, no metric values) is a ResultsError.
+    """
+    from .phase_rules import label_run
+
+    th = thresholds or PhaseThresholds()
+    if mode not in MODES:
+        raise ConfigError(f"Expected mode to be one of {', '.join(MODES)}, but got {mode!r}")
+    table = _usable_rows(df)
+    has_accuracy = all(_has(table, "accuracy", split) for split in ("train", "test"))
+    if mode == "accuracy" and not has_accuracy:
+        raise ConfigError(
+            "mode accuracy needs accuracy on the train and test splits; this table has none (use geometry)")
+    chosen = "accuracy" if mode != "geometry" and has_accuracy else "geometry"
+    steps = np.array(sorted(table["step"].unique()), dtype=np.int64)
+    if len(steps) == 0:
+        return PhaseReport(chosen, "inconclusive", "no checkpoint was analysed without error", 0.0, None, (), (), None)
+    return label_run(table, steps, chosen, th)
+
+
+def _has(table: pd.DataFrame, metric: str, split: str) -> bool:
+    return metric in table and table.loc[table["split"] == split, metric].notna().any()
+
+
+def _usable_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows with status ok, or ResultsError for a table that is not grokmon's results."""
+    if not isinstance(df, pd.DataFrame):
+        raise ResultsError(f"Expected a pandas DataFrame of grokmon results, but got {type(df).__name__}")
+    missing = [c for c in ("step", "split", "status") if c not in df.columns]
+    if missing:
+        raise ResultsError(
+            f"not a grokmon results table: no column {', '.join(missing)} (write one with `grokmon analyze`)")
+    metrics = [m for cols in GROUP_COLUMNS.values() for m in cols if m != "lc_layers" and m in df.columns]
+    ok = df[df["status"] == "ok"]
+    if not metrics or (len(ok) and not ok[metrics].notna().any().any()):
+        raise ResultsError("not a grokmon results table: no metric column holds a value "
+                           f"(expected some of {', '.join(m for cols in GROUP_COLUMNS.values() for m in cols)})")
+    steps = pd.to_numeric(ok["step"], errors="coerce")
+    if steps.isna().any() or (steps != steps.round()).any():
+        raise ResultsError("not a grokmon results table: column step does not hold integers")
+    if (steps < 0).any():
+        raise ResultsError("not a grokmon results table: negative steps")
+    ok = ok.assign(step=steps.astype(np.int64))
+    return ok.sort_values("step", kind="stable").drop_duplicates(["step", "split"], keep="last")
