@@ -12,6 +12,15 @@ from torch import nn
 IN_FEATURES, HIDDEN, CLASSES = 6, 8, 3
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: on a shared 2-core CPU, thread synchronisation costs more than it gains."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_mlp(bias: bool = True) -> nn.Sequential:
     return nn.Sequential(nn.Linear(IN_FEATURES, HIDDEN, bias=bias), nn.ReLU(), nn.Linear(HIDDEN, CLASSES, bias=bias))
 

@@ -16,14 +16,7 @@ from grokmon.metrics.centroid import centroid_values
 from grokmon.metrics.local_complexity import local_complexity
 from reference import ARCHITECTURES, BiasFreeMLP, FunctionalNet, SmallCNN, make
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: on a shared 2-core CPU, thread synchronisation costs more than it gains."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))
 OPTIONS = MetricOptions(lc_directions=4, lc_radius=0.2)

@@ -12,14 +12,7 @@ from grokmon.metrics.jacobian import (input_jacobians, jacobian_values, singular
 from reference import ScalarNet, make, spectrum
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: on a shared 2-core CPU, thread synchronisation costs more than it gains."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize("shape", [(6, 3, 8), (6, 8, 3), (4, 5, 5)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

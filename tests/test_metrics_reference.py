@@ -13,14 +13,7 @@ from grokmon.metrics.local_complexity import local_complexity
 from reference import (ARCHITECTURES, BiasFreeMLP, ScalarNet, jacobian, make, reference_accuracy, reference_lc,
                        reference_metrics, summary)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: on a shared 2-core CPU, thread synchronisation costs more than it gains."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 IDS = {"ids": lambda a: a.__name__}
 
