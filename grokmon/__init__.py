@@ -1,15 +1,25 @@
 """grokmon: training-dynamics monitor for PyTorch checkpoints.
 
 The functions are imported lazily so that `import grokmon` and `grokmon --help` stay fast (no torch).
+No submodule shares a name with them, so importing one never replaces `grokmon.phases` or `grokmon.report`.
 """
 
 __version__ = "0.1.0"
-__all__ = ["analyze", "info", "phases", "report", "__version__"]
+__all__ = ["analyze", "info", "phases", "report", "PhaseReport", "PhaseThresholds", "__version__"]
+
+_LAZY = {
+    "analyze": "api",
+    "info": "api",
+    "phases": "api",
+    "report": "api",
+    "PhaseReport": "phase_classifier",
+    "PhaseThresholds": "phase_classifier",
+}
 
 
 def __getattr__(name):
-    if name in ("analyze", "info", "phases", "report"):
-        from . import api
+    if name in _LAZY:
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'grokmon' has no attribute {name!r}")

@@ -357,7 +357,7 @@ def phases(results, *, mode: str = "auto", overrides: dict | None = None):
 
     Threshold overrides come from the run's manifest (`[phases]`, stored in the metadata) and then `overrides`.
     """
-    from .phases import PhaseThresholds, classify
+    from .phase_classifier import PhaseThresholds, classify
 
     frame, metadata = _load_table(results)
     stored = metadata.get("config", {}).get("phases", {}) or {}
@@ -367,7 +367,7 @@ def phases(results, *, mode: str = "auto", overrides: dict | None = None):
 
 def report(results, output: str | Path | None = None, *, mode: str = "auto", overrides: dict | None = None) -> Path:
     """Render a results file as a self-contained HTML report or a single figure (by `output`'s suffix)."""
-    from .report import render_report
+    from .report_writer import render_report
 
     frame, metadata = _load_table(results)
     if output is None:

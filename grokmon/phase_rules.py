@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .phase_trends import Trend, analyse, empty_trend
-from .phases import ADVICE_FOR_PHASE, PhaseReport, PhaseSegment, PhaseThresholds
+from .phase_classifier import ADVICE_FOR_PHASE, PhaseReport, PhaseSegment, PhaseThresholds
 
 
 def label_run(table: pd.DataFrame, steps: np.ndarray, mode: str, th: PhaseThresholds) -> PhaseReport:

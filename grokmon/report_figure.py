@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from .columns import SPLITS
 
 if TYPE_CHECKING:
-    from .phases import PhaseReport
+    from .phase_classifier import PhaseReport
 
 SPLIT_STYLE = {  # one colour per split, the same in every panel; train drawn wider so test on top of it shows both
     "train": {"color": "#1f5fa8", "linestyle": "-", "linewidth": 2.6, "markersize": 4},

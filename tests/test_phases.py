@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from grokmon.errors import ConfigError, GrokmonError, ResultsError
-from grokmon.phases import ADVICE, PHASES, PhaseReport, PhaseSegment, PhaseThresholds, classify
+from grokmon.phase_classifier import ADVICE, PHASES, PhaseReport, PhaseSegment, PhaseThresholds, classify
 
 STEPS = np.unique(np.round(np.geomspace(1, 100_000, 36)).astype(int))
 N_POINTS = 512

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from grokmon.errors import ConfigError
-from grokmon.phases import PhaseReport, PhaseSegment
-from grokmon.report import flatten_metadata, panels_for, render_report
+from grokmon.phase_classifier import PhaseReport, PhaseSegment
+from grokmon.report_writer import flatten_metadata, panels_for, render_report
 from grokmon.results import read_results, write_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .report_figure import DPI, phase_colour, split_order, build_figure, panels_for
 
 if TYPE_CHECKING:
-    from .phases import PhaseReport
+    from .phase_classifier import PhaseReport
 
 __all__ = ["render_report", "panels_for", "flatten_metadata"]
 
