@@ -74,12 +74,25 @@ def write_results(path: Path, rows: list[dict], metadata: dict) -> None:
     os.close(fd)
     try:
         pq.write_table(table, tmp_name)
+        os.chmod(tmp_name, _file_mode(path))
         os.replace(tmp_name, path)
     except OSError as exc:
         raise ResultsError(f"{path}: cannot write results ({exc.strerror}); choose another path with -o") from exc
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+def _file_mode(path: Path) -> int:
+    """The permissions a plain `open(path, "w")` would give: the existing file's, else 0o666 less the umask.
+
+    mkstemp creates its file 0o600, which would leave results unreadable to the rest of a team.
+    """
+    if path.exists():
+        return path.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def read_metadata(path: Path) -> dict:

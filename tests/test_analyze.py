@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -180,3 +181,17 @@ def test_default_lc_directions_adapt_to_small_inputs_but_explicit_ones_must_fit(
     assert read_results(run / "grokmon.parquet")[1]["lc_directions_used"] == 6
     with pytest.raises(ConfigError, match="Expected --lc-directions to be between 1 and the input dimension 6"):
         analyze(run, run / "b.parquet", points=8, lc_directions=25, device="cpu")
+
+
+def test_results_file_gets_the_permissions_of_a_plain_write(make_run):
+    run = make_run()
+    old = os.umask(0o022)
+    try:
+        analyze(run, **FAST)
+    finally:
+        os.umask(old)
+    assert (run / "grokmon.parquet").stat().st_mode & 0o777 == 0o644
+
+    os.chmod(run / "grokmon.parquet", 0o640)
+    analyze(run, overwrite=True, **FAST)
+    assert (run / "grokmon.parquet").stat().st_mode & 0o777 == 0o640
