@@ -32,6 +32,10 @@ _STEP_PATTERNS = (
     re.compile(r"ckpt[-_]?(\d+)", re.IGNORECASE),
 )
 _LAST_INTEGER = re.compile(r"(\d+)(?!.*\d)")
+# Shards of one checkpoint, as Hugging Face writes them: model-00001-of-00003.safetensors.
+_SHARD = re.compile(r"-\d+-of-\d+\.[a-z]+$", re.IGNORECASE)
+# Lightning's save_last copy of the newest checkpoint: last.ckpt, last-v1.ckpt.
+_LAST_COPY = re.compile(r"^last(-v\d+)?\.ckpt$", re.IGNORECASE)
 
 # Where trainers nest the model's weights inside a saved dict, most specific first.
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -76,20 +80,48 @@ def _format_of(files: tuple[Path, ...]) -> str:
     return kind if len(files) == 1 else f"{kind} ({len(files)} shards)"
 
 
+def _folder_weights(folder: Path, exclude: set[Path]) -> list[Path]:
+    files = [f for f in sorted(folder.iterdir()) if _is_weight_file(f) and f.resolve() not in exclude]
+    safetensors = [f for f in files if f.suffix == ".safetensors"]
+    return safetensors or files  # HF folders often hold both formats of the same weights
+
+
+def _is_run(files: list[Path]) -> bool:
+    """Several weight files, not shards, each naming its own step: checkpoints of a run, not one checkpoint."""
+    if len(files) < 2 or all(_SHARD.search(f.name) for f in files):
+        return False
+    steps = [step_from_name(f.name) for f in files]
+    return None not in steps and len(set(steps)) == len(steps)
+
+
 def _candidates(ckpt_dir: Path, exclude: set[Path]) -> list[tuple[Path, tuple[Path, ...]]]:
-    """(checkpoint path, weight files) pairs: flat files, and sub-folders holding weight files."""
-    found = []
+    """(checkpoint path, weight files) pairs: flat files, and sub-folders holding one checkpoint (maybe sharded).
+
+    A directory whose checkpoints all lie in its one sub-folder (Lightning's `version_0/checkpoints/`) is
+    read through to that folder.
+    """
+    found, runs, folders = [], [], []
     for entry in sorted(ckpt_dir.iterdir()):
         if entry.resolve() in exclude or entry.name.startswith("."):
             continue
+        folders += [entry] if entry.is_dir() else []
         if _is_weight_file(entry):
             found.append((entry, (entry,)))
         elif entry.is_dir():
-            files = [f for f in sorted(entry.iterdir()) if _is_weight_file(f) and f.resolve() not in exclude]
-            safetensors = [f for f in files if f.suffix == ".safetensors"]
-            files = safetensors or files  # HF folders often hold both formats of the same weights
-            if files:
+            files = _folder_weights(entry, exclude)
+            if _is_run(files):
+                runs.append(entry)
+            elif files:
                 found.append((entry, tuple(files)))
+    if runs and not found and len(runs) == 1:
+        return _candidates(runs[0], exclude)
+    if not found and not runs and len(folders) == 1:  # version_0/ holding checkpoints/ and logs
+        return _candidates(folders[0], exclude)
+    if runs:
+        raise CheckpointError(
+            f"{runs[0]}: holds {len(_folder_weights(runs[0], exclude))} weight files that are not shards of one "
+            f"checkpoint; point grokmon at that folder (grokmon analyze {runs[0]})"
+        )
     return found
 
 
@@ -118,20 +150,35 @@ def _step_from_metadata(path: Path, files: tuple[Path, ...]) -> int | None:
 def _pickle_step(path: Path) -> int | None:
     """`step`/`global_step` stored in a pickled checkpoint, read through mmap so no tensor is copied."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        obj = _torch_load(path, mmap=True)
     except Exception:  # unreadable or refused: reported with its own row when it is loaded
         return None
     return _stored_step(obj) if isinstance(obj, dict) else None
 
 
 def _stored_step(obj: dict) -> int | None:
+    import numpy as np
+
     for key in ("global_step", "step"):
         value = obj.get(key)
-        if isinstance(value, int) or (isinstance(value, torch.Tensor) and value.numel() == 1):
+        if isinstance(value, (int, np.integer)) or (isinstance(value, torch.Tensor) and value.numel() == 1):
             return int(value)
     return None
+
+
+def _numpy_scalar_globals() -> list:
+    """What a pickled numpy scalar (`{'step': np.int64(500)}`) needs: plain data, no code."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    return [core.multiarray.scalar, np.dtype, *dtype_classes]
+
+
+def _torch_load(path: Path, mmap: bool = False):
+    with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_scalar_globals()):
+        warnings.simplefilter("ignore")  # torch warns about pickle protocols; the outcome is what matters
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def _safetensors_metadata(path: Path) -> dict:
@@ -182,6 +229,7 @@ def discover_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset()) -> li
             f"{ckpt_dir}: no checkpoints found (looked for {', '.join('*' + s for s in WEIGHT_SUFFIXES)} "
             "and checkpoint-N/ folders)"
         )
+    checkpoints = _without_last_copies(checkpoints)
     by_step: dict[int, list[str]] = {}
     for ckpt in checkpoints:
         by_step.setdefault(ckpt.step, []).append(ckpt.name)
@@ -191,6 +239,12 @@ def discover_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset()) -> li
             f"{ckpt_dir}: several checkpoints share a step ({'; '.join(clashes)}); keep one per step"
         )
     return sorted(checkpoints, key=lambda c: c.step)
+
+
+def _without_last_copies(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+    """Drop Lightning's `last.ckpt` when another checkpoint has its step: it is a copy of that one."""
+    steps = [c.step for c in checkpoints if not _LAST_COPY.match(c.path.name)]
+    return [c for c in checkpoints if not (_LAST_COPY.match(c.path.name) and c.step in steps)]
 
 
 def _load_file(path: Path) -> dict:
@@ -207,9 +261,7 @@ def _load_file(path: Path) -> dict:
                 f"{path}: not a readable safetensors file ({_first_line(exc)}); it may be truncated or corrupt, re-save it"
             ) from exc
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch warns about pickle protocols; the outcome is what matters
-            return torch.load(path, map_location="cpu", weights_only=True)
+        return _torch_load(path)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
         if _wants_objects(path, str(exc)):
             raise CheckpointError(
@@ -253,19 +305,32 @@ def _first_line(exc: BaseException) -> str:
 
 
 def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:
-    """The tensors of a saved object, nested under `state_dict`, `model_state_dict`, `model`, ... or not."""
+    """The tensors of a saved object, nested under `state_dict`, `model_state_dict`, `model`, ... or not.
+
+    A nesting key wins over tensors beside it: `{'model_state_dict': {...}, 'loss': tensor(0.5)}` is the
+    tutorial's checkpoint, and its state dict is the nested one.
+    """
     if not isinstance(obj, dict):
         raise CheckpointError(f"{source}: holds a {type(obj).__name__}, not a state dict; save model.state_dict()")
     current = obj
-    while not any(isinstance(v, torch.Tensor) for v in current.values()):
-        nested = next((current[k] for k in _NESTED_KEYS if isinstance(current.get(k), dict)), None)
+    while True:
+        nested = next((current[k] for k in _NESTED_KEYS if _holds_tensors(current.get(k))), None)
         if nested is None:
-            raise CheckpointError(
-                f"{source}: no tensors found (keys: {', '.join(map(str, list(current)[:8]))}); "
-                "expected a state dict, possibly under 'state_dict', 'model_state_dict' or 'model'"
-            )
+            break
         current = nested
-    return {str(k): v for k, v in current.items() if isinstance(v, torch.Tensor)}
+    tensors = {str(k): v for k, v in current.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(
+            f"{source}: no tensors found (keys: {', '.join(map(str, list(current)[:8]))}); "
+            "expected a state dict, possibly under 'state_dict', 'model_state_dict' or 'model'"
+        )
+    return tensors
+
+
+def _holds_tensors(value: object) -> bool:
+    if not isinstance(value, dict):
+        return False
+    return any(isinstance(v, torch.Tensor) or _holds_tensors(v) for v in value.values())
 
 
 def load_checkpoint(ckpt: Checkpoint) -> dict[str, torch.Tensor]:

@@ -129,3 +129,56 @@ def test_truncated_safetensors_is_an_error(tmp_path):
     path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_checkpoint(discover_checkpoints(tmp_path)[0])
+
+
+def test_tutorial_checkpoint_with_tensors_beside_the_state_dict(tmp_path):
+    """PyTorch's "saving a general checkpoint" recipe: the state dict is nested, a loss tensor lies beside it."""
+    states = train_states([3])
+    torch.save({"model_state_dict": states[3], "optimizer_state_dict": {"state": {}, "param_groups": []},
+                "step": 3, "loss": torch.tensor(0.5)}, tmp_path / "ckpt.pt")
+    [ckpt] = discover_checkpoints(tmp_path)
+    state = load_checkpoint(ckpt)
+    assert ckpt.step == 3 and set(state) == set(states[3])
+
+
+def test_numpy_step_is_read_as_plain_data(tmp_path):
+    import numpy as np
+
+    torch.save({"state_dict": train_states([0])[0], "step": np.int64(40)}, tmp_path / "weights.pt")
+    [ckpt] = discover_checkpoints(tmp_path)
+    assert ckpt.step == 40 and load_checkpoint(ckpt)
+
+
+def test_folder_of_step_files_is_a_run_not_shards(tmp_path):
+    states = train_states([0, 5])
+    logs = tmp_path / "version_0" / "checkpoints"
+    logs.mkdir(parents=True)
+    for step in (0, 5):
+        torch.save({"state_dict": states[step], "global_step": step}, logs / f"epoch={step}-step={step}.ckpt")
+    (tmp_path / "version_0" / "hparams.yaml").write_text("lr: 0.1\n")
+    found = discover_checkpoints(tmp_path)
+    assert [(c.step, c.name) for c in found] == [(0, "version_0/checkpoints/epoch=0-step=0.ckpt"),
+                                                  (5, "version_0/checkpoints/epoch=5-step=5.ckpt")]
+
+    save_file(states[0], str(tmp_path / "version_0" / "step_9.safetensors"))
+    with pytest.raises(CheckpointError, match="checkpoints: holds 2 weight files that are not shards"):
+        discover_checkpoints(tmp_path / "version_0")
+
+
+def test_real_shards_are_merged_into_one_checkpoint(tmp_path):
+    state = train_states([7])[7]
+    folder = tmp_path / "checkpoint-7"
+    folder.mkdir()
+    keys = sorted(state)
+    save_file({k: state[k] for k in keys[:2]}, str(folder / "model-00001-of-00002.safetensors"))
+    save_file({k: state[k] for k in keys[2:]}, str(folder / "model-00002-of-00002.safetensors"))
+    [ckpt] = discover_checkpoints(tmp_path)
+    assert ckpt.step == 7 and ckpt.format == "safetensors (2 shards)" and set(load_checkpoint(ckpt)) == set(keys)
+
+
+def test_lightning_last_copy_is_dropped_when_its_step_is_saved(tmp_path):
+    states = train_states([0, 5])
+    for step in (0, 5):
+        torch.save({"state_dict": states[step], "global_step": step}, tmp_path / f"epoch={step}-step={step}.ckpt")
+    torch.save({"state_dict": states[5], "global_step": 5}, tmp_path / "last.ckpt")
+    assert [c.name for c in discover_checkpoints(tmp_path)] == ["epoch=0-step=0.ckpt", "epoch=5-step=5.ckpt"]
