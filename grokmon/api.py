@@ -105,9 +105,11 @@ def _build_model(run: _Run, ckpt_dir: Path, state: dict | None):
 
 
 def _check_probes_fit(built, run: _Run) -> None:
+    """ProbeError naming the probe file when its points or labels do not fit the model (weights loaded)."""
     import torch
 
     from .errors import ProbeError
+    from .metrics.accuracy import accuracy_values
 
     x = run.probes.splits[0].x[:2].to(run.device)
     try:
@@ -119,6 +121,15 @@ def _check_probes_fit(built, run: _Run) -> None:
             f"{run.probes.path}: probe points of shape {tuple(x.shape[1:])} do not fit the model ({line}); "
             "store x_* in the shape the model takes"
         ) from exc
+    for split in run.probes.splits:
+        if split.y is None or "accuracy" not in run.config.metrics:
+            continue
+        with torch.no_grad():
+            outputs = built.module(split.x[:2].to(run.device)).reshape(2 if len(split.x) > 1 else 1, -1)
+        try:  # the label check wants one output row per label; the values do not matter
+            accuracy_values(outputs[:1].expand(len(split.y), -1), split.y)
+        except ProbeError as exc:
+            raise ProbeError(f"{run.probes.path}: y_{split.name} does not fit the model: {exc}") from exc
 
 
 def _metadata(run: _Run, ckpt_dir: Path, built, radius: float) -> dict:
@@ -147,13 +158,18 @@ def _comparable(metadata: dict) -> dict:
 
 
 def _previous_rows(output: Path, metadata: dict, overwrite: bool) -> list[dict]:
-    """Rows of an earlier run with the same configuration (ok ones only: failures are retried)."""
+    """Rows of an earlier run with the same configuration (ok ones only: failures are retried).
+
+    A file in which every checkpoint failed holds nothing to protect: a new configuration replaces it.
+    """
     if overwrite or not output.exists():
         return []
     try:
         frame, old = read_results(output)
     except ResultsError as exc:
         raise ResultsError(f"{exc}; pass --overwrite to replace it, or -o another file") from exc
+    if not (frame["status"] == "ok").any():
+        return []
     before, now = _comparable(old), _comparable(metadata)
     changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
     if changed:
@@ -193,12 +209,10 @@ def _error_rows(ckpt, splits, message: str) -> list[dict]:
     ]
 
 
-def _measure(built, state: dict, ckpt, splits: list, options, frame) -> list[dict]:
-    """Load one checkpoint's weights into the model and compute every split's metrics."""
+def _measure(built, ckpt, splits: list, options, frame) -> list[dict]:
+    """Every split's metrics for the checkpoint whose weights the model holds."""
     from .metrics import compute_split_metrics
-    from .models import load_weights
 
-    load_weights(built, state, ckpt.name)
     return [
         {"step": ckpt.step, "checkpoint": ckpt.name, "split": name, "n_points": len(x), "status": "ok", "error": None,
          **compute_split_metrics(built.module, x, y, options=options, frame=frame)}
@@ -247,6 +261,7 @@ def analyze(
     import torch
     from .checkpoints import load_checkpoint
     from .metrics import MetricOptions, make_frame
+    from .models import load_weights
     from .probes import median_train_norm
 
     if threads is not None:
@@ -280,8 +295,8 @@ def analyze(
         frame = make_frame(dim, directions, options.seed, dtype=run.dtype, device=run.device)
     built = None if run.config.model == "mlp" else _build_model(run, ckpt_dir, None)
     if built is not None:
-        _check_probes_fit(built, run)
         metadata = _metadata(run, ckpt_dir, built, radius)
+    probes_fit = False
     notify(ProgressEvent(done=total - len(pending), total=total, device=str(run.device)))
     splits = [(s.name, s.x.to(run.device), None if s.y is None else s.y.to(run.device)) for s in run.probes.splits]
 
@@ -297,14 +312,21 @@ def analyze(
             future = loader.submit(load_checkpoint, pending[index + 1]) if index + 1 < len(pending) else None
             if state is not None and built is None:  # the inferred MLP is read off the first weights
                 built = _build_model(run, ckpt_dir, state)
-                _check_probes_fit(built, run)
                 metadata = _metadata(run, ckpt_dir, built, radius)
             new_rows = None
             if state is not None:
                 try:
-                    new_rows = _measure(built, state, ckpt, splits, options, frame)
-                except Exception as exc:  # these weights fail (shapes, non-finite outputs): this checkpoint's row
+                    load_weights(built, state, ckpt.name)
+                except Exception as exc:  # keys or shapes that do not fit: this checkpoint's row
                     failure = exc
+                else:
+                    if not probes_fit:  # with real weights loaded, a failure is the probe data's fault
+                        _check_probes_fit(built, run)
+                        probes_fit = True
+                    try:
+                        new_rows = _measure(built, ckpt, splits, options, frame)
+                    except Exception as exc:  # non-finite outputs and the like: this checkpoint's row
+                        failure = exc
                 del state
             seconds = time.perf_counter() - start
             if new_rows is None:

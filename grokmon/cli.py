@@ -95,12 +95,13 @@ def analyze(
             )
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
-    failed = frame[frame["status"] != "ok"].drop_duplicates("step")
-    checkpoints = frame["step"].nunique()
-    typer.echo(f"{destination}: {len(frame)} rows, {checkpoints} checkpoints, {len(failed)} failed")
-    if len(failed):
-        for _, row in failed.iterrows():
-            print(f"grokmon: error: step {row['step']} ({row['checkpoint']}): {row['error']}", file=sys.stderr)
+    from .results import failure_lines
+
+    failed = frame[frame["status"] != "ok"]["step"].nunique()
+    typer.echo(f"{destination}: {len(frame)} rows, {frame['step'].nunique()} checkpoints, {failed} failed")
+    if failed:
+        for line in failure_lines(frame):
+            print(f"grokmon: error: {line}", file=sys.stderr)
         raise typer.Exit(1)
 
 

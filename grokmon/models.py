@@ -38,14 +38,49 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def _connects(state: dict[str, torch.Tensor], order: list[str]) -> bool:
+    return all(state[a].shape[0] == state[b].shape[1] for a, b in zip(order, order[1:]))
+
+
+def _layer_order(state: dict[str, torch.Tensor], weights: list[str]) -> list[str]:
+    """The order of the layers: the state dict's own (a pickle keeps module order), else numeric key order
+    (`layers.2` before `layers.10`). Sorted text order is what safetensors gives back and says nothing, so
+    numeric order goes first then. If neither connects, the one chain the shapes allow, if there is one."""
+    natural = sorted(weights, key=_natural_key)
+    orders = [natural, weights] if weights == sorted(weights) else [weights, natural]
+    for order in orders:
+        if _connects(state, order):
+            return order
+    chains = _chains_by_shape(state, weights) if len(weights) <= 8 else []  # the search is factorial
+    return chains[0] if len(chains) == 1 else natural  # none or ambiguous: the caller names the break
+
+
+def _chains_by_shape(state: dict[str, torch.Tensor], weights: list[str], limit: int = 2) -> list[list[str]]:
+    """Up to `limit` orders of all `weights` in which each layer's outputs feed the next one's inputs."""
+    chains: list[list[str]] = []
+
+    def extend(chain: list[str], left: list[str]) -> None:
+        if len(chains) >= limit:
+            return
+        if not left:
+            chains.append(chain)
+            return
+        for key in left:
+            if not chain or state[chain[-1]].shape[0] == state[key].shape[1]:
+                extend(chain + [key], [k for k in left if k != key])
+
+    extend([], weights)
+    return chains
+
+
 def infer_mlp(state: dict[str, torch.Tensor], activation: str) -> BuiltModel:
-    """A feed-forward network read off a state dict: 2-D `weight` tensors in key order whose shapes connect,
+    """A feed-forward network read off a state dict: 2-D `weight` tensors whose shapes connect in order,
     biases where present, `activation` between layers. Inputs are flattened first."""
     if activation not in ACTIVATIONS:
         raise ModelError(f"Expected --activation to be one of {', '.join(ACTIVATIONS)}, but got {activation!r}")
     state = strip_common_prefix(state)
-    weights = sorted((k for k, v in state.items() if k.endswith("weight") and v.ndim == 2), key=_natural_key)
     hint = "pass --model file.py:function (a function returning the nn.Module)"
+    weights = _layer_order(state, [k for k, v in state.items() if k.endswith("weight") and v.ndim == 2])
     if not weights:
         raise ModelError(f"the state dict holds no 2-D weight tensors, so it is not an MLP; {hint}")
     layers: list[nn.Module] = [nn.Flatten()]
@@ -126,7 +161,7 @@ def build_from_factory(spec: str, kwargs: dict, base_dir: Path) -> BuiltModel:
         "spec": spec,
         "kwargs": kwargs,
         "class": type(module).__name__,
-        "parameters": sum(p.numel() for p in module.parameters()),
+        "parameters": sum(p.numel() for p in module.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)),
     }
     return BuiltModel(module, description, None, frozenset(module.state_dict()))
 

@@ -23,6 +23,7 @@ class AnalyzeProgress:
         self.plain = plain_output()
         self.bar: Progress | None = None
         self.task = None
+        self.first_step_of_error: dict[str, int] = {}
 
     def __enter__(self) -> "AnalyzeProgress":
         return self
@@ -36,15 +37,25 @@ class AnalyzeProgress:
             return
         if event.step is None:
             self._start(event)
-        elif self.plain:
+            return
+        error = self._error_text(event)
+        if self.plain:
             line = f"[{event.done}/{event.total}] step {event.step} ({event.checkpoint}): {event.status}, {event.seconds:.2f} s"
-            if event.error:
-                line += f": {event.error}"
+            if error:
+                line += f": {error}"
             self.console.print(line, highlight=False, markup=False, soft_wrap=True)
         else:
-            if event.error:
-                self.bar.console.print(f"[red]step {event.step}:[/] {event.error}", highlight=False)
+            if error:
+                self.bar.console.print(f"step {event.step}: {error}", style="red", highlight=False, markup=False)
             self.bar.update(self.task, completed=event.done, seconds=f"{event.seconds:.2f} s/ckpt", step=event.step)
+
+    def _error_text(self, event) -> str | None:
+        """The error in full the first time; a repeat of it (another checkpoint's name aside) by reference."""
+        if not event.error:
+            return None
+        generic = event.error.replace(event.checkpoint, "<checkpoint>")
+        first = self.first_step_of_error.setdefault(generic, event.step)
+        return event.error if first == event.step else f"the same error as step {first}"
 
     def _start(self, event) -> None:
         todo = event.total - event.done

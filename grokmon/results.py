@@ -144,3 +144,30 @@ def table_to_frame(table: pa.Table) -> pd.DataFrame:
 def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
     """The DataFrame `read_results` would give for `rows` once written."""
     return table_to_frame(rows_to_table(rows, {}))
+
+
+def failure_lines(frame: pd.DataFrame) -> list[str]:
+    """One line per distinct failure of a results table, the checkpoints that share it counted.
+
+    A mistake that hits the whole run (a model that fits no checkpoint) is one line, not one per checkpoint.
+    """
+    failed = frame[frame["status"] != "ok"].drop_duplicates("step").sort_values("step")
+    groups: dict[str, list] = {}
+    for row in failed.itertuples():
+        generic = str(row.error).replace(str(row.checkpoint), "<checkpoint>")
+        groups.setdefault(generic, []).append(row)
+    lines = []
+    for rows in groups.values():
+        first = rows[0]
+        if len(rows) == 1:
+            lines.append(f"step {first.step} ({first.checkpoint}): {first.error}")
+            continue
+        total = frame["step"].nunique()
+        which = f"all {total}" if len(rows) == total else f"{len(rows)} of {total}"
+        lines.append(f"{which} checkpoints (steps {_steps_text([r.step for r in rows])}) failed like "
+                     f"step {first.step}: {first.error}")
+    return lines
+
+
+def _steps_text(steps: list[int]) -> str:
+    return ", ".join(map(str, steps)) if len(steps) <= 4 else f"{steps[0]}, {steps[1]}, ..., {steps[-1]}"

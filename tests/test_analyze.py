@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import os
 
 import pandas as pd
@@ -195,3 +196,54 @@ def test_results_file_gets_the_permissions_of_a_plain_write(make_run):
     os.chmod(run / "grokmon.parquet", 0o640)
     analyze(run, overwrite=True, **FAST)
     assert (run / "grokmon.parquet").stat().st_mode & 0o777 == 0o640
+
+
+WIDE_MODEL = """
+from torch import nn
+
+def mlp(width=8):
+    return nn.Sequential(nn.Linear(6, width), nn.ReLU(), nn.Linear(width, 3))
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
+"""
+
+
+def test_a_model_that_fits_no_checkpoint_is_one_line_and_the_fix_needs_no_overwrite(make_run):
+    run = make_run("pt", steps=(0, 5, 20))
+    (run / "nets.py").write_text(WIDE_MODEL)
+    args = ["analyze", str(run), "--quiet", "--points", "4", "--lc-directions", "2", "--model", "nets.py:mlp"]
+    result = runner.invoke(app, [*args, "--model-kwargs", '{"width": 16}'])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("grokmon: error: all 3 checkpoints (steps 0, 5, 20) failed like")
+    assert "weight shapes do not fit the model" in lines[0]
+    result = runner.invoke(app, [*args, "--model-kwargs", '{"width": 8}'])
+    assert result.exit_code == 0, result.output
+    assert "9 rows, 3 checkpoints, 0 failed" in result.stdout
+
+
+def test_a_wrong_model_is_blamed_on_the_keys_not_on_the_probes(make_run):
+    run = make_run("pt", steps=(0, 5))
+    (run / "nets.py").write_text(WIDE_MODEL)
+    result = runner.invoke(app, ["analyze", str(run), "--quiet", "--points", "4", "--model", "nets.py:cnn"])
+    assert result.exit_code == 1
+    assert "weights do not fit the model: missing" in result.stderr and "probe" not in result.stderr
+
+
+@pytest.mark.parametrize("labels, message", [
+    (torch.full((40,), 7), r"y_train does not fit the model: Expected class labels in \[0, 3\)"),
+    (torch.randn(40), "y_train does not fit the model: Expected float targets with 3 value"),
+])
+def test_labels_that_do_not_fit_the_model_are_one_line_naming_the_probe_file(make_run, labels, message):
+    from safetensors.torch import load_file, save_file
+
+    run = make_run("pt", steps=(0, 5))
+    probes = load_file(str(run / "probes.safetensors"))
+    probes["y_train"] = labels
+    save_file(probes, str(run / "probes.safetensors"))
+    result = runner.invoke(app, ["analyze", str(run), "--quiet", "--points", "4"])
+    assert result.exit_code == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "probes.safetensors: " in line
+    assert re.search(message, line), line

@@ -26,6 +26,37 @@ def test_inferred_mlp_orders_layers_by_number_not_text():
     state = {f"layers.{i}.{name}": p for i, layer in enumerate(layers) for name, p in layer.state_dict().items()}
     built = infer_mlp(state, "relu")
     assert [layer["in"] for layer in built.description["layers"]] == list(range(4, 16))
+    as_safetensors_gives_it = dict(sorted(state.items()))
+    built = infer_mlp(as_safetensors_gives_it, "relu")
+    assert [layer["in"] for layer in built.description["layers"]] == list(range(4, 16))
+
+
+class Named(nn.Module):
+    def __init__(self, widths):
+        super().__init__()
+        self.input, self.hidden, self.output = (nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+
+    def forward(self, x):
+        return self.output(torch.relu(self.hidden(torch.relu(self.input(x)))))
+
+
+@pytest.mark.parametrize("widths", [(6, 9, 5, 3), (4, 4, 4, 4)], ids=["shapes", "square"])
+def test_inferred_mlp_follows_module_order_of_named_layers(widths):
+    torch.manual_seed(0)
+    original = Named(widths)
+    built = infer_mlp(original.state_dict(), "relu")
+    load_weights(built, original.state_dict(), "test")
+    x = torch.randn(5, widths[0])
+    torch.testing.assert_close(built.module(x), original(x))
+
+
+def test_inferred_mlp_finds_the_one_chain_the_shapes_allow_in_sorted_keys():
+    torch.manual_seed(0)
+    original = Named((6, 9, 5, 3))
+    built = infer_mlp(dict(sorted(original.state_dict().items())), "relu")  # hidden, input, output
+    load_weights(built, original.state_dict(), "test")
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(built.module(x), original(x))
 
 
 def test_inferred_mlp_flattens_image_inputs():
