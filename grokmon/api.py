@@ -99,7 +99,8 @@ def _build_model(run: _Run, ckpt_dir: Path, state: dict | None):
     if run.config.model == "mlp":
         built = infer_mlp(state, run.config.activation)
     else:
-        built = build_from_factory(run.config.model, run.config.model_kwargs, ckpt_dir)
+        built = build_from_factory(run.config.model, run.config.model_kwargs, ckpt_dir,
+                                   base_first="model" in run.config.from_manifest)
     built.module.to(device=run.device, dtype=run.dtype).eval()
     return built
 
@@ -146,7 +147,7 @@ def _metadata(run: _Run, ckpt_dir: Path, built, radius: float) -> dict:
         "model": built.description if built is not None else None,
         "device": str(run.device),
         "torch_version": torch.__version__,
-        "probe_file": str(run.probes.path),
+        "probe_file": str(run.probes.path.resolve()),
         "probe_hash": run.probes.sha256,
         "probe_points": run.probes.sizes(),
     }

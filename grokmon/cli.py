@@ -20,6 +20,21 @@ ADVICE_EXIT_CODES = {"stop": 0, "keep-training": 10, "inconclusive": 11, "roll-b
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show the full traceback on errors.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"grokmon {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Training-dynamics monitor: grokking progress measures over a run's checkpoints, phases, and a verdict."""
+
+
 def _stderr():
     from rich.console import Console
 

@@ -36,11 +36,13 @@ class AnalyzeConfig:
     dtype: str = "float32"
     phases: dict = field(default_factory=dict)  # threshold overrides for `grokmon phases`
     explicit: frozenset = field(default=frozenset(), compare=False, repr=False)  # set by flag or manifest
+    from_manifest: frozenset = field(default=frozenset(), compare=False, repr=False)  # set by the manifest
 
     def to_dict(self) -> dict:
         """JSON-ready form, stored in the results' metadata."""
         out = asdict(self)
         out.pop("explicit")
+        out.pop("from_manifest")
         out["metrics"] = list(self.metrics)
         return out
 
@@ -115,7 +117,8 @@ def resolve_config(ckpt_dir: Path, **options) -> AnalyzeConfig:
         merged["data"] = str(Path(ckpt_dir) / manifest["data"])  # manifest paths are relative to the run
     elif merged.get("data") is not None:
         merged["data"] = str(merged["data"])
-    config = AnalyzeConfig(**merged, explicit=frozenset(merged))
+    from_manifest = frozenset(k for k in manifest if options.get(k) is None)
+    config = AnalyzeConfig(**merged, explicit=frozenset(merged), from_manifest=from_manifest)
     for name in ("points", "lc_directions", "seed"):
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):

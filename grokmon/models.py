@@ -118,16 +118,33 @@ def infer_mlp(state: dict[str, torch.Tensor], activation: str) -> BuiltModel:
     return BuiltModel(nn.Sequential(*layers), description, key_map, frozenset(key_map))
 
 
-def _load_factory(spec: str, base_dir: Path):
+def _importable(folder: Path) -> None:
+    """Let model code import its neighbours: console scripts do not put the working directory on sys.path."""
+    folder = str(folder.resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
+def _model_file(target: str, base_dir: Path, base_first: bool) -> Path | None:
+    path = Path(target)
+    if path.is_absolute():
+        return path if path.is_file() else None
+    places = [base_dir / path, path] if base_first else [path, base_dir / path]
+    return next((p for p in places if p.is_file()), None)
+
+
+def _load_factory(spec: str, base_dir: Path, base_first: bool = False):
+    """The factory function of `spec`. A relative file is looked up in the working directory, then in
+    `base_dir` (the run's folder); `base_first` (the manifest named it) reverses that."""
     target, sep, name = spec.rpartition(":")
     if not sep or not target or not name:
         raise ModelError(f"Expected --model to be 'mlp', 'file.py:function' or 'package.module:function', but got {spec!r}")
     if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_absolute() and not path.exists():
-            path = base_dir / path
-        if not path.is_file():
-            raise ModelError(f"{target}: no such model file (from --model {spec})")
+        path = _model_file(target, base_dir, base_first)
+        if path is None:
+            raise ModelError(f"{target}: no such model file (model {spec}; relative paths are looked up in "
+                             f"{'the run folder, then the working directory' if base_first else 'the working directory, then the run folder'})")
+        _importable(path.parent)
         module_name = f"grokmon_model_{abs(hash(str(path.resolve())))}"
         loader_spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader_spec)
@@ -137,25 +154,27 @@ def _load_factory(spec: str, base_dir: Path):
         except Exception as exc:
             raise ModelError(f"{path}: importing the model file failed: {type(exc).__name__}: {exc}") from exc
     else:
+        _importable(Path.cwd())
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
-            raise ModelError(f"cannot import {target!r} (from --model {spec}): {exc}") from exc
+            raise ModelError(f"cannot import {target!r} (model {spec}): {exc}; run from the folder that holds it "
+                             "or add that folder to PYTHONPATH") from exc
     factory = getattr(module, name, None)
     if not callable(factory):
-        raise ModelError(f"{target} has no function {name!r} (from --model {spec})")
+        raise ModelError(f"{target} has no function {name!r} (model {spec})")
     return factory
 
 
-def build_from_factory(spec: str, kwargs: dict, base_dir: Path) -> BuiltModel:
+def build_from_factory(spec: str, kwargs: dict, base_dir: Path, base_first: bool = False) -> BuiltModel:
     """Call the factory named by `spec` with `kwargs`; it must return an nn.Module."""
-    factory = _load_factory(spec, base_dir)
+    factory = _load_factory(spec, base_dir, base_first)
     try:
         module = factory(**kwargs)
     except Exception as exc:
-        raise ModelError(f"--model {spec} raised {type(exc).__name__}: {exc} (kwargs: {kwargs})") from exc
+        raise ModelError(f"model {spec} raised {type(exc).__name__}: {exc} (kwargs: {kwargs})") from exc
     if not isinstance(module, nn.Module):
-        raise ModelError(f"Expected --model {spec} to return an nn.Module, but got {type(module).__name__}")
+        raise ModelError(f"Expected model {spec} to return an nn.Module, but got {type(module).__name__}")
     description = {
         "kind": "factory",
         "spec": spec,

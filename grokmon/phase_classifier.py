@@ -164,7 +164,8 @@ def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: 
 
     mode "auto": "accuracy" when train and test accuracy are present, else "geometry"; "geometry" ignores
     labels even when they exist; "accuracy" insists on them (ConfigError without them). A table that is not
-    grokmon results (no step/split/status, no metric values) is a ResultsError.
+    grokmon results (no step/split/status, no metric values) or holds no checkpoint analysed without error
+    is a ResultsError.
     """
     from .phase_rules import label_run
 
@@ -178,8 +179,6 @@ def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: 
             "mode accuracy needs accuracy on the train and test splits; this table has none (use geometry)")
     chosen = "accuracy" if mode != "geometry" and has_accuracy else "geometry"
     steps = np.array(sorted(table["step"].unique()), dtype=np.int64)
-    if len(steps) == 0:
-        return PhaseReport(chosen, "inconclusive", "no checkpoint was analysed without error", 0.0, None, (), (), None)
     return label_run(table, steps, chosen, th)
 
 
@@ -197,6 +196,12 @@ def _usable_rows(df: pd.DataFrame) -> pd.DataFrame:
             f"not a grokmon results table: no column {', '.join(missing)} (write one with `grokmon analyze`)")
     metrics = [m for cols in GROUP_COLUMNS.values() for m in cols if m != "lc_layers" and m in df.columns]
     ok = df[df["status"] == "ok"]
+    if len(df) and not len(ok):
+        first = df.iloc[0]
+        raise ResultsError(f"every checkpoint failed in `grokmon analyze` (step {first['step']}: "
+                           f"{first.get('error', 'no message')}); fix that and analyze again")
+    if not len(df):
+        raise ResultsError("the results table is empty: no checkpoint was analysed")
     if not metrics or (len(ok) and not ok[metrics].notna().any().any()):
         raise ResultsError("not a grokmon results table: no metric column holds a value "
                            f"(expected some of {', '.join(m for cols in GROUP_COLUMNS.values() for m in cols)})")

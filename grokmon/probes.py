@@ -128,11 +128,11 @@ def load_probes(path: Path, points: int, seed: int, dtype: torch.dtype) -> Probe
         elif y is not None:
             y = y.long()
         splits.append(Split(name, x.to(dtype), y))
-    x_train = data["x_train"].to(dtype)
+    x_train = data["x_train"].to(torch.float64)  # drawn in float64 whatever --dtype: the same points either way
     low, high = x_train.min(dim=0).values, x_train.max(dim=0).values
     count = min(points, len(x_train))
-    uniform = torch.rand((count, *x_train.shape[1:]), generator=generator, dtype=dtype)
-    splits.append(Split("random", low + (high - low) * uniform, None))
+    uniform = torch.rand((count, *x_train.shape[1:]), generator=generator, dtype=torch.float64)
+    splits.append(Split("random", (low + (high - low) * uniform).to(dtype), None))
     return ProbeSet(path, hashlib.sha256(path.read_bytes()).hexdigest(), tuple(splits), len(x_train))
 
 

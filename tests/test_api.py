@@ -19,3 +19,13 @@ def test_api_functions_stay_callable_after_every_submodule_is_imported(make_run,
     assert callable(grokmon.phases) and callable(grokmon.report) and callable(grokmon.analyze)
     assert grokmon.phases(df, overrides={"min_checkpoints": 99}).advice == "inconclusive"
     assert grokmon.PhaseThresholds().min_checkpoints != 99
+
+
+def test_cli_version_and_help_answer_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from grokmon.cli import app; "
+            "app(['--version'], standalone_mode=False); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["grokmon", grokmon.__version__, "False"]

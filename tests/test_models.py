@@ -99,6 +99,38 @@ def test_factory_relative_to_base_dir(tmp_path):
     assert isinstance(build_from_factory("net.py:build", {}, tmp_path).module, nn.Linear)
 
 
+def test_manifest_model_file_is_looked_up_in_the_run_folder_first(tmp_path, monkeypatch):
+    run, elsewhere = tmp_path / "run", tmp_path / "cwd"
+    run.mkdir(), elsewhere.mkdir()
+    (run / "net.py").write_text("from torch import nn\ndef build():\n    return nn.Linear(3, 2)\n")
+    (elsewhere / "net.py").write_text("def build():\n    raise RuntimeError('the wrong net.py')\n")
+    monkeypatch.chdir(elsewhere)
+    assert isinstance(build_from_factory("net.py:build", {}, run, base_first=True).module, nn.Linear)
+    with pytest.raises(ModelError, match="the wrong net.py"):
+        build_from_factory("net.py:build", {}, run)  # a --model flag is relative to the working directory
+
+
+def test_model_file_may_import_its_neighbours(tmp_path):
+    (tmp_path / "blocks_for_grokmon_test.py").write_text("from torch import nn\ndef block():\n    return nn.Linear(3, 2)\n")
+    (tmp_path / "net.py").write_text("from blocks_for_grokmon_test import block\ndef build():\n    return block()\n")
+    assert isinstance(build_from_factory(f"{tmp_path / 'net.py'}:build", {}, tmp_path).module, nn.Linear)
+
+
+def test_package_model_is_imported_from_the_working_directory_by_the_console_script(tmp_path):
+    import subprocess
+    import sys
+
+    package = tmp_path / "netpkg_for_grokmon_test"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text("from torch import nn\ndef build():\n    return nn.Linear(3, 2)\n")
+    code = ("import sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
+            "from grokmon.models import build_from_factory; "
+            "print(type(build_from_factory('netpkg_for_grokmon_test.nets:build', {}, None).module).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "Linear"
+
+
 def test_factory_from_module():
     built = build_from_factory("torch.nn:Linear", {"in_features": 3, "out_features": 2}, None)
     assert built.expected_keys == {"weight", "bias"}
@@ -108,7 +140,7 @@ def test_factory_from_module():
     ("nonsense", "Expected --model to be"),
     ("no_such_module_xyz:f", "cannot import"),
     ("torch.nn:NoSuchThing", "has no function"),
-    ("torch:get_default_dtype", "Expected --model torch:get_default_dtype to return an nn.Module"),
+    ("torch:get_default_dtype", "Expected model torch:get_default_dtype to return an nn.Module"),
     ("torch:zeros", "raised TypeError"),
 ])
 def test_factory_errors(spec, match):

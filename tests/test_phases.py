@@ -357,3 +357,13 @@ def test_sample_run_geometry_mode_agrees_within_a_factor_of_two(sample_table):
     assert truth / 2 <= start <= truth * 2
     if by_accuracy.advice != "roll-back":
         assert geometry.advice != "roll-back"  # no collapse read into a real run that did not collapse
+
+
+def test_a_table_where_every_checkpoint_failed_is_an_error_not_a_verdict():
+    steps = [0, 10, 100, 1000, 5000]
+    frame = accuracy_table(steps, np.full(5, 0.5), np.full(5, 0.5))
+    frame["status"], frame["error"] = "error", "step_0.pt: weights do not fit the model"
+    with pytest.raises(ResultsError, match="every checkpoint failed in `grokmon analyze`.*weights do not fit"):
+        classify(frame)
+    with pytest.raises(ResultsError, match="empty"):
+        classify(frame.iloc[:0])

@@ -48,6 +48,15 @@ def test_points_takes_a_seeded_subset_in_file_order(tmp_path):
     assert index == sorted(index)
 
 
+def test_dtype_changes_the_precision_not_the_points(tmp_path):
+    path = tmp_path / "p.safetensors"
+    save_file(_tensors(), str(path))
+    single = load_probes(path, points=10, seed=5, dtype=torch.float32)
+    double = load_probes(path, points=10, seed=5, dtype=torch.float64)
+    for a, b in zip(single.splits, double.splits):
+        torch.testing.assert_close(a.x, b.x.float(), rtol=0, atol=0)
+
+
 def test_unlabelled_and_train_only(tmp_path):
     path = tmp_path / "p.safetensors"
     save_file({"x_train": torch.rand(8, 3)}, str(path))
