@@ -68,7 +68,13 @@ class PhaseThresholds:
       simplifying, -1 complicating) that make a checkpoint generalising; -2x this after generalisation is collapse.
     - `settle_fraction` (0.5): after generalisation, a series still moves when its slope is at least this
       fraction of its fastest since generalisation began; with at most `geometry_min_votes` groups still moving
-      (and no net simplification) the geometry has settled: robustness plateau.
+      (and no net simplification) the geometry has settled: robustness plateau. Before generalisation, no group
+      moving at this fraction of its fastest pace in the run is a settled geometry that cannot tell a converged
+      run from a memorising one (no confidence: `inconclusive`).
+    - `dead_rank_drop` (0.1): once the geometry has settled, a mean effective rank that falls below 1 and by this
+      much is collapse (the Jacobian vanished at some probe points: dead units).
+    - `lc_jump` (0.25), `jump_decades` (0.3): once the geometry has settled, local complexity rising by this
+      fraction of its level within this many decades of steps is collapse (the function is being rebuilt).
 
     Verdict:
 
@@ -93,6 +99,9 @@ class PhaseThresholds:
     peak_band: float = 0.25
     geometry_min_votes: float = 1.0
     settle_fraction: float = 0.5
+    dead_rank_drop: float = 0.1
+    lc_jump: float = 0.25
+    jump_decades: float = 0.3
     min_phase_checkpoints: int = 2
     min_confidence: float = 0.35
 

@@ -28,6 +28,8 @@ GROUPS = {
     "scale": (("centroid_norm", -1), ("jacobian_fro", -1)),
 }
 SPLITS = ("train", "test", "random")
+# Norms change by factors (weight decay shrinks them geometrically): judged on log10 of their value.
+LOG_METRICS = ("centroid_norm", "jacobian_fro")
 SERIES_WORDS = {"lc": "local complexity", "centroid_alignment": "centroid alignment",
                 "jacobian_erank": "effective rank", "jacobian_pc1": "Jacobian top share",
                 "centroid_norm": "centroid norm", "jacobian_fro": "Jacobian norm"}
@@ -58,7 +60,7 @@ def votes(trend, n: int) -> tuple[dict[str, np.ndarray], dict[str, Trend]]:
     for group, members in GROUPS.items():
         stack = []
         for metric, simplifying in members:
-            t = trend(metric, *SPLITS)
+            t = trend(metric, *SPLITS, log=metric in LOG_METRICS)
             if t.present.any():
                 series[metric] = t
                 stack.append(np.where(t.present, simplifying * t.direction, np.nan))
@@ -68,8 +70,8 @@ def votes(trend, n: int) -> tuple[dict[str, np.ndarray], dict[str, Trend]]:
     return out, series
 
 
-def active_groups(series: dict[str, Trend], i: int, since: int, fraction: float) -> float:
-    """How many groups still move at checkpoint i at `fraction` or more of their fastest pace since `since`.
+def active_groups(series: dict[str, Trend], i: int, window: slice, fraction: float) -> float:
+    """How many groups still move at checkpoint i at `fraction` or more of their fastest pace in `window`.
 
     A group counts 1 when all its moving series are that fast, 0.5 when half of them are.
     """
@@ -80,18 +82,50 @@ def active_groups(series: dict[str, Trend], i: int, since: int, fraction: float)
             t = series.get(metric)
             if t is None or not t.present[i]:
                 continue
-            span = slice(since, i + 1)
-            window = np.abs(np.where(t.present[span] & (t.direction[span] != 0), t.slope[span], 0.0))
-            fastest = float(window.max()) if len(window) else 0.0
+            pace = np.abs(np.where(t.present[window] & (t.direction[window] != 0), t.slope[window], 0.0))
+            fastest = float(pace.max()) if len(pace) else 0.0
             shares.append(float(t.direction[i] != 0 and abs(t.slope[i]) >= fraction * fastest > 0))
         total += float(np.mean(shares)) if shares else 0.0
     return total
 
 
+def shock(series: dict[str, Trend], x: np.ndarray, i: int, since: int, th) -> tuple[str, int] | None:
+    """Damage seen at checkpoint i after the run's geometry had settled at index `since`: (note, index of
+    the last checkpoint before it), or None.
+
+    - dead units: the mean effective rank falls below 1, which a network whose Jacobian is non-zero at
+      every probe point cannot have (its effective rank is at least 1 there), so the Jacobian vanished at
+      1 - rank of the points or more;
+    - local complexity jumps: it rises by `lc_jump` of its level within `jump_decades` of steps, the
+      function around the data being rebuilt rather than simplified.
+    """
+    rank = series.get("jacobian_erank")
+    if rank is not None and rank.present[i] and i > since:
+        before = np.where(rank.present[since:i], rank.value[since:i], np.nan)
+        floor = float(np.nanmin(before)) if np.isfinite(before).any() else math.nan
+        v = float(rank.value[i])
+        if v < 1.0 and floor - v >= max(th.dead_rank_drop, th.slope_sigma * float(rank.sigma[i])):
+            last = since + int(np.flatnonzero(np.isfinite(before))[-1])
+            return (f"effective rank {v:.2f} fell below 1 (from {floor:.2f}): the Jacobian vanished at "
+                    f"{1 - v:.0%} or more of the probe points (dead units)"), last
+    lc = series.get("lc")
+    if lc is not None and lc.present[i] and i > since:
+        window = [j for j in range(since, i) if lc.present[j] and x[i] - x[j] <= th.jump_decades]
+        if window:
+            low = min(window, key=lambda j: lc.value[j])
+            rise = float(lc.value[i] - lc.value[low])
+            noise = th.slope_sigma * math.hypot(lc.sigma[i], lc.sigma[low])
+            if lc.value[low] > 0 and rise >= max(noise, th.lc_jump * float(lc.value[low])):
+                return (f"local complexity jumped from {lc.value[low]:.3g} to {lc.value[i]:.3g} "
+                        f"(+{rise / lc.value[low]:.0%}) within {x[i] - x[low]:.2f} decades of steps: the function "
+                        "around the data is being rebuilt"), low
+    return None
+
+
 def geometry_labels(steps: np.ndarray, trend, th):
     """Per checkpoint: phase (None without evidence), a short note, evidence strength; best index.
 
-    `trend(metric, *splits)` gives the Trend of the first split that has the metric.
+    `trend(metric, *splits, log=False)` gives the Trend of the first split that has the metric.
     """
     n = len(steps)
     labels: list[str | None] = [None] * n
@@ -103,6 +137,7 @@ def geometry_labels(steps: np.ndarray, trend, th):
     stack = np.vstack(list(group_votes.values()))
     groups_here = np.isfinite(stack).sum(axis=0)
     score = np.nansum(stack, axis=0)
+    x = _log_steps(steps)
 
     lc = series.get("lc")
     ascent = lc_ascent(lc) if lc is not None else None
@@ -115,34 +150,70 @@ def geometry_labels(steps: np.ndarray, trend, th):
 
     need = th.geometry_min_votes
     generalised, gen_run, gen_start, al_base = False, 0, None, math.nan
+    moved, settled_run, settled_at, memorised = False, 0, None, 0
+    damage, best = None, None
     for i in range(n):
         if groups_here[i] == 0:
             continue
         s = float(score[i])
         movers = _movers(series, i, s, int(groups_here[i]))
+        moving = active_groups(series, i, slice(0, n), th.settle_fraction)
+        quiet = moved and moving == 0  # every group slow against its own fastest pace in the run
+        moved = moved or moving > 0
+        if damage is None and settled_at is not None:
+            found = shock(series, x, i, settled_at, th)
+            if found is not None:
+                damage, best = found[0], found[1]
+                damage_step = int(steps[i])
+        if damage is not None:  # the state the run had settled in is lost; nothing later restores it
+            labels[i], strength[i] = "collapse", 1.0
+            notes[i] = damage if int(steps[i]) == damage_step else f"since step {damage_step}: {damage}"
+            continue
         if not generalised:
-            if s >= need and (peak is None or i > peak):
+            # simplifying counts once the fitting is over: past LC's peak, or after memorisation has lasted
+            past_fitting = ((ascent and i > peak) or memorised >= th.min_phase_checkpoints
+                            or (lc is None and i >= th.min_phase_checkpoints))
+            if s >= need and past_fitting:
                 labels[i], strength[i] = "generalisation", min(1.0, s / (2 * need))
                 notes[i] = f"the geometry is simplifying: {movers}"
                 gen_run += 1
                 gen_start = i if gen_start is None else gen_start
                 if gen_run >= th.min_phase_checkpoints:
                     generalised = True
+                    settled_at = gen_start if settled_at is None else settled_at
                     if al is not None:
                         before = slice(0, gen_start + 1)
                         al_base = float(np.nanmin(np.where(al.present[before], al_level[before], np.nan)))
                 continue
             gen_run, gen_start = 0, None
-            if ascent and (i < ascent[0] or (i < peak and lc.fit[peak] - lc.fit[i] > th.peak_band * rise)):
+            if quiet:
+                # A converged run and one still memorising (that may grok later) both look like this.
+                labels[i], strength[i] = "memorisation", 0.0
+                notes[i] = (f"the geometry has settled without simplifying (no group moves at "
+                            f"{th.settle_fraction:g} of its fastest pace): converged or still memorising, which "
+                            f"labelled probes (y_train, y_test) would tell; {movers}")
+                settled_run += 1
+                if settled_run >= th.min_phase_checkpoints and settled_at is None:
+                    settled_at = i - settled_run + 1
+            elif memorised >= th.min_phase_checkpoints:
+                labels[i], strength[i] = "memorisation", 0.7 if s > -need else 0.5
+                notes[i] = f"the geometry moves but is not simplifying: {movers}"
+                settled_run = 0
+            elif ascent and (i < ascent[0] or (i < peak and lc.fit[peak] - lc.fit[i] > th.peak_band * rise)):
                 labels[i], strength[i] = "fitting", 0.5 + 0.5 * (lc.direction[i] > 0)
                 notes[i] = (f"local complexity {lc.value[i]:.3g}, before its peak {lc.fit[peak]:.3g} at step "
                             f"{steps[peak]}: {movers}")
-            else:
-                # without a local complexity peak, a quiet geometry could as well be a plateau: no evidence
-                labels[i], strength[i] = "memorisation", (0.7 if s > -need else 0.5) if ascent else 0.0
-                where = (f"local complexity {lc.value[i]:.3g} near or past its peak {lc.fit[peak]:.3g} at step "
-                         f"{steps[peak]}" if ascent else "no local complexity peak seen")
-                notes[i] = f"{where}; the geometry is not simplifying: {movers}"
+            elif ascent:
+                labels[i], strength[i] = "memorisation", 0.7 if s > -need else 0.5
+                notes[i] = (f"local complexity {lc.value[i]:.3g} near or past its peak {lc.fit[peak]:.3g} at step "
+                            f"{steps[peak]}; the geometry is not simplifying: {movers}")
+            elif lc is not None:
+                labels[i], strength[i] = "fitting", 0.5
+                notes[i] = f"the geometry is still moving away from its initial state: {movers}"
+            else:  # without local complexity there is no telling fitting from memorisation
+                labels[i], strength[i] = "memorisation", 0.0
+                notes[i] = f"no local complexity measured; the geometry is not simplifying: {movers}"
+            memorised += labels[i] == "memorisation"
             continue
         # after generalisation: collapse, more generalisation, a plateau, or still changing
         lost, drop, gain, top = False, 0.0, 0.0, math.nan
@@ -152,18 +223,22 @@ def geometry_labels(steps: np.ndarray, trend, th):
             top = float(al_level[at_top])
             gain, drop = top - al_base, top - al_level[i]
             noise = th.slope_sigma * math.hypot(al.sigma[i], al.sigma[at_top])
+            # alignment follows accuracy only loosely (BACKGROUND): its loss does not count while another
+            # group is still simplifying
+            others_simplify = any(v[i] > 0 for g, v in group_votes.items() if g != "alignment")
             lost = (gain >= noise and gain >= th.min_gain * al.span and drop >= noise
-                    and drop >= th.collapse_drop * gain)
-        moving = active_groups(series, i, gen_start, th.settle_fraction)
+                    and drop >= th.collapse_drop * gain and not others_simplify)
+        still = active_groups(series, i, slice(gen_start, i + 1), th.settle_fraction)
         if lost or s <= -2 * need:
             labels[i] = "collapse"
             strength[i] = min(1.0, drop / gain) if lost else min(1.0, -s / (4 * need))
             notes[i] = (f"centroid alignment {al.value[i]:.3f}, down {drop:.3f} from its peak {top:.3f} since step "
-                        f"{steps[gen_start]}" if lost else f"the geometry is complicating again: {movers}")
-        elif moving <= need * groups_here[i] / len(GROUPS):  # one group in four may still move
+                        f"{steps[gen_start]}, and {movers}" if lost else f"the geometry is complicating again: {movers}")
+        elif still <= need * groups_here[i] / len(GROUPS):  # one group in four may still move
             labels[i] = "robustness_plateau"
-            strength[i] = (1.0 - min(1.0, moving / (2 * need))) * (1.0 - min(1.0, abs(s) / (2 * need)))
-            notes[i] = (f"the geometry has settled after simplifying from step {steps[gen_start]}: {moving:g} of "
+            # how settled: the groups still moving at pace, then the slower significant drift (net vote)
+            strength[i] = (1.0 - min(1.0, still / (2 * need))) * (1.0 - min(1.0, abs(s) / (4 * need)))
+            notes[i] = (f"the geometry has settled after simplifying from step {steps[gen_start]}: {still:g} of "
                         f"{int(groups_here[i])} groups still move at {th.settle_fraction:g} of their pace since; "
                         f"{movers}")
         elif s >= need:
@@ -174,11 +249,16 @@ def geometry_labels(steps: np.ndarray, trend, th):
             notes[i] = f"the geometry is still changing, but not on balance simplifying: {movers}"
     # fewer kinds of evidence, less confidence: one group alone gives at most 5/8 of the strength
     strength = strength * (0.5 + 0.5 * groups_here / len(GROUPS))
-    best = None
-    if generalised and al is not None:
+    if damage is None and generalised and al is not None:
         after = np.where(al.present & (np.arange(n) >= gen_start), al.value, np.nan)
         best = int(np.nanargmax(after)) if np.isfinite(after).any() else None
     return labels, notes, strength, best
+
+
+def _log_steps(steps: np.ndarray) -> np.ndarray:
+    from .phase_rules import log_steps
+
+    return log_steps(steps)
 
 
 def _movers(series: dict, i: int, score: float, groups: int) -> str:
@@ -188,6 +268,7 @@ def _movers(series: dict, i: int, score: float, groups: int) -> str:
         for metric, _ in members:
             t = series.get(metric)
             if t is not None and t.present[i] and t.direction[i] != 0:
-                words.append(f"{SERIES_WORDS[metric]} {t.value[i]:.3g} {'rising' if t.direction[i] > 0 else 'falling'}")
+                value = 10 ** t.value[i] if metric in LOG_METRICS else t.value[i]
+                words.append(f"{SERIES_WORDS[metric]} {value:.3g} {'rising' if t.direction[i] > 0 else 'falling'}")
     moving = ", ".join(words) if words else "nothing moves"
     return f"{moving} (net {score:+.1f} of {groups} group{'s' if groups != 1 else ''})"

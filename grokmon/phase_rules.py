@@ -15,8 +15,11 @@ def label_run(table: pd.DataFrame, steps: np.ndarray, mode: str, th: PhaseThresh
     """Label every checkpoint in `steps` from the ok rows in `table`, in `mode`; verdict for the last one."""
     x = log_steps(steps)
 
-    def trend(metric: str, *splits: str) -> Trend:
-        """The Trend of `metric` on the first of `splits` that has it (an empty one if none does)."""
+    def trend(metric: str, *splits: str, log: bool = False) -> Trend:
+        """The Trend of `metric` on the first of `splits` that has it (an empty one if none does).
+
+        `log`: the series is log10 of the metric (a norm, whose changes are relative), its SE carried over.
+        """
         if metric not in table:
             return empty_trend(len(steps))
         for split in splits:
@@ -26,6 +29,9 @@ def label_run(table: pd.DataFrame, steps: np.ndarray, mode: str, th: PhaseThresh
                 se_name = f"{metric}_se"
                 se = (pd.to_numeric(rows[se_name], errors="coerce").reindex(steps).to_numpy(dtype=float)
                       if se_name in rows else np.zeros(len(steps)))
+                if log:
+                    with np.errstate(all="ignore"):
+                        value, se = np.where(value > 0, np.log10(value), np.nan), se / (value * math.log(10))
                 return analyse(x, value, se, th)
         return empty_trend(len(steps))
 
@@ -38,7 +44,7 @@ def label_run(table: pd.DataFrame, steps: np.ndarray, mode: str, th: PhaseThresh
         from .phase_geometry import geometry_labels
 
         labels, notes, strength, best = geometry_labels(steps, trend, th)
-    labels = tidy(labels, th.min_phase_checkpoints)
+    labels = tidy(labels, th.min_phase_checkpoints, early_collapse=mode == "geometry")
     return verdict(steps, labels, notes, strength, best, mode, th)
 
 
@@ -81,12 +87,13 @@ def _runs(labels: list[str]) -> list[tuple[str, int, int]]:
     return runs
 
 
-def tidy(labels: list[str | None], min_run: int) -> list[str | None]:
+def tidy(labels: list[str | None], min_run: int, early_collapse: bool = False) -> list[str | None]:
     """Absorb short interior flickers and out-of-order labels into their neighbours.
 
     A run shorter than `min_run` between two runs of the same phase takes that phase; a plateau that
     generalisation resumes after is part of the generalisation; a memorisation or fitting run after
-    generalisation has started, or a collapse before it, takes the previous phase.
+    generalisation has started, or a collapse before it, takes the previous phase. With `early_collapse`
+    (geometry mode, where a settled geometry may be a converged run) a collapse after memorisation stays.
     """
     labels = fill_gaps(labels)
     if not labels or labels[0] is None:
@@ -112,7 +119,7 @@ def tidy(labels: list[str | None], min_run: int) -> list[str | None]:
             seen_general = True
         elif phase in ("fitting", "memorisation") and seen_general and i > 0:
             labels[i] = labels[i - 1]
-        elif phase == "collapse" and not seen_general and i > 0:
+        elif phase == "collapse" and not seen_general and i > 0 and not early_collapse:
             labels[i] = labels[i - 1] if labels[i - 1] != "collapse" else "memorisation"
     return labels
 

@@ -199,13 +199,18 @@ def test_geometry_memorisation_generalisation_plateau():
     assert truth / 2 <= start <= truth * 2
 
 
-@pytest.mark.parametrize(("last_step", "phase"), [(600, "memorisation"), (3000, "generalisation")])
-def test_geometry_run_ending_mid_way(last_step, phase):
+@pytest.mark.parametrize(("last_step", "phase", "advice"), [
+    (600, "memorisation", "inconclusive"),  # settled, not simplifying: converged or memorising, labels would tell
+    (3000, "generalisation", "keep-training"),
+])
+def test_geometry_run_ending_mid_way(last_step, phase, advice):
     steps = STEPS[STEPS <= last_step]
     series, _ = geometry_series(steps)
     report = classify(table(steps, series))
     assert report.current_phase == phase
-    assert report.advice == "keep-training"
+    assert report.advice == advice
+    if advice == "inconclusive":
+        assert "converged or still memorising" in report.reason
 
 
 def test_geometry_collapse_when_alignment_falls_after_rising():
@@ -367,3 +372,43 @@ def test_a_table_where_every_checkpoint_failed_is_an_error_not_a_verdict():
         classify(frame)
     with pytest.raises(ResultsError, match="empty"):
         classify(frame.iloc[:0])
+
+
+def normal_run_series(steps, shock=None, rng=None):
+    """A run that learns without grokking: the geometry moves while fitting (LC and rank fall, the norm grows),
+    then settles. `shock`: ("dead" | "lc_jump", decade) damages it there."""
+    rng = rng or np.random.default_rng(3)
+    fitted = sigmoid(steps, 1.5, 0.25)
+    lc = 160 - 85 * fitted
+    erank = 9.4 - 2.7 * fitted
+    alignment = 0.05 - 0.6 * fitted
+    norm = 0.4 + 5 * fitted
+    if shock is not None:
+        kind, decade = shock
+        hit = sigmoid(steps, decade, 0.03)
+        if kind == "dead":
+            lc, erank, alignment = lc * (1 - 0.93 * hit), erank - (erank - 0.4) * hit, alignment * (1 - hit)
+        else:
+            lc = lc * (1 + 0.6 * hit)
+    series = {}
+    for split in ("train", "test"):
+        series[("lc", split)] = (lc + rng.normal(0, 0.3, len(steps)), np.full(len(steps), 0.5))
+        series[("jacobian_erank", split)] = (erank + rng.normal(0, 0.01, len(steps)), np.full(len(steps), 0.03))
+        series[("centroid_alignment", split)] = (alignment + rng.normal(0, 0.002, len(steps)), np.full(len(steps), 0.005))
+        series[("centroid_norm", split)] = (norm * (1 + rng.normal(0, 0.005, len(steps))), norm * 0.01)
+    return series
+
+
+def test_geometry_settled_without_simplifying_is_inconclusive_not_a_guess():
+    report = classify(table(STEPS, normal_run_series(STEPS)))
+    assert report.mode == "geometry" and report.current_phase == "memorisation"
+    assert report.advice == "inconclusive" and "converged or still memorising" in report.reason
+
+
+@pytest.mark.parametrize(("kind", "words"), [("dead", "dead units"), ("lc_jump", "local complexity jumped")])
+def test_geometry_collapse_when_a_settled_run_is_damaged(kind, words):
+    report = classify(table(STEPS, normal_run_series(STEPS, shock=(kind, 4.0))))
+    assert report.current_phase == "collapse" and report.advice == "roll-back"
+    assert words in report.reason
+    assert 1_000 <= report.best_step < first_step(report, "collapse")
+    assert 7_000 <= first_step(report, "collapse") <= 15_000
