@@ -26,8 +26,15 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
     strength = np.zeros(n)
     both = train.present & test.present
     level = np.clip(test.level(th.slope_sigma), 0.0, 1.0)  # a fitted piece may overshoot an accuracy's range
-    at_floor = running(np.where(both, level, np.nan), min)  # memorisation level so far: lowest test accuracy
+    fitted_at = train.value + np.nan_to_num(train.sigma) >= th.fitted_accuracy
+    since_fit = both & np.logical_or.accumulate(fitted_at & both)
+    # memorisation level so far: the lowest test accuracy once the train set is fitted (before: while fitting)
+    at_floor = np.where(since_fit, running(np.where(since_fit, level, np.nan), min),
+                        running(np.where(both, level, np.nan), min))
     at_peak = running(np.where(both, level, np.nan), max)
+    fit = np.clip(test.fit, 0.0, 1.0)
+    # the highest test accuracy from each checkpoint on: an onset counts when the rise it starts goes somewhere
+    later_peak = np.flip(np.fmax.accumulate(np.flip(np.where(both, level, np.nan))))
     floor, peak = level[at_floor], level[at_peak]
     # a difference between two checkpoints is judged against the noise of both
     floor_noise = np.hypot(test.sigma, test.sigma[at_floor])
@@ -74,7 +81,7 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
             notes[i] = (f"train accuracy flat at {tr:.3f} (< {th.fitted_accuracy}) after rising from "
                         f"{train_floor[i]:.3f}, test accuracy flat at {te:.3f}: settled without fitting")
             strength[i] = 0.6
-        elif test.direction[i] > 0:
+        elif test.direction[i] > 0 and max(_piece_rise(test, fit, i), later_peak[i] - floor[i]) >= th.min_gain * gap:
             seen_rise = True
             labels[i] = "generalisation"
             notes[i] = (f"test accuracy rising ({te:.3f}, {test.slope[i]:+.3f} per decade of steps) "
@@ -93,5 +100,15 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
             notes[i] = (f"train accuracy {tr:.3f}, test accuracy {te:.3f} "
                         + ("falling" if falling else "flat") + f" near its memorisation level {floor[i]:.3f}")
             strength[i] = 1.0 - strength_of(rising_z, th) / 2
-    best = int(np.nanargmax(np.where(both, test.value, np.nan))) if both.any() else None
+    candidates = since_fit if since_fit.any() else both  # not a lucky checkpoint from before the fit
+    best = int(np.nanargmax(np.where(candidates, test.value, np.nan))) if candidates.any() else None
     return labels, notes, strength, best
+
+
+def _piece_rise(test: Trend, fit: np.ndarray, i: int) -> float:
+    """How much test accuracy gains over the straight piece holding checkpoint i (a jump into it included).
+    A significant but tiny rise that goes no further (from below chance back to chance, say) is not
+    generalisation."""
+    members = np.flatnonzero(test.piece == test.piece[i])
+    first = members[0] - 1 if members[0] > 0 and np.isfinite(fit[members[0] - 1]) else members[0]
+    return float(fit[members[-1]] - fit[first])

@@ -81,6 +81,8 @@ class PhaseThresholds:
     - `min_phase_checkpoints` (2): a run of one phase shorter than this between two runs of another phase is
       absorbed by them; generalisation must last this long before a plateau or collapse can follow (geometry).
     - `min_confidence` (0.35): a verdict less confident than this becomes `inconclusive`.
+    - `min_points` (32): with fewer probe points per split than this, confidence is scaled by points / this
+      (a handful of points makes every mean noisy, however flat it looks).
 
     >>> PhaseThresholds().slope_sigma
     3.0
@@ -104,6 +106,7 @@ class PhaseThresholds:
     jump_decades: float = 0.3
     min_phase_checkpoints: int = 2
     min_confidence: float = 0.35
+    min_points: int = 32
 
     def with_overrides(self, overrides: dict[str, str | float]) -> "PhaseThresholds":
         """Return a copy with fields replaced, values coerced to the field type.

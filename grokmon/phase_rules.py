@@ -45,7 +45,8 @@ def label_run(table: pd.DataFrame, steps: np.ndarray, mode: str, th: PhaseThresh
 
         labels, notes, strength, best = geometry_labels(steps, trend, th)
     labels = tidy(labels, th.min_phase_checkpoints, early_collapse=mode == "geometry")
-    return verdict(steps, labels, notes, strength, best, mode, th)
+    points = pd.to_numeric(table["n_points"], errors="coerce").min() if "n_points" in table else math.nan
+    return verdict(steps, labels, notes, strength, best, mode, th, points)
 
 
 def log_steps(steps: np.ndarray) -> np.ndarray:
@@ -128,8 +129,11 @@ def segments(steps: np.ndarray, labels: list[str]) -> tuple[PhaseSegment, ...]:
     return tuple(PhaseSegment(phase, int(steps[a]), int(steps[b])) for phase, a, b in _runs(labels))
 
 
-def verdict(steps, labels, notes, strength, best, mode, th) -> PhaseReport:
-    """Advice for the last checkpoint, with a one-line reason and a confidence in [0, 1]."""
+def verdict(steps, labels, notes, strength, best, mode, th, points: float = math.nan) -> PhaseReport:
+    """Advice for the last checkpoint, with a one-line reason and a confidence in [0, 1].
+
+    `points`: the fewest probe points of any split (NaN when unknown); below `min_points` it scales confidence.
+    """
     n = len(steps)
     pairs = tuple((int(s), p) for s, p in zip(steps, labels) if p is not None)
     segs = segments(steps, labels) if labels and labels[0] is not None else ()
@@ -145,8 +149,12 @@ def verdict(steps, labels, notes, strength, best, mode, th) -> PhaseReport:
     run_length = _runs(labels)[-1][2] - _runs(labels)[-1][1] + 1
     coverage = min(1.0, n / (2.0 * th.min_checkpoints))
     persistence = min(1.0, 0.4 + 0.2 * run_length)
-    confidence = round(float(np.clip(coverage * persistence * (0.25 + 0.75 * strength[-1]), 0.0, 1.0)), 2)
+    sample = min(1.0, points / th.min_points) if math.isfinite(points) and points > 0 else 1.0
+    confidence = coverage * persistence * sample * (0.25 + 0.75 * strength[-1])
+    confidence = round(float(np.clip(confidence, 0.0, 1.0)), 2)
     note = notes[-1] or current
+    if sample < 1.0:
+        note += f"; only {int(points)} probe points per split (min_points={th.min_points})"
     if n < th.min_checkpoints:
         reason = (f"only {n} checkpoint{'s' if n != 1 else ''} (min_checkpoints={th.min_checkpoints}): too few to "
                   f"tell; the last looks like {current} ({note})")

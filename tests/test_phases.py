@@ -412,3 +412,21 @@ def test_geometry_collapse_when_a_settled_run_is_damaged(kind, words):
     assert words in report.reason
     assert 1_000 <= report.best_step < first_step(report, "collapse")
     assert 7_000 <= first_step(report, "collapse") <= 15_000
+
+
+def test_a_tiny_climb_from_below_chance_that_goes_nowhere_is_not_generalisation():
+    steps = STEPS[STEPS <= 3_000]
+    train = np.clip(sigmoid(steps, 1.3, 0.2) * 1.02, 0, 1)
+    test = 0.012 * sigmoid(steps, 2.8, 0.15)  # memorised at 0, creeping back towards chance (1/47)
+    report = classify(accuracy_table(steps, train, test))
+    assert phases_seen(report) == ["fitting", "memorisation"] and report.advice == "keep-training"
+
+
+def test_few_probe_points_lower_the_confidence():
+    train, test = grokking(STEPS)
+    many = classify(accuracy_table(STEPS, train, test))
+    few_table = accuracy_table(STEPS, train, test).assign(n_points=8)
+    few = classify(few_table)
+    assert many.advice == "stop" and few.advice == "inconclusive"
+    assert few.confidence == pytest.approx(many.confidence * 8 / 32, abs=0.01)
+    assert "only 8 probe points per split" in few.reason
