@@ -34,6 +34,7 @@ _STEP_PATTERNS = (
 _LAST_INTEGER = re.compile(r"(\d+)(?!.*\d)")
 # Shards of one checkpoint, as Hugging Face writes them: model-00001-of-00003.safetensors.
 _SHARD = re.compile(r"-\d+-of-\d+\.[a-z]+$", re.IGNORECASE)
+_HF_FOLDER = re.compile(r"^checkpoint-\d+$")
 # Lightning's save_last copy of the newest checkpoint: last.ckpt, last-v1.ckpt.
 _LAST_COPY = re.compile(r"^last(-v\d+)?\.ckpt$", re.IGNORECASE)
 
@@ -219,6 +220,9 @@ def discover_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset()) -> li
             nameless.append(name)
             continue
         checkpoints.append(Checkpoint(step, path, files, name, _format_of(files)))
+    if nameless and any(c.path.is_dir() and _HF_FOLDER.match(c.path.name) for c in checkpoints):
+        # a Trainer output_dir: the step-less weights beside checkpoint-N/ are trainer.save_model()'s final copy
+        nameless = [name for name in nameless if "/" in name or (ckpt_dir / name).is_dir()]
     if nameless:
         raise CheckpointError(
             f"{ckpt_dir}: no training step in the name or metadata of {', '.join(nameless)}; "

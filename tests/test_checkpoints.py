@@ -182,3 +182,10 @@ def test_lightning_last_copy_is_dropped_when_its_step_is_saved(tmp_path):
         torch.save({"state_dict": states[step], "global_step": step}, tmp_path / f"epoch={step}-step={step}.ckpt")
     torch.save({"state_dict": states[5], "global_step": 5}, tmp_path / "last.ckpt")
     assert [c.name for c in discover_checkpoints(tmp_path)] == ["epoch=0-step=0.ckpt", "epoch=5-step=5.ckpt"]
+
+
+def test_trainer_output_dir_skips_the_final_model_saved_beside_the_checkpoints(make_run):
+    run = make_run("hf", steps=(0, 5))
+    save_file(train_states([5])[5], str(run / "model.safetensors"))  # trainer.save_model(output_dir)
+    (run / "config.json").write_text("{}")
+    assert [c.name for c in discover_checkpoints(run, exclude={run / "probes.safetensors"})] == ["checkpoint-0", "checkpoint-5"]
