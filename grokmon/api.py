@@ -115,7 +115,7 @@ def _check_probes_fit(built, run: _Run) -> None:
     x = run.probes.splits[0].x[:2].to(run.device)
     try:
         with torch.no_grad():
-            built.module(x)
+            built.measured(x)
     except Exception as exc:
         line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ProbeError(
@@ -126,7 +126,7 @@ def _check_probes_fit(built, run: _Run) -> None:
         if split.y is None or "accuracy" not in run.config.metrics:
             continue
         with torch.no_grad():
-            outputs = built.module(split.x[:2].to(run.device)).reshape(2 if len(split.x) > 1 else 1, -1)
+            outputs = built.measured(split.x[:2].to(run.device)).reshape(2 if len(split.x) > 1 else 1, -1)
         try:  # the label check wants one output row per label; the values do not matter
             accuracy_values(outputs[:1].expand(len(split.y), -1), split.y)
         except ProbeError as exc:
@@ -216,7 +216,7 @@ def _measure(built, ckpt, splits: list, options, frame) -> list[dict]:
 
     return [
         {"step": ckpt.step, "checkpoint": ckpt.name, "split": name, "n_points": len(x), "status": "ok", "error": None,
-         **compute_split_metrics(built.module, x, y, options=options, frame=frame)}
+         **compute_split_metrics(built.measured, x, y, options=options, frame=frame)}
         for name, x, y in splits
     ]
 

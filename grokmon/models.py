@@ -24,6 +24,45 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU, "ta
 KNOWN_PREFIXES = ("module.", "_orig_mod.", "model.")
 
 
+class TensorOutput(nn.Module):
+    """The model as the metrics see it: one tensor of outputs, also from a model that returns a tuple, a dict
+    or a Hugging Face ModelOutput (its `logits`, else its first tensor). Holds the model itself, so weights
+    loaded into it are the ones measured."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return first_tensor(self.module(x))
+
+
+def first_tensor(out) -> torch.Tensor:
+    """A model's output tensor: itself, `logits` of a mapping, else the first tensor inside.
+
+    >>> first_tensor((torch.ones(1), None)).tolist(), first_tensor({"loss": None, "logits": torch.zeros(1)}).tolist()
+    ([1.0], [0.0])
+    """
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        if isinstance(out.get("logits"), torch.Tensor):
+            return out["logits"]
+        values = list(out.values())
+    elif isinstance(out, (tuple, list)):
+        values = list(out)
+    else:
+        values = []
+    for value in values:
+        if isinstance(value, (torch.Tensor, dict, tuple, list)):
+            try:
+                return first_tensor(value)
+            except ModelError:
+                continue
+    raise ModelError(f"the model returned a {type(out).__name__} with no tensor in it; its forward must return the "
+                     "outputs (a tensor, or a tuple/dict holding them)")
+
+
 @dataclass
 class BuiltModel:
     """The network, a description for the results' metadata, and how checkpoint keys map to its own."""
@@ -32,6 +71,11 @@ class BuiltModel:
     description: dict
     key_map: dict[str, str] | None = None  # checkpoint key -> module key (inferred models rename)
     expected_keys: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def measured(self) -> nn.Module:
+        """`module` returning a plain output tensor, whatever its forward returns."""
+        return TensorOutput(self.module).train(self.module.training)
 
 
 def _natural_key(name: str) -> list:

@@ -247,3 +247,34 @@ def test_labels_that_do_not_fit_the_model_are_one_line_naming_the_probe_file(mak
     [line] = result.stderr.strip().splitlines()
     assert "probes.safetensors: " in line
     assert re.search(message, line), line
+
+
+DICT_MODEL = """
+from torch import nn
+
+class Wrapped(nn.Sequential):
+    def __init__(self, kind):
+        super().__init__(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+        self.kind = kind
+
+    def forward(self, x):
+        out = super().forward(x)
+        return {"loss": None, "logits": out} if self.kind == "dict" else (out, x)
+
+def plain():
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+def wrapped(kind):
+    return Wrapped(kind)
+"""
+
+
+@pytest.mark.parametrize("kind", ["dict", "tuple"])
+def test_models_returning_a_dict_or_tuple_are_measured_on_their_logits(make_run, kind):
+    run = make_run("pt", steps=(0, 5))
+    (run / "nets.py").write_text(DICT_MODEL)
+    plain = analyze(run, run / "plain.parquet", model="nets.py:plain", **FAST)
+    wrapped = analyze(run, run / "wrapped.parquet", model="nets.py:wrapped", model_kwargs={"kind": kind}, **FAST)
+    assert (wrapped["status"] == "ok").all()
+    for column in ("accuracy", "loss", "centroid_alignment", "jacobian_erank", "lc"):
+        assert wrapped[column].tolist() == pytest.approx(plain[column].tolist(), rel=1e-6, nan_ok=True), column
