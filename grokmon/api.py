@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import __version__
 from .config import AnalyzeConfig, resolve_config, resolve_radius
-from .errors import ConfigError, GrokmonError, ResultsError
+from .errors import ConfigError, GrokmonError, ResultsError, first_line
 from .results import SCHEMA_VERSION, read_results, rows_to_frame, write_results
 
 DEFAULT_OUTPUT_NAME = "grokmon.parquet"
@@ -117,9 +117,8 @@ def _check_probes_fit(built, run: _Run) -> None:
         with torch.no_grad():
             built.measured(x)
     except Exception as exc:
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ProbeError(
-            f"{run.probes.path}: probe points of shape {tuple(x.shape[1:])} do not fit the model ({line}); "
+            f"{run.probes.path}: probe points of shape {tuple(x.shape[1:])} do not fit the model ({first_line(exc)}); "
             "store x_* in the shape the model takes"
         ) from exc
     for split in run.probes.splits:
@@ -224,8 +223,7 @@ def _measure(built, ckpt, splits: list, options, frame) -> list[dict]:
 def _message(exc: BaseException) -> str:
     if isinstance(exc, GrokmonError):
         return str(exc)
-    line = (str(exc).strip().splitlines() or [""])[0][:300]
-    return f"{type(exc).__name__}: {line}"
+    return f"{type(exc).__name__}: {first_line(exc, 300)}"
 
 
 def _sorted_rows(rows: list[dict]) -> list[dict]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
@@ -262,7 +262,7 @@ def _load_file(path: Path) -> dict:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise CheckpointError(
-                f"{path}: not a readable safetensors file ({_first_line(exc)}); it may be truncated or corrupt, re-save it"
+                f"{path}: not a readable safetensors file ({first_line(exc)}); it may be truncated or corrupt, re-save it"
             ) from exc
     try:
         return _torch_load(path)
@@ -274,7 +274,7 @@ def _load_file(path: Path) -> dict:
                 "or as .safetensors"
             ) from exc
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)}); it may be truncated or corrupt, re-save it"
+            f"{path}: not a readable PyTorch checkpoint ({first_line(exc)}); it may be truncated or corrupt, re-save it"
         ) from exc
 
 
@@ -301,11 +301,6 @@ def _wants_objects(path: Path, message: str) -> bool:
         return any(op.name in _OBJECT_OPCODES for op, _, _ in pickletools.genops(data))
     except Exception:
         return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:

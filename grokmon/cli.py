@@ -55,13 +55,12 @@ def _fail(exc: BaseException, debug: bool) -> None:
         print("grokmon: interrupted; results written so far are kept, run the command again to resume",
               file=sys.stderr)
         raise typer.Exit(130)
-    from .errors import GrokmonError
+    from .errors import GrokmonError, first_line
 
     if isinstance(exc, GrokmonError):
         message = str(exc)
     else:
-        detail = (str(exc).strip().splitlines() or [""])[0]
-        message = f"internal error: {type(exc).__name__}: {detail} (run with --debug for the traceback)"
+        message = f"internal error: {type(exc).__name__}: {first_line(exc, 1000)} (run with --debug for the traceback)"
     print(f"grokmon: error: {' '.join(message.split())}", file=sys.stderr)
     raise typer.Exit(1)
 

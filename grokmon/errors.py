@@ -23,3 +23,13 @@ class ConfigError(GrokmonError):
 
 class ResultsError(GrokmonError):
     """A results Parquet file that cannot be read, written, or is not grokmon's."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut at `limit` characters; its type name when it has none.
+
+    >>> first_line(ValueError("shape mismatch\\n  at layer 2"))
+    'shape mismatch'
+    """
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

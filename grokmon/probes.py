@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ProbeError
+from .errors import ProbeError, first_line
 
 DEFAULT_PROBE_FILE = "probes.safetensors"
 PROBE_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
@@ -61,8 +61,7 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
     except ProbeError:
         raise
     except Exception as exc:
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ProbeError(f"{path}: cannot read probe data ({line}); write it with safetensors or numpy.savez") from exc
+        raise ProbeError(f"{path}: cannot read probe data ({first_line(exc)}); write it with safetensors or numpy.savez") from exc
     raise ProbeError(f"Expected probe data to end in {', '.join(PROBE_SUFFIXES)}, but got {path.name}")
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from grokmon.errors import ModelError
 from grokmon.metrics import MetricOptions, compute_split_metrics
 from grokmon.metrics.jacobian import (input_jacobians, jacobian_values, singular_values, sketched_jacobians,
                                       spectrum_values)
@@ -116,3 +117,50 @@ def test_many_outputs_switch_to_the_sketch_above_the_threshold():
     exact = jacobian_values(model, x, max_outputs=300)
     assert got["jacobian_erank"] == pytest.approx(float(sketch["jacobian_erank"].mean()), rel=1e-9)
     assert got["jacobian_erank"] != pytest.approx(float(exact["jacobian_erank"].mean()), rel=1e-6)
+
+
+class _Attention(nn.Module):
+    """A transformer block (fused attention kernels on CPU and CUDA) with a 300-way head."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(4 * 8, 300)
+
+    def forward(self, x):
+        return self.head(self.block(x).flatten(1))
+
+
+def test_sketch_runs_through_fused_attention_and_matches_the_exact_spectrum():
+    torch.manual_seed(0)
+    model = _Attention().double().eval()
+    x = torch.randn(3, 4, 8, dtype=torch.float64)
+    exact = jacobian_values(model, x, max_outputs=1000)  # rank <= D = 32 < m: the sketch is exact
+    sketch = jacobian_values(model, x, max_outputs=256, sketch_size=64)
+    for key in exact:
+        torch.testing.assert_close(sketch[key], exact[key], rtol=1e-8, atol=1e-10)
+
+
+class _NoForwardMode(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x * 2
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+
+def test_an_operation_without_forward_mode_is_a_model_error_that_names_the_way_out():
+    model = nn.Sequential(nn.Linear(4, 300), nn.ReLU()).double().eval()
+    twice = nn.Module()
+    twice.forward = lambda x: _NoForwardMode.apply(model(x))
+    with pytest.raises(ModelError, match="jacobian_max_outputs"):
+        jacobian_values(twice, torch.randn(2, 4, dtype=torch.float64))
+    assert jacobian_values(twice, torch.randn(2, 4, dtype=torch.float64), max_outputs=300)["jacobian_erank"].shape == (2,)

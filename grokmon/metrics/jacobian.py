@@ -31,11 +31,14 @@ effective rank 0, pc1 0 and norm 0.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
 from torch import nn
 from torch.func import jvp, vjp, vmap
+
+from ..errors import ModelError, first_line
 
 DEFAULT_MAX_OUTPUTS = 256
 DEFAULT_SKETCH_SIZE = 128
@@ -56,7 +59,7 @@ def input_jacobians(model: nn.Module, x: torch.Tensor, *, chunk_size: int | None
     True
     """
     x = x.detach()
-    with torch.enable_grad():
+    with torch.enable_grad(), _math_attention():
         out, pullback = vjp(_flat(model), x)
         k = out.shape[1]
         eye = torch.eye(k, dtype=out.dtype, device=out.device)
@@ -72,6 +75,15 @@ def _omega(x: torch.Tensor, size: int, seed: int) -> torch.Tensor:
     return omega.to(dtype=x.dtype, device=x.device)
 
 
+def _math_attention() -> contextlib.AbstractContextManager:
+    """Attention through its plain-math kernel: the fused kernels have no forward-mode derivative."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def sketched_jacobians(model: nn.Module, x: torch.Tensor, size: int, seed: int, *,
                        chunk_size: int | None = None) -> torch.Tensor:
     """B = Q^T J(x) for every point, (N, min(m, K), D): the range-finder sketch used for many outputs.
@@ -84,11 +96,17 @@ def sketched_jacobians(model: nn.Module, x: torch.Tensor, size: int, seed: int, 
     x = x.detach()
     forward = _flat(model)
     omega = _omega(x, size, seed)
-    with torch.enable_grad():
+    with torch.enable_grad(), _math_attention():
         tangents = omega[:, None].expand(-1, *x.shape)  # (m, N, *input shape), the same for every point
         with warnings.catch_warnings():  # torch's forward-AD set-up still scripts a few decompositions
             warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
-            y = vmap(lambda t: jvp(forward, (x,), (t,))[1], chunk_size=chunk_size)(tangents)  # (m, N, K)
+            try:
+                y = vmap(lambda t: jvp(forward, (x,), (t,))[1], chunk_size=chunk_size)(tangents)  # (m, N, K)
+            except NotImplementedError as error:
+                raise ModelError(f"the Jacobian sketch (for models with more than jacobian_max_outputs outputs) needs "
+                                 f"forward-mode autograd, which an operation of this model lacks ({first_line(error)});"
+                                 " raise jacobian_max_outputs above the output count for exact Jacobians, or leave "
+                                 "out the jacobian metrics") from None
         q = torch.linalg.qr(y.permute(1, 2, 0)).Q  # (N, K, m')
         _, pullback = vjp(forward, x)
         (rows,) = vmap(pullback, chunk_size=chunk_size)(q.permute(2, 0, 1))  # (m', N, *input shape)
