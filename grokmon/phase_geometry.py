@@ -207,9 +207,12 @@ def geometry_labels(steps: np.ndarray, trend, th):
                 labels[i], strength[i] = "memorisation", 0.7 if s > -need else 0.5
                 notes[i] = (f"local complexity {lc.value[i]:.3g} near or past its peak {lc.fit[peak]:.3g} at step "
                             f"{steps[peak]}; the geometry is not simplifying: {movers}")
-            elif lc is not None:
+            elif lc is not None and moving > 0:
                 labels[i], strength[i] = "fitting", 0.5
                 notes[i] = f"the geometry is still moving away from its initial state: {movers}"
+            elif lc is not None:
+                labels[i], strength[i] = "fitting", 0.0
+                notes[i] = f"no group moves beyond its noise, so the geometry cannot tell the phase: {movers}"
             else:  # without local complexity there is no telling fitting from memorisation
                 labels[i], strength[i] = "memorisation", 0.0
                 notes[i] = f"no local complexity measured; the geometry is not simplifying: {movers}"

@@ -257,7 +257,17 @@ def test_geometry_noise_without_change_is_not_a_transition():
               ("centroid_alignment", "train"): (0.1 + rng.normal(0, 0.005, n), np.full(n, 0.006))}
     report = classify(table(steps, series))
     assert not {p for _, p in report.steps} & {"generalisation", "collapse", "robustness_plateau"}
-    assert report.advice in ("keep-training", "inconclusive")
+    assert report.advice == "inconclusive", report.reason
+
+
+def test_geometry_that_never_moves_is_inconclusive():
+    steps = STEPS[STEPS >= 100]
+    n = len(steps)
+    flat = {(metric, split): (np.full(n, level), np.full(n, level / 100))
+            for metric, level in [("lc", 30.0), ("centroid_alignment", 0.1), ("centroid_norm", 5.0),
+                                  ("jacobian_erank", 4.0)] for split in ("train", "test")}
+    report = classify(table(steps, flat))
+    assert report.advice == "inconclusive", report.reason
 
 
 # ---------------------------------------------------------------- thresholds, output, input checks
