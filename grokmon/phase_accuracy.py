@@ -15,7 +15,9 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
 
     - fitting: train accuracy below `fitted_accuracy`;
     - generalisation: fitted, and test accuracy on a significantly rising piece (or just jumped);
-    - collapse: generalised before, and test accuracy has lost `collapse_drop` of its gain since its peak;
+    - collapse: generalised before, and test accuracy has lost `collapse_drop` of its gain since its peak; or
+      the train set was fitted and train accuracy has fallen below `fitted_accuracy`, losing `collapse_drop` of
+      its gain (the training diverged);
     - robustness_plateau: test accuracy flat after a significant gain over its memorisation level (at least
       `min_gain` of the gap to train accuracy), or at `generalised_ratio` of train accuracy;
     - memorisation: fitted, test accuracy flat (or falling) at its memorisation level.
@@ -43,6 +45,10 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
     at_train_floor = running(np.where(both, train_level, np.nan), min)
     train_floor = train_level[at_train_floor]
     train_gain = train_level - train_floor
+    at_train_peak = running(np.where(both, train_level, np.nan), max)
+    train_drop = train_level[at_train_peak] - train_level
+    train_lost = since_fit & (train_drop >= th.slope_sigma * np.hypot(train.sigma, train.sigma[at_train_peak])) & (
+        train_drop >= th.collapse_drop * (train_level[at_train_peak] - train_floor))
     train_risen = (train_gain >= th.slope_sigma * np.hypot(train.sigma, train.sigma[at_train_floor])) & (
         train_gain >= th.min_gain * (1.0 - train_floor))
     # settled: from here to the end neither accuracy climbs (a train set that stopped short of fitted)
@@ -53,9 +59,12 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
     gain_at_peak = 0.0
     for i in np.flatnonzero(both):
         tr, te, se = train.value[i], test.value[i], test.sigma[i]
+        # the reasons quote measured accuracies; the decisions use the fitted levels
+        measured_floor, measured_peak = test.value[at_floor[i]], test.value[at_peak[i]]
         gap = max(tr - floor[i], se)
         gain = level[i] - floor[i]
-        fitted = tr + train.sigma[i] >= th.fitted_accuracy
+        # once fitted, the train set counts as fitted until it is significantly lost
+        fitted = tr + train.sigma[i] >= th.fitted_accuracy or (since_fit[i] and not train_lost[i])
         risen = fitted and ((gain >= th.slope_sigma * floor_noise[i] and gain >= th.min_gain * gap)
                             or te >= th.generalised_ratio * tr)
         if fitted and risen_at_fit is None:
@@ -68,8 +77,16 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
         rising_z, falling = test.slope_z[i], test.direction[i] < 0
         if collapsed:
             labels[i] = "collapse"
-            notes[i] = f"test accuracy {te:.3f}, down {drop:.3f} from its peak {peak[i]:.3f} while train is {tr:.3f}"
+            notes[i] = (f"test accuracy {te:.3f}, down from its peak {measured_peak:.3f} at step {steps[at_peak[i]]} "
+                        f"while train is {tr:.3f}")
             strength[i] = min(1.0, drop / (2 * th.slope_sigma * peak_noise[i]))
+        elif not fitted and train_lost[i]:
+            labels[i] = "collapse"
+            notes[i] = (f"train accuracy {tr:.3f}, down from {train.value[at_train_peak[i]]:.3f} at step "
+                        f"{steps[at_train_peak[i]]} after the train set was fitted (test {te:.3f}): the training "
+                        "diverges")
+            strength[i] = min(1.0, train_drop[i] / (2 * th.slope_sigma * np.hypot(train.sigma[i],
+                                                                                   train.sigma[at_train_peak[i]])))
         elif not fitted and not (train_risen[i] and settled[i]):
             labels[i] = "fitting"
             train_rising = train.direction[i] > 0
@@ -79,7 +96,7 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
         elif not fitted:
             labels[i] = "robustness_plateau"
             notes[i] = (f"train accuracy flat at {tr:.3f} (< {th.fitted_accuracy}) after rising from "
-                        f"{train_floor[i]:.3f}, test accuracy flat at {te:.3f}: settled without fitting")
+                        f"{train.value[at_train_floor[i]]:.3f}, test accuracy flat at {te:.3f}: settled without fitting")
             strength[i] = 0.6
         elif test.direction[i] > 0 and max(_piece_rise(test, fit, i), later_peak[i] - floor[i]) >= th.min_gain * gap:
             seen_rise = True
@@ -89,16 +106,16 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
             strength[i] = strength_of(rising_z, th) if math.isfinite(rising_z) and abs(rising_z) > 0 else 0.6
         elif risen and not (seen_rise or risen_at_fit or te >= th.generalised_ratio * tr):
             labels[i] = "generalisation"
-            notes[i] = f"test accuracy {te:.3f}, up {gain:.3f} from its memorisation level {floor[i]:.3f}"
+            notes[i] = f"test accuracy {te:.3f}, up from its memorisation level {measured_floor:.3f}"
             strength[i] = 0.6
         elif risen or generalised:
             labels[i] = "robustness_plateau"
-            notes[i] = f"test accuracy flat at {te:.3f} (train {tr:.3f}), up {gain:.3f} from {floor[i]:.3f}"
+            notes[i] = f"test accuracy flat at {te:.3f} (train {tr:.3f}), up from {measured_floor:.3f}"
             strength[i] = 1.0 - strength_of(rising_z, th) / 2
         else:
             labels[i] = "memorisation"
             notes[i] = (f"train accuracy {tr:.3f}, test accuracy {te:.3f} "
-                        + ("falling" if falling else "flat") + f" near its memorisation level {floor[i]:.3f}")
+                        + ("falling" if falling else "flat") + f" near its memorisation level {measured_floor:.3f}")
             strength[i] = 1.0 - strength_of(rising_z, th) / 2
     candidates = since_fit if since_fit.any() else both  # not a lucky checkpoint from before the fit
     best = int(np.nanargmax(np.where(candidates, test.value, np.nan))) if candidates.any() else None

@@ -44,7 +44,7 @@ def label_run(table: pd.DataFrame, steps: np.ndarray, mode: str, th: PhaseThresh
         from .phase_geometry import geometry_labels
 
         labels, notes, strength, best = geometry_labels(steps, trend, th)
-    labels = tidy(labels, th.min_phase_checkpoints, early_collapse=mode == "geometry")
+    labels = tidy(labels, th.min_phase_checkpoints)
     points = pd.to_numeric(table["n_points"], errors="coerce").min() if "n_points" in table else math.nan
     return verdict(steps, labels, notes, strength, best, mode, th, points)
 
@@ -88,13 +88,13 @@ def _runs(labels: list[str]) -> list[tuple[str, int, int]]:
     return runs
 
 
-def tidy(labels: list[str | None], min_run: int, early_collapse: bool = False) -> list[str | None]:
+def tidy(labels: list[str | None], min_run: int) -> list[str | None]:
     """Absorb short interior flickers and out-of-order labels into their neighbours.
 
     A run shorter than `min_run` between two runs of the same phase takes that phase; a plateau that
     generalisation resumes after is part of the generalisation; a memorisation or fitting run after
-    generalisation has started, or a collapse before it, takes the previous phase. With `early_collapse`
-    (geometry mode, where a settled geometry may be a converged run) a collapse after memorisation stays.
+    generalisation has started takes the previous phase. A collapse before generalisation stays: the rules
+    only call one there for a training that diverged (accuracy) or a settled geometry that was damaged.
     """
     labels = fill_gaps(labels)
     if not labels or labels[0] is None:
@@ -120,8 +120,6 @@ def tidy(labels: list[str | None], min_run: int, early_collapse: bool = False) -
             seen_general = True
         elif phase in ("fitting", "memorisation") and seen_general and i > 0:
             labels[i] = labels[i - 1]
-        elif phase == "collapse" and not seen_general and i > 0 and not early_collapse:
-            labels[i] = labels[i - 1] if labels[i - 1] != "collapse" else "memorisation"
     return labels
 
 

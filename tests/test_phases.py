@@ -112,6 +112,32 @@ def test_accuracy_collapse_rolls_back_to_the_peak():
     assert "test accuracy" in report.reason
 
 
+@pytest.mark.parametrize("test_follows", [True, False])
+def test_train_accuracy_falling_after_the_fit_is_collapse_not_a_plateau(test_follows):
+    steps = STEPS[STEPS <= 60_000]
+    train, test = grokking(steps)
+    fall = sigmoid(steps, 4.35, 0.1)
+    train = train - 0.5 * fall  # the training diverges: the fitted train set is lost
+    test = test - (0.5 if test_follows else 0.09) * fall
+    report = classify(accuracy_table(steps, train, test))
+    assert report.current_phase == "collapse", report.reason
+    assert report.advice == "roll-back"
+    assert "train" in report.reason and "0.5" in report.reason
+    assert report.best_step == int(steps[np.argmax(test)])
+
+
+def test_a_memorising_run_that_diverges_rolls_back_to_its_fitted_state():
+    steps = STEPS[STEPS <= 60_000]
+    train, _ = grokking(steps)
+    test = np.full(len(steps), 0.05)
+    train = train - 0.6 * sigmoid(steps, 4.35, 0.1)
+    report = classify(accuracy_table(steps, train, test))
+    assert "generalisation" not in phases_seen(report)
+    assert phases_seen(report)[-2:] == ["memorisation", "collapse"], report.steps
+    assert report.advice == "roll-back"
+    assert report.best_step < 20_000
+
+
 def test_three_checkpoints_are_inconclusive():
     steps = np.array([100, 1000, 10_000])
     report = classify(accuracy_table(steps, np.array([0.5, 1.0, 1.0]), np.array([0.1, 0.5, 0.99])))
