@@ -261,7 +261,6 @@ def analyze(
     from .checkpoints import load_checkpoint
     from .metrics import MetricOptions, make_frame
     from .models import load_weights
-    from .probes import median_train_norm
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -273,7 +272,7 @@ def analyze(
     ))
     _check_labels(run)
     _check_writable(output)
-    radius = resolve_radius(run.config.lc_radius, median_train_norm(run.probes))
+    radius = resolve_radius(run.config.lc_radius, run.probes.train_median_norm)
     metadata = _metadata(run, ckpt_dir, None, radius)
     rows = _previous_rows(output, metadata, overwrite)
     done_steps = {r["step"] for r in rows}

@@ -31,12 +31,14 @@ class Split:
 
 @dataclass(frozen=True)
 class ProbeSet:
-    """The probe file's splits after subsetting, its path and a hash of its bytes."""
+    """The probe file's splits after subsetting, its path, a hash of its bytes, and the size and median L2 norm
+    of all its train points (the scale of a relative LC radius, whatever `--points` takes)."""
 
     path: Path
     sha256: str
     splits: tuple[Split, ...]
     train_size: int
+    train_median_norm: float
 
     def sizes(self) -> dict[str, int]:
         """Points per analysed split."""
@@ -98,6 +100,8 @@ def _check(path: Path, raw: dict) -> dict[str, torch.Tensor]:
                 raise ProbeError(f"{path}: y_{split} has {len(y)} labels for {len(x)} points in x_{split}")
             if y.dtype == torch.bool or y.is_complex():
                 raise ProbeError(f"{path}: y_{split} has dtype {y.dtype}; expected int class indices or float targets")
+            if y.is_floating_point() and not torch.isfinite(y).all():
+                raise ProbeError(f"{path}: y_{split} holds NaN or infinite values")
     return data
 
 
@@ -132,10 +136,6 @@ def load_probes(path: Path, points: int, seed: int, dtype: torch.dtype) -> Probe
     count = min(points, len(x_train))
     uniform = torch.rand((count, *x_train.shape[1:]), generator=generator, dtype=torch.float64)
     splits.append(Split("random", (low + (high - low) * uniform).to(dtype), None))
-    return ProbeSet(path, hashlib.sha256(path.read_bytes()).hexdigest(), tuple(splits), len(x_train))
-
-
-def median_train_norm(probes: ProbeSet) -> float:
-    """Median L2 norm of the (flattened) train probes: the scale of a relative LC radius."""
-    x = probes.splits[0].x
-    return float(x.reshape(len(x), -1).norm(dim=1).median())
+    norms = x_train.reshape(len(x_train), -1).norm(dim=1)
+    return ProbeSet(path, hashlib.sha256(path.read_bytes()).hexdigest(), tuple(splits), len(x_train),
+                    float(norms.quantile(0.5)))  # the middle of an even count, not its lower half

@@ -5,7 +5,7 @@ from safetensors.torch import save_file
 
 from grokmon.config import resolve_radius
 from grokmon.errors import ConfigError, ProbeError
-from grokmon.probes import load_probes, median_train_norm
+from grokmon.probes import load_probes
 
 
 def _tensors(n_train=50, n_test=20):
@@ -85,6 +85,14 @@ def test_malformed_probe_data(tmp_path, tensors, match):
         load_probes(path, 512, 0, torch.float32)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_float_labels_are_a_probe_error(tmp_path, bad):
+    path = tmp_path / "p.safetensors"
+    save_file({"x_train": torch.zeros(3, 2), "y_train": torch.tensor([0.5, bad, 1.0])}, str(path))
+    with pytest.raises(ProbeError, match="y_train holds NaN or infinite"):
+        load_probes(path, 512, 0, torch.float32)
+
+
 def test_unreadable_probe_file(tmp_path):
     path = tmp_path / "p.safetensors"
     path.write_bytes(b"nonsense")
@@ -92,12 +100,13 @@ def test_unreadable_probe_file(tmp_path):
         load_probes(path, 512, 0, torch.float32)
 
 
-def test_relative_radius_uses_median_train_norm(tmp_path):
+def test_relative_radius_uses_median_train_norm_of_every_train_point(tmp_path):
     path = tmp_path / "p.safetensors"
-    save_file({"x_train": torch.tensor([[3.0, 4.0], [0.0, 1.0], [6.0, 8.0]])}, str(path))
-    norm = median_train_norm(load_probes(path, 512, 0, torch.float64))
-    assert norm == 5.0
-    assert resolve_radius("2%", norm) == pytest.approx(0.1)
+    save_file({"x_train": torch.tensor([[3.0, 4.0], [0.0, 1.0], [6.0, 8.0], [0.0, 2.0]])}, str(path))
+    norm = load_probes(path, 512, 0, torch.float64).train_median_norm
+    assert norm == 3.5  # the middle of 1, 2, 5, 10
+    assert load_probes(path, 1, 0, torch.float32).train_median_norm == 3.5  # --points does not change it
+    assert resolve_radius("2%", norm) == pytest.approx(0.07)
     assert resolve_radius(0.3, norm) == 0.3
     with pytest.raises(ConfigError, match="Expected --lc-radius"):
         resolve_radius("-1", norm)
