@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,9 +150,10 @@ def _step_from_metadata(path: Path, files: tuple[Path, ...]) -> int | None:
 
 
 def _pickle_step(path: Path) -> int | None:
-    """`step`/`global_step` stored in a pickled checkpoint, read through mmap so no tensor is copied."""
+    """`step`/`global_step` stored in a pickled checkpoint, read through mmap so no tensor is copied (only
+    torch's zip format maps; the legacy format of `_use_new_zipfile_serialization=False` is read whole)."""
     try:
-        obj = _torch_load(path, mmap=True)
+        obj = _torch_load(path, mmap=zipfile.is_zipfile(path))
     except Exception:  # unreadable or refused: reported with its own row when it is loaded
         return None
     return _stored_step(obj) if isinstance(obj, dict) else None

@@ -55,6 +55,15 @@ def test_metadata_step_wins_over_name(tmp_path):
     assert [c.step for c in discover_checkpoints(tmp_path)] == [77, 88]
 
 
+def test_step_stored_in_the_legacy_pickle_format_is_read(tmp_path):
+    for version, step in enumerate([100, 200, 300]):
+        torch.save({"step": step, "model": {"w": torch.zeros(2)}}, tmp_path / f"run_final_v{version}.pt",
+                   _use_new_zipfile_serialization=False)
+    found = discover_checkpoints(tmp_path)
+    assert [c.step for c in found] == [100, 200, 300]
+    assert torch.equal(load_checkpoint(found[0])["w"], torch.zeros(2))
+
+
 def test_probe_file_and_manifest_are_never_checkpoints(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "step_3.pt")
     torch.save({"x_train": torch.zeros(4, 2)}, tmp_path / "my_probes_2.pt")
