@@ -375,12 +375,17 @@ def _load_table(results) -> tuple[pd.DataFrame, dict]:
 def phases(results, *, mode: str = "auto", overrides: dict | None = None):
     """Label every checkpoint of a results file (path) or table (DataFrame) with a phase; give the verdict.
 
-    Threshold overrides come from the run's manifest (`[phases]`, stored in the metadata) and then `overrides`.
+    Threshold overrides come from the run's manifest `[phases]` (as it is now when the run's directory is
+    still there, else as stored in the results' metadata), then `overrides`.
     """
+    from .config import read_manifest
     from .phase_classifier import PhaseThresholds, classify
 
     frame, metadata = _load_table(results)
     stored = metadata.get("config", {}).get("phases", {}) or {}
+    run_dir = metadata.get("checkpoint_dir")
+    if run_dir and Path(run_dir).is_dir():
+        stored = read_manifest(Path(run_dir)).get("phases", {})
     thresholds = PhaseThresholds().with_overrides({**stored, **(overrides or {})})
     return classify(frame, thresholds, mode=mode)
 

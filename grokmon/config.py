@@ -59,7 +59,27 @@ def read_manifest(ckpt_dir: Path) -> dict:
     unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(MANIFEST_KEYS)}")
+    for key, value in manifest.items():
+        kinds, words = _MANIFEST_TYPES[key]
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            raise ConfigError(f"{path}: expected {key} to be {words}, but got {value!r}")
+    if "phases" in manifest:
+        from .phase_classifier import PhaseThresholds
+
+        try:
+            PhaseThresholds().with_overrides(manifest["phases"])
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: [phases]: {exc}") from None
     return manifest
+
+
+_MANIFEST_TYPES = {
+    "model": (str, "a string like \"mlp\" or \"model.py:build\""), "model_kwargs": ((dict, str), "a table"),
+    "activation": (str, "a string"), "data": (str, "a file path"), "points": (int, "an integer"),
+    "metrics": ((str, list), "a list like [\"centroid\", \"lc\"]"), "lc_directions": (int, "an integer"),
+    "lc_radius": ((str, int, float), "a number or a percentage like \"2%\""), "seed": (int, "an integer"),
+    "dtype": (str, "\"float32\" or \"float64\""), "phases": (dict, "a table of phase thresholds"),
+}
 
 
 def parse_metrics(value: str | list | tuple) -> tuple[str, ...]:
@@ -68,7 +88,7 @@ def parse_metrics(value: str | list | tuple) -> tuple[str, ...]:
     >>> parse_metrics("lc, centroid")
     ('centroid', 'lc')
     """
-    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()]
+    names = [str(v).strip() for v in (value.split(",") if isinstance(value, str) else value) if str(v).strip()]
     unknown = [n for n in names if n not in GROUPS]
     if unknown or not names:
         raise ConfigError(f"Expected --metrics to be a comma-separated subset of {','.join(GROUPS)}, but got {value!r}")

@@ -128,8 +128,25 @@ class PhaseThresholds:
             except (TypeError, ValueError):
                 raise ConfigError(
                     f"Expected phase threshold {key} to be a finite {kind.__name__}, but got {value!r}") from None
+            low, high, low_open = _RANGES[key]
+            if number < low or (low_open and number == low) or number > high:
+                bound = f"{'(' if low_open else '['}{low:g}, {high:g}]" if high < math.inf else \
+                    f"{'>' if low_open else '>='} {low:g}"
+                raise ConfigError(f"Expected phase threshold {key} to be {bound}, but got {value!r}")
             changes[key] = kind(number)
         return dataclasses.replace(self, **changes)
+
+
+_POSITIVE, _FRACTION = (0.0, math.inf, True), (0.0, 1.0, True)
+_RANGES = {  # (lowest, highest, lowest excluded) of each threshold
+    "min_checkpoints": (1, math.inf, False), "se_floor_fraction": _POSITIVE, "changepoint_penalty": _POSITIVE,
+    "min_piece_checkpoints": (2, math.inf, False), "slope_sigma": _POSITIVE,
+    "min_relative_change": (0.0, math.inf, False), "fitted_accuracy": _FRACTION, "generalised_ratio": _FRACTION,
+    "min_gain": (0.0, 1.0, False), "collapse_drop": _FRACTION, "peak_band": (0.0, 1.0, False),
+    "geometry_min_votes": (0.0, 4.0, True), "settle_fraction": _FRACTION, "dead_rank_drop": _POSITIVE,
+    "lc_jump": _POSITIVE, "jump_decades": _POSITIVE, "min_phase_checkpoints": (1, math.inf, False),
+    "min_confidence": (0.0, 1.0, False), "min_points": (1, math.inf, False),
+}
 
 
 @dataclass(frozen=True)

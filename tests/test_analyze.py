@@ -115,6 +115,33 @@ def test_manifest_supplies_options_and_flags_win(make_run):
     assert (frame["n_points"] == 9).all()
 
 
+@pytest.mark.parametrize(("line", "match"), [
+    ("model_kwargs = 5", "model_kwargs to be a table"), ("metrics = 5", "metrics to be a list"),
+    ("data = 5", "data to be a file path"), ("model = 5", "model to be a string"),
+    ("points = \"many\"", "points to be an integer"), ("[phases]\nnot_a_threshold = 3", r"\[phases\].*not_a_threshold"),
+    ("[phases]\nslope_sigma = -3", r"\[phases\].*slope_sigma to be > 0"),
+])
+def test_manifest_values_of_the_wrong_kind_are_one_line_errors(make_run, line, match):
+    run = make_run()
+    (run / "grokmon.toml").write_text(line + "\n")
+    with pytest.raises(ConfigError, match=f"grokmon.toml: .*{match}"):
+        analyze(run, **FAST)
+
+
+def test_phases_follow_the_manifest_as_it_is_now(make_run):
+    from grokmon import phases
+
+    run = make_run(steps=tuple(range(0, 60, 10)))
+    (run / "grokmon.toml").write_text("[phases]\nmin_checkpoints = 50\n")
+    analyze(run, **FAST)
+    assert "min_checkpoints=50" in phases(run / "grokmon.parquet").reason
+    (run / "grokmon.toml").write_text("[phases]\nmin_checkpoints = 1000\n")
+    assert "min_checkpoints=1000" in phases(run / "grokmon.parquet").reason
+    (run / "grokmon.toml").write_text("[phases]\nslope_sigma = -1\n")
+    with pytest.raises(ConfigError, match="grokmon.toml: \\[phases\\]"):
+        phases(run / "grokmon.parquet")
+
+
 def test_factory_model_with_kwargs(make_run, tmp_path):
     run = make_run("nested")
     (tmp_path / "net.py").write_text(

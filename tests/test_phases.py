@@ -309,6 +309,23 @@ def test_threshold_overrides_are_coerced_and_checked():
         PhaseThresholds().with_overrides({"min_checkpoints": "2.5"})
 
 
+@pytest.mark.parametrize(("name", "value", "bound"), [
+    ("slope_sigma", "-3", "> 0"), ("se_floor_fraction", -1, "> 0"), ("min_checkpoints", 0, ">= 1"),
+    ("changepoint_penalty", -1, "> 0"), ("fitted_accuracy", 1.5, r"\(0, 1\]"), ("min_confidence", -0.1, r"\[0, 1\]"),
+])
+def test_thresholds_out_of_range_are_config_errors(name, value, bound):
+    with pytest.raises(ConfigError, match=f"{name} to be {bound}, but got"):
+        PhaseThresholds().with_overrides({name: value})
+
+
+def test_every_threshold_has_a_range_and_its_default_is_in_it():
+    from grokmon.phase_classifier import _RANGES
+
+    defaults = PhaseThresholds()
+    assert set(_RANGES) == {f for f in defaults.__dataclass_fields__}
+    assert PhaseThresholds().with_overrides(dict(vars(defaults))) == defaults
+
+
 def test_overrides_change_the_verdict():
     steps = STEPS[STEPS <= 1000][-6:]
     frame = accuracy_table(steps, np.ones(6), np.full(6, 0.02))
