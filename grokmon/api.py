@@ -105,6 +105,47 @@ def _build_model(run: _Run, ckpt_dir: Path, state: dict | None):
     return built
 
 
+def _takes_tokens(built, run: _Run) -> bool:
+    """Whether the model wants integer probe inputs as they are (token ids it embeds) rather than as numbers."""
+    import torch
+
+    x = run.probes.splits[0].x[:2].to(run.device)
+    with torch.no_grad():
+        try:
+            built.measured(x.to(run.dtype))
+            return False
+        except Exception:
+            pass
+        try:
+            built.measured(x)
+            return True
+        except Exception:  # neither fits: the probe-fit check names the problem
+            return False
+
+
+def _settle_inputs(run: _Run, built) -> _Run:
+    """The run with its probe inputs as the model takes them; token ids are measured on accuracy alone."""
+    from dataclasses import replace
+
+    from .errors import ProbeError
+    from .probes import as_model_inputs
+
+    if run.probes.splits[0].x.is_floating_point():
+        return run
+    tokens = built is not None and _takes_tokens(built, run)
+    config = run.config
+    if tokens:
+        geometry = [g for g in config.metrics if g != "accuracy"]
+        if geometry and "metrics" in config.explicit:
+            raise ProbeError(f"{run.probes.path}: x_train holds integer token ids that the model embeds; the "
+                             f"{'/'.join(geometry)} metrics need float inputs: pass --metrics accuracy")
+        if all(s.y is None for s in run.probes.splits):
+            raise ProbeError(f"{run.probes.path}: x_train holds integer token ids that the model embeds, and no "
+                             "labels: add y_train/y_test so that accuracy and loss can be measured")
+        config = replace(config, metrics=("accuracy",))
+    return replace(run, config=config, probes=as_model_inputs(run.probes, run.dtype, tokens))
+
+
 def _check_probes_fit(built, run: _Run) -> None:
     """ProbeError naming the probe file when its points or labels do not fit the model (weights loaded)."""
     import torch
@@ -270,6 +311,8 @@ def analyze(
         model=model, model_kwargs=model_kwargs, activation=activation, data=data, points=points,
         metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius, seed=seed, dtype=dtype,
     ))
+    built = None if run.config.model == "mlp" else _build_model(run, ckpt_dir, None)
+    run = _settle_inputs(run, built)
     _check_labels(run)
     _check_writable(output)
     radius = resolve_radius(run.config.lc_radius, run.probes.train_median_norm)
@@ -291,7 +334,6 @@ def analyze(
     frame = None
     if "lc" in options.groups:
         frame = make_frame(dim, directions, options.seed, dtype=run.dtype, device=run.device)
-    built = None if run.config.model == "mlp" else _build_model(run, ckpt_dir, None)
     if built is not None:
         metadata = _metadata(run, ckpt_dir, built, radius)
     probes_fit = False
@@ -363,6 +405,7 @@ def info(ckpt_dir: str | Path, *, device: str = "auto", **options) -> RunInfo:
     run = _prepare(ckpt_dir, device, options)
     state = load_checkpoint(run.checkpoints[-1]) if run.config.model == "mlp" else None
     built = _build_model(run, ckpt_dir, state)
+    run = _settle_inputs(run, built)
     return RunInfo(run.checkpoints, built.description, run.probes.path, run.probes.sizes(), run.config, str(run.device))
 
 

@@ -7,7 +7,7 @@ A `.safetensors`, `.pt` (weights_only) or `.npz` file with `x_train` and optiona
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +112,21 @@ def _subset(x: torch.Tensor, y: torch.Tensor | None, points: int, generator: tor
     return x[index], (None if y is None else y[index])
 
 
+def as_model_inputs(probes: ProbeSet, dtype: torch.dtype, tokens: bool) -> ProbeSet:
+    """Integer inputs as the model takes them: `dtype` numbers (pixels, counts) or, for a model that embeds
+    them, integer token ids, which have no random split (a box of token ids is not a distribution)."""
+    if probes.splits[0].x.is_floating_point():
+        return probes
+    if tokens:
+        return replace(probes, splits=tuple(s for s in probes.splits if s.name != "random"))
+    return replace(probes, splits=tuple(replace(s, x=s.x.to(dtype)) for s in probes.splits))
+
+
 def load_probes(path: Path, points: int, seed: int, dtype: torch.dtype) -> ProbeSet:
-    """Read, check and subset probe data: `points` per split (seeded; every point, in order, when fewer)."""
+    """Read, check and subset probe data: `points` per split (seeded; every point, in order, when fewer).
+
+    Float inputs come in `dtype`; integer inputs stay int64 until `as_model_inputs` settles what they are.
+    """
     path = Path(path)
     if not path.is_file():
         raise ProbeError(f"{path}: no such probe data file; pass --data FILE with x_train (and y_train, x_test, y_test)")
@@ -130,7 +143,7 @@ def load_probes(path: Path, points: int, seed: int, dtype: torch.dtype) -> Probe
             y = y.to(dtype)
         elif y is not None:
             y = y.long()
-        splits.append(Split(name, x.to(dtype), y))
+        splits.append(Split(name, x.to(dtype) if x.is_floating_point() else x.long(), y))
     x_train = data["x_train"].to(torch.float64)  # drawn in float64 whatever --dtype: the same points either way
     low, high = x_train.min(dim=0).values, x_train.max(dim=0).values
     count = min(points, len(x_train))
