@@ -89,11 +89,12 @@ def _folder_weights(folder: Path, exclude: set[Path]) -> list[Path]:
 
 
 def _is_run(files: list[Path]) -> bool:
-    """Several weight files, not shards, each naming its own step: checkpoints of a run, not one checkpoint."""
+    """Several weight files, not shards, each naming its own step (Lightning's `last.ckpt` aside): checkpoints
+    of a run, not one checkpoint."""
     if len(files) < 2 or all(_SHARD.search(f.name) for f in files):
         return False
-    steps = [step_from_name(f.name) for f in files]
-    return None not in steps and len(set(steps)) == len(steps)
+    steps = [step_from_name(f.name) for f in files if not _LAST_COPY.match(f.name)]
+    return bool(steps) and None not in steps and len(set(steps)) == len(steps)
 
 
 def _candidates(ckpt_dir: Path, exclude: set[Path]) -> list[tuple[Path, tuple[Path, ...]]]:

@@ -158,19 +158,22 @@ def test_numpy_step_is_read_as_plain_data(tmp_path):
     assert ckpt.step == 40 and load_checkpoint(ckpt)
 
 
-def test_folder_of_step_files_is_a_run_not_shards(tmp_path):
+@pytest.mark.parametrize("save_last", [False, True])
+def test_folder_of_step_files_is_a_run_not_shards(tmp_path, save_last):
     states = train_states([0, 5])
     logs = tmp_path / "version_0" / "checkpoints"
     logs.mkdir(parents=True)
     for step in (0, 5):
         torch.save({"state_dict": states[step], "global_step": step}, logs / f"epoch={step}-step={step}.ckpt")
+    if save_last:  # Lightning's ModelCheckpoint(save_last=True): a copy of the newest
+        torch.save({"state_dict": states[5], "global_step": 5}, logs / "last.ckpt")
     (tmp_path / "version_0" / "hparams.yaml").write_text("lr: 0.1\n")
     found = discover_checkpoints(tmp_path)
     assert [(c.step, c.name) for c in found] == [(0, "version_0/checkpoints/epoch=0-step=0.ckpt"),
                                                   (5, "version_0/checkpoints/epoch=5-step=5.ckpt")]
 
     save_file(states[0], str(tmp_path / "version_0" / "step_9.safetensors"))
-    with pytest.raises(CheckpointError, match="checkpoints: holds 2 weight files that are not shards"):
+    with pytest.raises(CheckpointError, match="checkpoints: holds [23] weight files that are not shards"):
         discover_checkpoints(tmp_path / "version_0")
 
 
