@@ -54,7 +54,7 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
     # settled: from here to the end neither accuracy climbs (a train set that stopped short of fitted)
     climbing = (train.direction > 0) | (test.direction > 0)
     settled = ~np.flip(np.logical_or.accumulate(np.flip(climbing)))
-    generalised = seen_rise = False
+    generalised = seen_rise = general_before_fit = False
     risen_at_fit = None
     gain_at_peak = 0.0
     for i in np.flatnonzero(both):
@@ -69,7 +69,12 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
                             or te >= th.generalised_ratio * tr)
         if fitted and risen_at_fit is None:
             risen_at_fit = risen  # test accuracy rose while the train set was being fitted: ordinary learning
-        generalised = generalised or risen
+        # test accuracy up with train accuracy before the fit, and well above where it started: what it loses
+        # from here on (fitting label noise, say) is lost generalisation
+        general_before_fit = general_before_fit or (
+            not fitted and te >= th.generalised_ratio * tr and gain >= th.slope_sigma * floor_noise[i]
+            and gain >= th.min_gain * (1.0 - floor[i]))
+        generalised = generalised or risen or general_before_fit
         if generalised:
             gain_at_peak = max(gain_at_peak, peak[i] - floor[i])
         drop = peak[i] - level[i]
@@ -117,7 +122,8 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
             notes[i] = (f"train accuracy {tr:.3f}, test accuracy {te:.3f} "
                         + ("falling" if falling else "flat") + f" near its memorisation level {measured_floor:.3f}")
             strength[i] = 1.0 - strength_of(rising_z, th) / 2
-    candidates = since_fit if since_fit.any() else both  # not a lucky checkpoint from before the fit
+    # not a lucky checkpoint from before the fit, unless the run had generalised by then
+    candidates = since_fit if since_fit.any() and not general_before_fit else both
     best = int(np.nanargmax(np.where(candidates, test.value, np.nan))) if candidates.any() else None
     return labels, notes, strength, best
 

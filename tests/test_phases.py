@@ -138,6 +138,23 @@ def test_a_memorising_run_that_diverges_rolls_back_to_its_fitted_state():
     assert report.best_step < 20_000
 
 
+def test_test_accuracy_lost_while_fitting_label_noise_rolls_back_to_its_early_peak():
+    steps = STEPS[STEPS <= 5000]
+    train = 0.1 + 0.9 * sigmoid(steps, 2.0, 0.25)  # noisy labels: fitted late
+    test = 0.1 + 0.8 * sigmoid(steps, 1.0, 0.15) - 0.25 * sigmoid(steps, 1.8, 0.15)  # up with train, then down
+    report = classify(accuracy_table(steps, train, test))
+    assert report.advice == "roll-back", report.reason
+    assert report.best_step == int(steps[np.argmax(test)]) < 100
+
+
+def test_test_accuracy_rising_with_train_at_chance_is_not_an_early_generalisation():
+    steps = STEPS[STEPS <= 20_000]
+    train, test = grokking(steps)
+    test = np.where(steps < 50, train, test)  # both at chance early on
+    report = classify(accuracy_table(steps, train, test))
+    assert phases_seen(report)[:3] == ["fitting", "memorisation", "generalisation"], report.steps
+
+
 def test_three_checkpoints_are_inconclusive():
     steps = np.array([100, 1000, 10_000])
     report = classify(accuracy_table(steps, np.array([0.5, 1.0, 1.0]), np.array([0.1, 0.5, 0.99])))
