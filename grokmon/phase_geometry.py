@@ -53,7 +53,7 @@ def lc_ascent(lc: Trend) -> tuple[int, int] | None:
     return start, start + int(np.argmax(fit))
 
 
-def votes(trend, n: int) -> tuple[dict[str, np.ndarray], dict[str, Trend]]:
+def votes(trend) -> tuple[dict[str, np.ndarray], dict[str, Trend]]:
     """Per group, its vote at each checkpoint (NaN where it has no series); the series used, by metric."""
     series: dict[str, Trend] = {}
     out: dict[str, np.ndarray] = {}
@@ -65,8 +65,9 @@ def votes(trend, n: int) -> tuple[dict[str, np.ndarray], dict[str, Trend]]:
                 series[metric] = t
                 stack.append(np.where(t.present, simplifying * t.direction, np.nan))
         if stack:
-            with np.errstate(all="ignore"):
-                out[group] = np.nanmean(np.vstack(stack), axis=0)
+            stacked = np.vstack(stack)
+            count = np.isfinite(stacked).sum(axis=0)  # no member with a value there: NaN, without a warning
+            out[group] = np.where(count > 0, np.nansum(stacked, axis=0) / np.maximum(count, 1), np.nan)
     return out, series
 
 
@@ -131,7 +132,7 @@ def geometry_labels(steps: np.ndarray, trend, th):
     labels: list[str | None] = [None] * n
     notes = [""] * n
     strength = np.zeros(n)
-    group_votes, series = votes(trend, n)
+    group_votes, series = votes(trend)
     if not group_votes:
         return labels, notes, strength, None
     stack = np.vstack(list(group_votes.values()))

@@ -303,6 +303,17 @@ def test_geometry_noise_without_change_is_not_a_transition():
     assert report.advice == "inconclusive", report.reason
 
 
+@pytest.mark.filterwarnings("error")
+def test_a_group_missing_at_some_checkpoints_is_a_gap_without_warnings():
+    steps = STEPS[STEPS >= 100]
+    n = len(steps)
+    lc = 30 + np.linspace(0, 5, n)
+    rank = np.where(np.arange(n) % 3 == 0, np.nan, 4.0)
+    report = classify(table(steps, {("lc", "train"): (lc, np.full(n, 0.5)),
+                                    ("jacobian_erank", "train"): (rank, np.full(n, 0.05))}))
+    assert report.mode == "geometry"
+
+
 def test_geometry_that_never_moves_is_inconclusive():
     steps = STEPS[STEPS >= 100]
     n = len(steps)
