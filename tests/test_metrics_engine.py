@@ -128,7 +128,13 @@ ACTIVATIONS = {
     "Tensor.relu_": _Act(lambda h: h.relu_()), "F.gelu": _Act(F.gelu), "F.silu": _Act(F.silu),
     "torch.tanh": _Act(torch.tanh), "Tensor.sigmoid": _Act(lambda h: h.sigmoid()),
     "F.leaky_relu": _Act(lambda h: F.leaky_relu(h, 0.2)), "F.elu": _Act(F.elu),
+    "nn.Hardtanh": nn.Hardtanh(), "nn.Hardtanh(-2, 0.5)": nn.Hardtanh(-2, 0.5), "nn.ReLU6": nn.ReLU6(),
+    "F.relu6": _Act(F.relu6), "F.hardtanh(kw)": _Act(lambda h: F.hardtanh(h, min_val=-0.5, max_val=0.5)),
+    "nn.Hardsigmoid": nn.Hardsigmoid(),
 }
+# Where each bends, when not at 0 only (the sign of the pre-activation).
+BENDS = {"nn.Hardswish": (-3, 3), "nn.Hardtanh": (-1, 1), "nn.Hardtanh(-2, 0.5)": (-2, 0.5), "nn.ReLU6": (0, 6),
+         "F.relu6": (0, 6), "F.hardtanh(kw)": (-0.5, 0.5), "nn.Hardsigmoid": (-3, 3)}
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
@@ -136,14 +142,18 @@ def test_every_activation_form_is_one_layer_with_the_explicit_count(name):
     torch.manual_seed(0)
     first = nn.Linear(5, 6).double()
     model = nn.Sequential(first, ACTIVATIONS[name], nn.Linear(6, 2)).double().eval()
-    x = torch.randn(7, 5, dtype=torch.float64)
+    x = 3 * torch.randn(40, 5, dtype=torch.float64)  # wide enough to cross bends away from 0
     frame = make_frame(5, 3, seed=0, dtype=torch.float64)
-    counts = local_complexity(model, x, frame, 0.3)
+    counts = local_complexity(model, x, frame, 0.8)
     with torch.no_grad():
-        pre = first(x[:, None, :] + 0.3 * torch.cat([frame, -frame])[None])  # (N, 2P, 6)
-    positive = pre > 0
-    assert counts.shape == (7, 1)
-    assert counts[:, 0].tolist() == (positive.any(1) & ~positive.all(1)).sum(1).tolist()
+        pre = first(x[:, None, :] + 0.8 * torch.cat([frame, -frame])[None])  # (N, 2P, 6)
+    crossed = torch.zeros(40, 6, dtype=torch.bool)
+    for bend in BENDS.get(name, (0,)):
+        above = pre > bend
+        crossed |= above.any(1) & ~above.all(1)
+    assert counts.shape == (40, 1)
+    assert counts[:, 0].tolist() == crossed.sum(1).tolist()
+    assert counts.sum() > 0
 
 
 def test_linear_network_has_no_layers_and_zero_complexity():

@@ -4,7 +4,9 @@ Around each point x, the 2P vertices x ± r·v_p of a cross-polytope (v_p: the r
 frame, reused for every point and checkpoint) go through the network in large batches. For every tensor
 that enters a nonlinearity, a neuron counts when its sign is not the same on all 2P vertices of the point,
 sign meaning > 0 versus <= 0 (the breakpoint of ReLU; for smooth activations, the zero crossing of the
-pre-activation). Counts are summed per layer; `lc` is their sum over layers. Conv layers count every
+pre-activation). Activations that bend elsewhere count a neuron whose pre-activation crosses any of their
+breakpoints: hardtanh at min_val and max_val (-1, 1; ReLU6 is hardtanh(0, 6)), relu6 at 0 and 6, hardsigmoid
+and hardswish at -3 and 3. Counts are summed per layer; `lc` is their sum over layers. Conv layers count every
 (channel, position); a transformer block every (token, feature). Only the per-point counts are kept: each
 pre-activation is reduced to its min and max over the vertices on the spot and then freed.
 
@@ -19,7 +21,8 @@ gate computed from a parameter, say) are ignored. The mode is thread-local: othe
 Caught (by name, so the module, functional and tensor-method forms are all one entry): relu, leaky_relu,
 rrelu, prelu, relu6/hardtanh, elu, selu, celu, gelu, silu, mish, softplus, hardswish, hardsigmoid, sigmoid
 (expit), tanh, log_sigmoid, softsign, tanhshrink. Not counted: softmax, normalisation layers, max-pooling,
-clamp and other piecewise-linear ops that are not activation functions.
+clamp, maximum, where and other piecewise-linear ops that are not activation functions (a network whose only
+nonlinearity is `h.clamp(min=0)` has no layers here and LC 0: write it as `F.relu(h)`).
 """
 
 from __future__ import annotations
@@ -38,6 +41,19 @@ ACTIVATIONS = frozenset({
 })
 
 
+def _breakpoints(name: str, args: tuple, kwargs: dict) -> tuple[float, ...]:
+    """Where the activation bends: 0, unless it is one of the hard, clipped ones."""
+    if name.startswith("hardtanh"):
+        low = kwargs.get("min_val", args[1] if len(args) > 1 else -1.0)
+        high = kwargs.get("max_val", args[2] if len(args) > 2 else 1.0)
+        return (float(low), float(high))
+    if name == "relu6":
+        return (0.0, 6.0)
+    if name in ("hardsigmoid", "hardswish"):
+        return (-3.0, 3.0)
+    return (0.0,)
+
+
 class _SignChanges(TorchFunctionMode):
     """Per nonlinearity call: how many neurons of each point change sign across its vertices."""
 
@@ -47,13 +63,17 @@ class _SignChanges(TorchFunctionMode):
         self.counts: list[torch.Tensor] = []  # one (points,) int64 tensor per layer
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if getattr(func, "__name__", None) in ACTIVATIONS and args:
+        name = getattr(func, "__name__", None)
+        if name in ACTIVATIONS and args:
             pre = args[0]
             if (isinstance(pre, torch.Tensor) and pre.is_floating_point() and pre.dim() > 0
                     and pre.shape[0] % (self.points * self.vertices) == 0):
                 grouped = pre.detach().reshape(self.points, self.vertices, -1)
                 low, high = grouped.amin(dim=1), grouped.amax(dim=1)  # faster than aminmax on CPUs
-                self.counts.append(((high > 0) & (low <= 0)).sum(dim=1))
+                crossed = torch.zeros_like(low, dtype=torch.bool)
+                for bend in _breakpoints(name, args, kwargs or {}):
+                    crossed |= (high > bend) & (low <= bend)
+                self.counts.append(crossed.sum(dim=1))
         return func(*args, **(kwargs or {}))
 
 
