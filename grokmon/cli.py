@@ -65,6 +65,59 @@ def _fail(exc: BaseException, debug: bool) -> None:
     raise typer.Exit(1)
 
 
+def _checked(parse):
+    """A Typer callback: a value that `parse` refuses is a usage error (exit 2), caught before any work."""
+
+    def callback(value):
+        from .errors import ConfigError
+
+        if value is not None:
+            try:
+                parse(value)
+            except ConfigError as exc:
+                raise typer.BadParameter(str(exc)) from None
+        return value
+
+    return callback
+
+
+def _choice(*allowed: str):
+    def parse(value: str) -> None:
+        from .errors import ConfigError
+
+        if value not in allowed:
+            raise ConfigError(f"expected one of {', '.join(allowed)}, got {value!r}")
+
+    return _checked(parse)
+
+
+def _device(value: str) -> None:
+    import re
+
+    from .errors import ConfigError
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise ConfigError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
+
+
+def _metrics(value: str) -> None:
+    from .config import parse_metrics
+
+    parse_metrics(value)
+
+
+def _model_kwargs(value: str) -> None:
+    from .config import parse_model_kwargs
+
+    parse_model_kwargs(value)
+
+
+def _radius(value: str) -> None:
+    from .config import resolve_radius
+
+    resolve_radius(value, 1.0)
+
+
 def _overrides(pairs: list[str]) -> dict[str, str]:
     overrides = {}
     for pair in pairs:
@@ -80,16 +133,16 @@ def analyze(
     ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results Parquet [default: CKPT_DIR/grokmon.parquet]."),
     model: Optional[str] = typer.Option(None, help="mlp, file.py:function or package.module:function [default: manifest, else mlp]."),
-    model_kwargs: Optional[str] = typer.Option(None, help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
-    activation: Optional[str] = typer.Option(None, help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh [default: relu]."),
+    model_kwargs: Optional[str] = typer.Option(None, callback=_checked(_model_kwargs), help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
+    activation: Optional[str] = typer.Option(None, callback=_choice("relu", "gelu", "leaky_relu", "tanh"), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh [default: relu]."),
     data: Optional[Path] = typer.Option(None, help="Probe data (.safetensors, .pt, .npz) [default: manifest, else CKPT_DIR/probes.safetensors]."),
-    points: Optional[int] = typer.Option(None, help="Points per split, a seeded subset [default: 512]."),
-    metrics: Optional[str] = typer.Option(None, help="Comma-separated groups: accuracy,centroid,jacobian,lc [default: all]."),
-    lc_directions: Optional[int] = typer.Option(None, help="Directions P of the LC cross-polytope [default: 25]."),
-    lc_radius: Optional[str] = typer.Option(None, help="LC radius: absolute (0.05) or relative to the median train norm (2%) [default: 50%]."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the subsets, random points and LC frame [default: 0]."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    dtype: Optional[str] = typer.Option(None, help="float32 or float64 [default: float32]."),
+    points: Optional[int] = typer.Option(None, min=1, help="Points per split, a seeded subset [default: 512]."),
+    metrics: Optional[str] = typer.Option(None, callback=_checked(_metrics), help="Comma-separated groups: accuracy,centroid,jacobian,lc [default: all]."),
+    lc_directions: Optional[int] = typer.Option(None, min=1, help="Directions P of the LC cross-polytope [default: 25]."),
+    lc_radius: Optional[str] = typer.Option(None, callback=_checked(_radius), help="LC radius: absolute (0.05) or relative to the median train norm (2%) [default: 50%]."),
+    seed: Optional[int] = typer.Option(None, min=0, help="Seed of the subsets, random points and LC frame [default: 0]."),
+    device: str = typer.Option("auto", callback=_checked(_device), help="auto, cpu, cuda or cuda:N."),
+    dtype: Optional[str] = typer.Option(None, callback=_choice("float32", "float64"), help="float32 or float64 [default: float32]."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch [default: torch's own choice]; 1 is fastest on a busy machine."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output instead of resuming it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
@@ -124,7 +177,7 @@ def phases(
     results: Path = typer.Argument(..., metavar="RESULTS", help="Results Parquet written by `grokmon analyze`."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
     exit_code: bool = typer.Option(False, "--exit-code", help="Exit 0 stop, 10 keep-training, 11 inconclusive, 12 roll-back."),
-    mode: str = typer.Option("auto", help="auto, accuracy or geometry (ignore labels)."),
+    mode: str = typer.Option("auto", callback=_choice("auto", "accuracy", "geometry"), help="auto, accuracy or geometry (ignore labels)."),
     set_: list[str] = typer.Option([], "--set", help="Override a phase threshold, NAME=VALUE (repeatable)."),
     debug: bool = DEBUG_OPTION,
 ) -> None:
@@ -150,7 +203,7 @@ def phases(
 def report(
     results: Path = typer.Argument(..., metavar="RESULTS", help="Results Parquet written by `grokmon analyze`."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="report.html (self-contained) or a figure: .png, .svg, .pdf."),
-    mode: str = typer.Option("auto", help="Phase mode: auto, accuracy or geometry."),
+    mode: str = typer.Option("auto", callback=_choice("auto", "accuracy", "geometry"), help="Phase mode: auto, accuracy or geometry."),
     set_: list[str] = typer.Option([], "--set", help="Override a phase threshold, NAME=VALUE (repeatable)."),
     debug: bool = DEBUG_OPTION,
 ) -> None:
@@ -169,10 +222,10 @@ def report(
 def info(
     ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
     model: Optional[str] = typer.Option(None, help="As for analyze."),
-    model_kwargs: Optional[str] = typer.Option(None, help="As for analyze."),
-    activation: Optional[str] = typer.Option(None, help="As for analyze."),
+    model_kwargs: Optional[str] = typer.Option(None, callback=_checked(_model_kwargs), help="As for analyze."),
+    activation: Optional[str] = typer.Option(None, callback=_choice("relu", "gelu", "leaky_relu", "tanh"), help="As for analyze."),
     data: Optional[Path] = typer.Option(None, help="As for analyze."),
-    points: Optional[int] = typer.Option(None, help="As for analyze."),
+    points: Optional[int] = typer.Option(None, min=1, help="As for analyze."),
     debug: bool = DEBUG_OPTION,
 ) -> None:
     """Show what `analyze` would do: checkpoints, model, probe splits. Nothing is computed."""

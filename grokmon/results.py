@@ -98,6 +98,10 @@ def _file_mode(path: Path) -> int:
 def read_metadata(path: Path) -> dict:
     """The `grokmon` metadata document of a results file; ResultsError if it is not one of ours."""
     path = Path(path)
+    if path.is_dir():
+        hint = f"did you mean {path / 'grokmon.parquet'}?" if (path / "grokmon.parquet").is_file() else \
+            "give the results file `grokmon analyze` wrote (CKPT_DIR/grokmon.parquet by default)"
+        raise ResultsError(f"{path}: is a directory; {hint}")
     if not path.is_file():
         raise ResultsError(f"{path}: no such results file; run `grokmon analyze CKPT_DIR` first")
     try:

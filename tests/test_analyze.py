@@ -180,7 +180,6 @@ def test_cli_analyze_then_info(make_run):
     (lambda run: None, ["--model", "bad"], "Expected --model to be"),
     (lambda run: (run / "probes.safetensors").unlink(), [], "no probe data"),
     (lambda run: (run / "step_0.pt").rename(run / "final.pt"), [], "no training step"),
-    (lambda run: None, ["--metrics", "centroid,speed"], "Expected --metrics"),
     (lambda run: None, ["--device", "cuda:7"], "--device cuda:7"),
 ])
 def test_cli_user_errors_are_one_line_and_exit_1(make_run, setup, args, message):
@@ -191,6 +190,18 @@ def test_cli_user_errors_are_one_line_and_exit_1(make_run, setup, args, message)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("grokmon: error:") and message in lines[0]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["--metrics", "centroid,speed"], ["--points", "0"], ["--device", "bogus"], ["--dtype", "float16"],
+    ["--lc-radius", "abc"], ["--activation", "swish"], ["--model-kwargs", "notjson"], ["--lc-directions", "0"],
+])
+def test_cli_bad_option_values_are_usage_errors_exit_2(make_run, args):
+    run = make_run("pt", steps=(0, 5))
+    result = runner.invoke(app, ["analyze", str(run), "--quiet", *args])
+    assert result.exit_code == 2, result.output
+    assert args[0] in result.output and "Traceback" not in result.output
+    assert not (run / "grokmon.parquet").exists()
 
 
 def test_cli_failed_checkpoint_exits_1_after_writing_the_rest(make_run):

@@ -141,6 +141,9 @@ def test_foreign_parquet_is_refused(tmp_path, command):
     path.write_bytes(b"PAR1 nonsense")
     _one_error_line(runner.invoke(app, [command, str(path)]), "not a readable Parquet file")
     _one_error_line(runner.invoke(app, [command, str(tmp_path / "missing.parquet")]), "no such results file")
+    pq.write_table(pa.table({"a": [1]}), tmp_path / "grokmon.parquet")
+    _one_error_line(runner.invoke(app, [command, str(tmp_path)]), "is a directory; did you mean", "grokmon.parquet")
+    assert runner.invoke(app, [command, str(path), "--mode", "bogus"]).exit_code == 2
 
 
 CHECKPOINTS = 24
