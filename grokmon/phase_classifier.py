@@ -196,6 +196,7 @@ def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: 
     grokmon results (no step/split/status, no metric values) or holds no checkpoint analysed without error
     is a ResultsError.
     """
+    from .phase_geometry import GROUPS, SPLITS
     from .phase_rules import label_run
 
     th = thresholds or PhaseThresholds()
@@ -207,8 +208,21 @@ def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: 
         raise ConfigError(
             "mode accuracy needs accuracy on the train and test splits; this table has none (use geometry)")
     chosen = "accuracy" if mode != "geometry" and has_accuracy else "geometry"
+    geometry = [metric for members in GROUPS.values() for metric, _ in members]
+    if chosen == "geometry" and not any(_has(table, m, s) for m in geometry for s in SPLITS):
+        raise ConfigError("mode geometry needs centroid, jacobian or lc columns, and this table has none"
+                          + (" (use --mode accuracy)" if has_accuracy else
+                             "; analyze with those metrics, or with labelled train and test probes"))
     steps = np.array(sorted(table["step"].unique()), dtype=np.int64)
-    return label_run(table, steps, chosen, th)
+    report = label_run(table, steps, chosen, th)
+    failed_after = sorted(set(pd.to_numeric(df.loc[df["status"] != "ok", "step"], errors="coerce").dropna().astype(int))
+                          - set(steps.tolist()))
+    failed_after = [s for s in failed_after if s > steps[-1]]
+    if failed_after:  # the verdict is for the newest checkpoint that was measured: say which ones were not
+        listed = ", ".join(map(str, failed_after[:3])) + (", ..." if len(failed_after) > 3 else "")
+        report = dataclasses.replace(report, reason=f"{report.reason} (newer checkpoint{'s' if len(failed_after) > 1 else ''} "
+                                                    f"failed in analyze and not judged: step {listed})")
+    return report
 
 
 def _has(table: pd.DataFrame, metric: str, split: str) -> bool:

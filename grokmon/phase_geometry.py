@@ -107,8 +107,9 @@ def shock(series: dict[str, Trend], x: np.ndarray, i: int, since: int, th) -> tu
         v = float(rank.value[i])
         if v < 1.0 and floor - v >= max(th.dead_rank_drop, th.slope_sigma * float(rank.sigma[i])):
             last = since + int(np.flatnonzero(np.isfinite(before))[-1])
-            return (f"effective rank {v:.2f} fell below 1 (from {floor:.2f}): the Jacobian vanished at "
-                    f"{1 - v:.0%} or more of the probe points (dead units)"), last
+            where = "every probe point" if v <= 0 else f"at least {1 - v:.0%} of the probe points"
+            return (f"effective rank {v:.2f} fell below 1 (from {floor:.2f}): the Jacobian vanished at {where} "
+                    "(dead units)"), last
     lc = series.get("lc")
     if lc is not None and lc.present[i] and i > since:
         window = [j for j in range(since, i) if lc.present[j] and x[i] - x[j] <= th.jump_decades]

@@ -314,6 +314,22 @@ def test_a_group_missing_at_some_checkpoints_is_a_gap_without_warnings():
     assert report.mode == "geometry"
 
 
+def test_geometry_mode_without_geometry_columns_is_an_error_not_an_empty_verdict():
+    steps = STEPS[STEPS <= 20_000]
+    with pytest.raises(ConfigError, match="mode geometry needs centroid, jacobian or lc.*--mode accuracy"):
+        classify(accuracy_table(steps, *grokking(steps)), mode="geometry")
+
+
+def test_failed_newest_checkpoints_are_named_in_the_reason():
+    steps = STEPS[STEPS <= 100_000]
+    status = ["ok"] * (len(steps) - 2) + ["error", "error"]
+    report = classify(table(steps, {("accuracy", "train"): (grokking(steps)[0], accuracy_se(grokking(steps)[0])),
+                                    ("accuracy", "test"): (grokking(steps)[1], accuracy_se(grokking(steps)[1]))},
+                            status=status))
+    assert report.steps[-1][0] == steps[-3]
+    assert f"not judged: step {steps[-2]}, {steps[-1]}" in report.reason
+
+
 def test_geometry_that_never_moves_is_inconclusive():
     steps = STEPS[STEPS >= 100]
     n = len(steps)
