@@ -8,9 +8,9 @@ from torch import nn
 
 from grokmon.errors import ModelError
 from grokmon.metrics import MetricOptions, compute_split_metrics
-from grokmon.metrics.jacobian import (input_jacobians, jacobian_values, singular_values, sketched_jacobians,
-                                      spectrum_values)
-from reference import ScalarNet, make, spectrum
+from grokmon.metrics.jacobian import (forward_jacobians, input_jacobians, jacobian_values, singular_values,
+                                      sketched_jacobians, spectrum_values)
+from reference import ARCHITECTURES, ScalarNet, make, spectrum
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -161,6 +161,25 @@ def test_an_operation_without_forward_mode_is_a_model_error_that_names_the_way_o
     model = nn.Sequential(nn.Linear(4, 300), nn.ReLU()).double().eval()
     twice = nn.Module()
     twice.forward = lambda x: _NoForwardMode.apply(model(x))
+    x = torch.randn(2, 4, dtype=torch.float64)
     with pytest.raises(ModelError, match="jacobian_max_outputs"):
-        jacobian_values(twice, torch.randn(2, 4, dtype=torch.float64))
-    assert jacobian_values(twice, torch.randn(2, 4, dtype=torch.float64), max_outputs=300)["jacobian_erank"].shape == (2,)
+        jacobian_values(twice, x, sketch_size=2)  # D = 4 > m: the sketch, which needs forward mode
+    exact = jacobian_values(twice, x, max_outputs=300)
+    for key, value in jacobian_values(twice, x).items():  # D <= m: forward mode, falling back to backward
+        torch.testing.assert_close(value, exact[key])
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: a.__name__)
+def test_forward_mode_jacobians_equal_the_backward_ones(arch):
+    model, x = make(arch, seed=3)
+    torch.testing.assert_close(forward_jacobians(model, x, chunk_size=3), input_jacobians(model, x),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_many_outputs_from_few_inputs_use_the_exact_forward_jacobian():
+    model = _wide_output_model(d=12, hidden=16, k=300, decay=1, act=nn.Tanh)  # rank 12 > m = 8: a sketch would lose
+    x = torch.randn(6, 12, dtype=torch.float64)
+    exact = jacobian_values(model, x, max_outputs=300)
+    got = jacobian_values(model, x, max_outputs=256, sketch_size=12)
+    for key in exact:
+        torch.testing.assert_close(got[key], exact[key], rtol=1e-9, atol=1e-12)

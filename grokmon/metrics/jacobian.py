@@ -7,7 +7,11 @@ through at once; the result does not depend on it. `vmap` over points of `jacrev
 was as fast (benchmarks/README.md) but runs the model on batches of one under `vmap`; this runs the
 model's own batched forward pass, so any forward code works.
 
-Many outputs (K > `max_outputs`, default 256, e.g. an autoencoder or a wide regression head): a randomized
+Many outputs (K > `max_outputs`, default 256) from few inputs (D <= `sketch_size`): the exact Jacobian from D
+forward-mode products (`forward_jacobians`), cheaper than K backward ones and than the sketch below, which
+would be exact there anyway.
+
+Many outputs from many inputs (e.g. an autoencoder or a wide regression head): a randomized
 range finder (Halko, Martinsson & Tropp 2011) with m = `sketch_size` (default 128) columns, costing m
 forward-mode plus m reverse-mode products instead of K. With a seeded Gaussian Omega (D x m, the same for
 every point and checkpoint): Y = J Omega, Q = orth(Y) (K x m per point), B = Q^T J; the metrics are those
@@ -66,6 +70,28 @@ def input_jacobians(model: nn.Module, x: torch.Tensor, *, chunk_size: int | None
         # Cotangent k is the one-hot e_k for every point: (K, N, K).
         (rows,) = vmap(pullback, chunk_size=chunk_size)(eye[:, None, :].expand(-1, len(x), -1))
     return rows.reshape(k, len(x), -1).transpose(0, 1).detach()
+
+
+def forward_jacobians(model: nn.Module, x: torch.Tensor, *, chunk_size: int | None = None) -> torch.Tensor:
+    """J(x) for every point, (N, K, D), from D forward-mode products: cheaper than K backward ones when the
+    outputs outnumber the input dimensions. Falls back to `input_jacobians` for operations without
+    forward-mode derivatives.
+
+    >>> net = nn.Linear(2, 300)
+    >>> torch.equal(forward_jacobians(net, torch.zeros(1, 2))[0], net.weight.detach())
+    True
+    """
+    x = x.detach()
+    d = x[0].numel()
+    basis = torch.eye(d, dtype=x.dtype, device=x.device).reshape(d, 1, *x.shape[1:]).expand(-1, *x.shape)
+    forward = _flat(model)
+    try:
+        with torch.enable_grad(), _math_attention(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
+            columns = vmap(lambda t: jvp(forward, (x,), (t,))[1], chunk_size=chunk_size)(basis)  # (D, N, K)
+    except NotImplementedError:
+        return input_jacobians(model, x, chunk_size=chunk_size)
+    return columns.permute(1, 2, 0).detach()
 
 
 def _omega(x: torch.Tensor, size: int, seed: int) -> torch.Tensor:
@@ -157,7 +183,9 @@ def jacobian_values(model: nn.Module, x: torch.Tensor, *, max_outputs: int = DEF
     """
     with torch.no_grad():
         k = model(x[:1]).numel()
-    if k > max_outputs:
+    if k > max_outputs and x[0].numel() <= sketch_size:  # the sketch would be exact, and dearer
+        matrices = forward_jacobians(model, x, chunk_size=chunk_size)
+    elif k > max_outputs:
         matrices = sketched_jacobians(model, x, sketch_size, seed, chunk_size=chunk_size)
     else:
         matrices = input_jacobians(model, x, chunk_size=chunk_size)
