@@ -21,6 +21,8 @@ from .results import SCHEMA_VERSION, read_results, rows_to_frame, write_results
 DEFAULT_OUTPUT_NAME = "grokmon.parquet"
 # Settings that may differ between an existing results file and a new run without invalidating it.
 _NOT_COMPARED = ("data", "phases")
+# Bumped whenever a metric's values change for the same configuration, so a resumed file never mixes them.
+METRICS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ def _metadata(run: _Run, ckpt_dir: Path, built, radius: float) -> dict:
     return {
         "grokmon_version": __version__,
         "schema_version": SCHEMA_VERSION,
+        "metrics_version": METRICS_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint_dir": str(ckpt_dir.resolve()),
         "config": run.config.to_dict(),
@@ -195,7 +198,7 @@ def _metadata(run: _Run, ckpt_dir: Path, built, radius: float) -> dict:
 
 def _comparable(metadata: dict) -> dict:
     config = {k: v for k, v in metadata.get("config", {}).items() if k not in _NOT_COMPARED}
-    return {**config, "probe_hash": metadata.get("probe_hash")}
+    return {**config, "probe_hash": metadata.get("probe_hash"), "metrics_version": metadata.get("metrics_version")}
 
 
 def _previous_rows(output: Path, metadata: dict, overwrite: bool) -> list[dict]:

@@ -106,6 +106,16 @@ def test_changed_configuration_is_refused_unless_overwrite(make_run):
     assert (frame["n_points"] == 8).all()
 
 
+def test_results_of_another_metrics_version_are_not_mixed_in(make_run, monkeypatch):
+    import grokmon.api
+
+    run = make_run()
+    analyze(run, **FAST)
+    monkeypatch.setattr(grokmon.api, "METRICS_VERSION", grokmon.api.METRICS_VERSION + 1)
+    with pytest.raises(ConfigError, match=r"metrics_version: \d+ -> \d+.*--overwrite"):
+        analyze(run, **FAST)
+
+
 def test_manifest_supplies_options_and_flags_win(make_run):
     run = make_run()
     (run / "grokmon.toml").write_text('model = "mlp"\nactivation = "relu"\npoints = 7\nmetrics = ["accuracy"]\n')
