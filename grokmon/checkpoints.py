@@ -128,16 +128,21 @@ def _candidates(ckpt_dir: Path, exclude: set[Path]) -> list[tuple[Path, tuple[Pa
     return found
 
 
+def _trainer_state_step(folder: Path) -> int | None:
+    """`global_step` of a Hugging Face `trainer_state.json` in `folder`, if there is a readable one."""
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return None
+    try:
+        step = json.loads(state.read_text()).get("global_step")
+        return int(step) if step is not None else None
+    except (ValueError, OSError, TypeError, AttributeError):
+        return None
+
+
 def _step_from_metadata(path: Path, files: tuple[Path, ...]) -> int | None:
     if path.is_dir():
-        state = path / "trainer_state.json"
-        if state.is_file():
-            try:
-                step = json.loads(state.read_text()).get("global_step")
-                return int(step) if step is not None else None
-            except (ValueError, OSError, TypeError):
-                return None
-        return None
+        return _trainer_state_step(path)
     if files[0].suffix == ".safetensors":
         metadata = _safetensors_metadata(files[0])
         for key in ("step", "global_step"):
@@ -220,12 +225,20 @@ def discover_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset()) -> li
             step = step_from_name(path.name)
         name = path.relative_to(ckpt_dir).as_posix()
         if step is None:
-            nameless.append(name)
+            nameless.append((name, path, files))
             continue
         checkpoints.append(Checkpoint(step, path, files, name, _format_of(files)))
     if nameless and any(c.path.is_dir() and _HF_FOLDER.match(c.path.name) for c in checkpoints):
-        # a Trainer output_dir: the step-less weights beside checkpoint-N/ are trainer.save_model()'s final copy
-        nameless = [name for name in nameless if "/" in name or (ckpt_dir / name).is_dir()]
+        # A Trainer output_dir: the step-less weights beside checkpoint-N/ are trainer.save_model()'s final
+        # copy. It is the run's newest state when the output_dir's trainer_state.json names a step that no
+        # checkpoint-N/ holds; otherwise a copy of one of them.
+        final = [(name, path, files) for name, path, files in nameless if "/" not in name and path.is_file()]
+        final_step = _trainer_state_step(ckpt_dir)
+        if len(final) == 1 and final_step is not None and final_step not in {c.step for c in checkpoints}:
+            name, path, files = final[0]
+            checkpoints.append(Checkpoint(final_step, path, files, name, _format_of(files)))
+        nameless = [entry for entry in nameless if entry not in final]
+    nameless = [name for name, _, _ in nameless]
     if nameless:
         raise CheckpointError(
             f"{ckpt_dir}: no training step in the name or metadata of {', '.join(nameless)}; "

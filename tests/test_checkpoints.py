@@ -201,3 +201,13 @@ def test_trainer_output_dir_skips_the_final_model_saved_beside_the_checkpoints(m
     save_file(train_states([5])[5], str(run / "model.safetensors"))  # trainer.save_model(output_dir)
     (run / "config.json").write_text("{}")
     assert [c.name for c in discover_checkpoints(run, exclude={run / "probes.safetensors"})] == ["checkpoint-0", "checkpoint-5"]
+    (run / "trainer_state.json").write_text('{"global_step": 5}')  # the final model is checkpoint-5's state
+    assert [c.name for c in discover_checkpoints(run, exclude={run / "probes.safetensors"})] == ["checkpoint-0", "checkpoint-5"]
+
+
+def test_trainer_final_model_past_the_last_checkpoint_is_the_newest_checkpoint(make_run):
+    run = make_run("hf", steps=(0, 5))
+    save_file(train_states([9])[9], str(run / "model.safetensors"))
+    (run / "trainer_state.json").write_text('{"global_step": 9, "log_history": []}')
+    found = discover_checkpoints(run, exclude={run / "probes.safetensors"})
+    assert [(c.step, c.name) for c in found] == [(0, "checkpoint-0"), (5, "checkpoint-5"), (9, "model.safetensors")]
