@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import tempfile
 import time
@@ -19,6 +20,7 @@ from .errors import ConfigError, GrokmonError, ResultsError, first_line
 from .results import SCHEMA_VERSION, read_results, rows_to_frame, write_results
 
 DEFAULT_OUTPUT_NAME = "grokmon.parquet"
+_log = logging.getLogger("grokmon")  # a failed checkpoint's traceback, at DEBUG (the CLI's --debug shows it)
 # Settings that may differ between an existing results file and a new run without invalidating it.
 _NOT_COMPARED = ("data", "phases")
 # Bumped whenever a metric's values change for the same configuration, so a resumed file never mixes them.
@@ -373,6 +375,7 @@ def analyze(
                 del state
             seconds = time.perf_counter() - start
             if new_rows is None:
+                _log.debug("checkpoint %s (step %s) failed", ckpt.name, ckpt.step, exc_info=failure)
                 new_rows = _error_rows(ckpt, run.probes.splits, _message(failure))
             for row in new_rows:
                 row["seconds"] = seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -63,6 +64,23 @@ def _fail(exc: BaseException, debug: bool) -> None:
         message = f"internal error: {type(exc).__name__}: {first_line(exc, 1000)} (run with --debug for the traceback)"
     print(f"grokmon: error: {' '.join(message.split())}", file=sys.stderr)
     raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _failure_tracebacks(debug: bool):
+    """With --debug, the traceback of every failed checkpoint on stderr as it fails (grokmon's DEBUG log)."""
+    if not debug:
+        yield
+        return
+    import logging
+
+    logger, handler = logging.getLogger("grokmon"), logging.StreamHandler(sys.stderr)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _checked(parse):
@@ -154,7 +172,7 @@ def analyze(
         from .progress import AnalyzeProgress
 
         destination = output or ckpt_dir / DEFAULT_OUTPUT_NAME
-        with AnalyzeProgress(_stderr(), quiet=quiet) as progress:
+        with _failure_tracebacks(debug), AnalyzeProgress(_stderr(), quiet=quiet) as progress:
             frame = run_analyze(
                 ckpt_dir, destination, model=model, model_kwargs=model_kwargs, activation=activation, data=data,
                 points=points, metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius, seed=seed,

@@ -19,6 +19,7 @@ from grokmon.results import read_results
 
 LAYOUTS = ["safetensors", "pt", "lightning", "hf", "hf-bin", "nested", "model-key", "ddp", "compiled"]
 FAST = dict(points=16, lc_directions=3, device="cpu")
+CLI_FAST = ["--points", "4", "--lc-directions", "2", "--device", "cpu"]
 
 
 def _accuracy(state, x, y):
@@ -212,6 +213,16 @@ def test_cli_bad_option_values_are_usage_errors_exit_2(make_run, args):
     assert result.exit_code == 2, result.output
     assert args[0] in result.output and "Traceback" not in result.output
     assert not (run / "grokmon.parquet").exists()
+
+
+def test_cli_debug_shows_the_traceback_of_a_failed_checkpoint(make_run):
+    run = make_run("pt", steps=(0, 5))
+    (run / "step_0.pt").write_bytes(b"")
+    result = runner.invoke(app, ["analyze", str(run), "--quiet", "--debug", *CLI_FAST])
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr and "step_0.pt: empty file" in result.stderr
+    quiet = runner.invoke(app, ["analyze", str(run), "--quiet", *CLI_FAST])
+    assert "Traceback" not in quiet.stderr
 
 
 def test_cli_failed_checkpoint_exits_1_after_writing_the_rest(make_run):
