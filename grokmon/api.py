@@ -239,6 +239,8 @@ def _check_writable(output: Path) -> None:
     """Fail before any work when the results cannot be written: try it with a scratch file."""
     if output.is_dir():
         raise ResultsError(f"{output}: is a directory; give -o a file name like results.parquet")
+    if output.suffix.lower() not in (".parquet", ".pq"):
+        raise ResultsError(f"{output}: results are a Parquet file; give -o a name ending in .parquet")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=output.parent):

@@ -193,7 +193,7 @@ def geometry_labels(steps: np.ndarray, trend, th):
                 labels[i], strength[i] = "memorisation", 0.0
                 notes[i] = (f"the geometry has settled without simplifying (no group moves at "
                             f"{th.settle_fraction:g} of its fastest pace): converged or still memorising, which "
-                            f"labelled probes (y_train, y_test) would tell; {movers}")
+                            f"accuracy on labelled probes (y_train, y_test) would tell; {movers}")
                 settled_run += 1
                 if settled_run >= th.min_phase_checkpoints and settled_at is None:
                     settled_at = i - settled_run + 1

@@ -74,7 +74,9 @@ def write_results(path: Path, rows: list[dict], metadata: dict) -> None:
     os.close(fd)
     try:
         pq.write_table(table, tmp_name)
-        os.chmod(tmp_name, _file_mode(path))
+        with open(tmp_name, "rb") as handle:  # on disk before the rename, so a power cut cannot leave it empty
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, file_mode(path))
         os.replace(tmp_name, path)
     except OSError as exc:
         raise ResultsError(f"{path}: cannot write results ({exc.strerror}); choose another path with -o") from exc
@@ -83,7 +85,7 @@ def write_results(path: Path, rows: list[dict], metadata: dict) -> None:
             os.unlink(tmp_name)
 
 
-def _file_mode(path: Path) -> int:
+def file_mode(path: Path) -> int:
     """The permissions a plain `open(path, "w")` would give: the existing file's, else 0o666 less the umask.
 
     mkstemp creates its file 0o600, which would leave results unreadable to the rest of a team.

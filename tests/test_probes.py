@@ -93,6 +93,13 @@ def test_non_finite_float_labels_are_a_probe_error(tmp_path, bad):
         load_probes(path, 512, 0, torch.float32)
 
 
+def test_npz_of_python_objects_is_refused_with_what_to_save_instead(tmp_path):
+    path = tmp_path / "p.npz"
+    np.savez(path, x_train=np.array([{"a": 1}, None], dtype=object))
+    with pytest.raises(ProbeError, match="arrays of Python objects.*save numeric arrays"):
+        load_probes(path, 512, 0, torch.float32)
+
+
 def test_unreadable_probe_file(tmp_path):
     path = tmp_path / "p.safetensors"
     path.write_bytes(b"nonsense")
