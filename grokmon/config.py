@@ -64,7 +64,7 @@ def read_manifest(ckpt_dir: Path) -> dict:
         if not isinstance(value, kinds) or isinstance(value, bool):
             raise ConfigError(f"{path}: expected {key} to be {words}, but got {value!r}")
     if "phases" in manifest:
-        from .phase_classifier import PhaseThresholds
+        from .phase_types import PhaseThresholds
 
         try:
             PhaseThresholds().with_overrides(manifest["phases"])

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .phase_trends import Trend
+from .phase_trends import Trend, log_steps
 
 # group -> ((metric, simplifying direction), ...); the first split that has the metric is used.
 GROUPS = {
@@ -139,7 +139,7 @@ def geometry_labels(steps: np.ndarray, trend, th):
     stack = np.vstack(list(group_votes.values()))
     groups_here = np.isfinite(stack).sum(axis=0)
     score = np.nansum(stack, axis=0)
-    x = _log_steps(steps)
+    x = log_steps(steps)
 
     lc = series.get("lc")
     ascent = lc_ascent(lc) if lc is not None else None
@@ -258,12 +258,6 @@ def geometry_labels(steps: np.ndarray, trend, th):
         after = np.where(al.present & (np.arange(n) >= gen_start), al.value, np.nan)
         best = int(np.nanargmax(after)) if np.isfinite(after).any() else None
     return labels, notes, strength, best
-
-
-def _log_steps(steps: np.ndarray) -> np.ndarray:
-    from .phase_rules import log_steps
-
-    return log_steps(steps)
 
 
 def _movers(series: dict, i: int, score: float, groups: int) -> str:

@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from .phase_trends import Trend, analyse, empty_trend
-from .phase_classifier import ADVICE_FOR_PHASE, PhaseReport, PhaseSegment, PhaseThresholds
+from .phase_accuracy import accuracy_labels
+from .phase_geometry import geometry_labels
+from .phase_trends import Trend, analyse, empty_trend, log_steps
+from .phase_types import ADVICE_FOR_PHASE, PhaseReport, PhaseSegment, PhaseThresholds
 
 
 def label_run(table: pd.DataFrame, steps: np.ndarray, mode: str, th: PhaseThresholds) -> PhaseReport:
@@ -36,34 +38,13 @@ def label_run(table: pd.DataFrame, steps: np.ndarray, mode: str, th: PhaseThresh
         return empty_trend(len(steps))
 
     if mode == "accuracy":
-        from .phase_accuracy import accuracy_labels
-
         train, test = trend("accuracy", "train"), trend("accuracy", "test")
         labels, notes, strength, best = accuracy_labels(steps, train, test, th)
     else:
-        from .phase_geometry import geometry_labels
-
         labels, notes, strength, best = geometry_labels(steps, trend, th)
     labels = tidy(labels, th.min_phase_checkpoints)
     points = pd.to_numeric(table["n_points"], errors="coerce").min() if "n_points" in table else math.nan
     return verdict(steps, labels, notes, strength, best, mode, th, points)
-
-
-def log_steps(steps: np.ndarray) -> np.ndarray:
-    """log10(step); step 0 sits one spacing before the first positive step (log10 0 is -inf).
-
-    >>> log_steps(np.array([0, 10, 100, 1000])).tolist()
-    [0.0, 1.0, 2.0, 3.0]
-    >>> log_steps(np.array([0, 1000, 2000])).round(3).tolist()
-    [2.699, 3.0, 3.301]
-    """
-    x = np.log10(np.maximum(steps.astype(float), 1.0))
-    positive = np.flatnonzero(steps > 0)
-    if len(positive) and steps[0] == 0:
-        first = x[positive[0]]
-        gap = x[positive[1]] - first if len(positive) > 1 else 1.0
-        x[steps == 0] = first - max(gap, 1e-3)
-    return x
 
 
 def fill_gaps(labels: list[str | None]) -> list[str | None]:
@@ -166,25 +147,3 @@ def verdict(steps, labels, notes, strength, best, mode, th, points: float = math
     if advice == "roll-back" and best_step is not None:
         reason += f"; best step {best_step}"
     return PhaseReport(mode, advice, reason, confidence, current, segs, pairs, best_step)
-
-
-def strength_of(z: float, th: PhaseThresholds) -> float:
-    """Evidence strength in [0, 1] of a z-score: 0.5 at the significance threshold, 1 at twice it."""
-    if not math.isfinite(z):
-        return 0.0
-    return float(np.clip(abs(z) / (2.0 * th.slope_sigma), 0.0, 1.0))
-
-
-def running(values: np.ndarray, op) -> np.ndarray:
-    """Index of the running max (op=max) or min (op=min) of `values`, ignoring NaN; -1 before the first value.
-
-    >>> running(np.array([np.nan, 2.0, 1.0, 3.0]), min).tolist()
-    [-1, 1, 2, 2]
-    """
-    out = np.full(len(values), -1)
-    best = -1
-    for i, v in enumerate(values):
-        if np.isfinite(v) and (best < 0 or op(values[best], v) != values[best]):
-            best = i
-        out[i] = best
-    return out

@@ -149,3 +149,42 @@ def analyse(x: np.ndarray, value: np.ndarray, se: np.ndarray, th) -> Trend:
 
     return Trend(spread(vs), spread(sigma_s), spread(fit_s), spread(slope_s), spread(z_s),
                  spread(direction_s, 0, int), spread(piece_s, -1, int))
+
+
+def log_steps(steps: np.ndarray) -> np.ndarray:
+    """log10(step); step 0 sits one spacing before the first positive step (log10 0 is -inf).
+
+    >>> log_steps(np.array([0, 10, 100, 1000])).tolist()
+    [0.0, 1.0, 2.0, 3.0]
+    >>> log_steps(np.array([0, 1000, 2000])).round(3).tolist()
+    [2.699, 3.0, 3.301]
+    """
+    x = np.log10(np.maximum(steps.astype(float), 1.0))
+    positive = np.flatnonzero(steps > 0)
+    if len(positive) and steps[0] == 0:
+        first = x[positive[0]]
+        gap = x[positive[1]] - first if len(positive) > 1 else 1.0
+        x[steps == 0] = first - max(gap, 1e-3)
+    return x
+
+
+def strength_of(z: float, th) -> float:
+    """Evidence strength in [0, 1] of a z-score: 0.5 at the significance threshold, 1 at twice it."""
+    if not math.isfinite(z):
+        return 0.0
+    return float(np.clip(abs(z) / (2.0 * th.slope_sigma), 0.0, 1.0))
+
+
+def running(values: np.ndarray, op) -> np.ndarray:
+    """Index of the running max (op=max) or min (op=min) of `values`, ignoring NaN; -1 before the first value.
+
+    >>> running(np.array([np.nan, 2.0, 1.0, 3.0]), min).tolist()
+    [-1, 1, 2, 2]
+    """
+    out = np.full(len(values), -1)
+    best = -1
+    for i, v in enumerate(values):
+        if np.isfinite(v) and (best < 0 or op(values[best], v) != values[best]):
+            best = i
+        out[i] = best
+    return out

@@ -363,7 +363,7 @@ def test_thresholds_out_of_range_are_config_errors(name, value, bound):
 
 
 def test_every_threshold_has_a_range_and_its_default_is_in_it():
-    from grokmon.phase_classifier import _RANGES
+    from grokmon.phase_types import _RANGES
 
     defaults = PhaseThresholds()
     assert set(_RANGES) == {f for f in defaults.__dataclass_fields__}
