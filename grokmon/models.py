@@ -34,6 +34,7 @@ class TensorOutput(nn.Module):
         self.module = module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The wrapped model's output, reduced to its logits tensor."""
         return first_tensor(self.module(x))
 
 

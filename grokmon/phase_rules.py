@@ -105,6 +105,7 @@ def tidy(labels: list[str | None], min_run: int) -> list[str | None]:
 
 
 def segments(steps: np.ndarray, labels: list[str]) -> tuple[PhaseSegment, ...]:
+    """The runs of one phase as (phase, first step, last step), in order."""
     return tuple(PhaseSegment(phase, int(steps[a]), int(steps[b])) for phase, a, b in _runs(labels))
 
 

@@ -35,6 +35,7 @@ class Trend:
 
     @property
     def present(self) -> np.ndarray:
+        """Where the series has a value (a checkpoint that failed, or lacks the metric, has none)."""
         return np.isfinite(self.value)
 
     def level(self, sigmas: float) -> np.ndarray:
@@ -54,6 +55,7 @@ class Trend:
 
 
 def empty_trend(n: int) -> Trend:
+    """The Trend of a series with no value at any of `n` checkpoints."""
     nan = np.full(n, np.nan)
     return Trend(nan, nan, nan, nan, nan, np.zeros(n, dtype=int), np.full(n, -1))
 

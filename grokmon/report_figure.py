@@ -49,6 +49,8 @@ WIDTH_IN, DPI = 14.0, 100  # about 1400 px wide as a PNG
 
 @dataclass(frozen=True)
 class Panel:
+    """One metric's axes in the figure."""
+
     name: str  # the metric column it plots
     title: str
     ylabel: str
@@ -101,6 +103,7 @@ def panels_for(df: pd.DataFrame) -> list[str]:
 
 
 def split_order(df: pd.DataFrame) -> list[str]:
+    """The table's splits, train/test/random first, so each keeps its colour in every panel."""
     present = list(dict.fromkeys(df["split"].dropna())) if "split" in df else []
     return [s for s in SPLITS if s in present] + [s for s in present if s not in SPLITS]
 
@@ -153,6 +156,7 @@ def _midpoint(a: int, b: int) -> float:
 
 
 def phase_colour(phase: str, order: list[str]) -> str:
+    """The shading of a phase: its own colour, or for an unknown name one picked by its place in `order`."""
     if phase in PHASE_COLOURS:
         return PHASE_COLOURS[phase]
     return _SPARE_COLOURS[order.index(phase) % len(_SPARE_COLOURS)]
