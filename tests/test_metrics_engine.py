@@ -295,3 +295,20 @@ def test_batch_size_estimate_follows_the_activation_count():
     assert elements >= 3 * 4 * 4 + 4 * 2 * 2 + 3  # conv1 output, conv2 output, logits at least
     assert batch_size(2**14 * elements, "cpu") == 64 * 2**20 // (2**14 * elements)
     assert batch_size(8, "cpu") == 65536 and batch_size(8, "cpu", override=3) == 3
+
+
+class _CastsToTokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed, self.head = nn.Embedding(5, 3), nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.head(self.embed(x.long()).flatten(1))
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_a_model_that_casts_its_inputs_away_is_a_model_error_for_centroids(frozen):
+    model = _CastsToTokens().eval().requires_grad_(not frozen)
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(ModelError, match="do not depend differentiably on its inputs"):
+        compute_split_metrics(model, x, None, options=MetricOptions(groups=("centroid",)), frame=None)

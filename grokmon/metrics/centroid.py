@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ModelError
+
 EPS = 1e-12
 
 
@@ -24,7 +26,12 @@ def centroids(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """
     x = x.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        (grad,) = torch.autograd.grad(model(x).sum(), x)
+        total = model(x).sum()
+        (grad,) = torch.autograd.grad(total, x, allow_unused=True) if total.requires_grad else (None,)
+    if grad is None:
+        raise ModelError("the network's outputs do not depend differentiably on its inputs (it casts or indexes "
+                         "them: token ids?); the geometric metrics need inputs it computes on, so pass "
+                         "--metrics accuracy, or store embedded probes and a model that starts after the embedding")
     return grad.reshape(len(x), -1)
 
 
