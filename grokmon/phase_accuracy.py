@@ -32,14 +32,16 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
     # memorisation level so far: the lowest test accuracy once the train set is fitted (before: while fitting)
     at_floor = np.where(since_fit, running(np.where(since_fit, level, np.nan), min),
                         running(np.where(both, level, np.nan), min))
-    at_peak = running(np.where(both, level, np.nan), max)
+    # the peak a collapse is measured from: since the fit, unless test accuracy had generalised before it
+    peak_ever = running(np.where(both, level, np.nan), max)
+    peak_since_fit = np.where(since_fit, running(np.where(since_fit, level, np.nan), max), peak_ever)
     fit = np.clip(test.fit, 0.0, 1.0)
     # the highest test accuracy from each checkpoint on: an onset counts when the rise it starts goes somewhere
     later_peak = np.flip(np.fmax.accumulate(np.flip(np.where(both, level, np.nan))))
-    floor, peak = level[at_floor], level[at_peak]
+    floor = level[at_floor]
+    at_start = running(np.where(both, level, np.nan), min)  # the lowest test accuracy so far, fit or not
     # a difference between two checkpoints is judged against the noise of both
     floor_noise = np.hypot(test.sigma, test.sigma[at_floor])
-    peak_noise = np.hypot(test.sigma, test.sigma[at_peak])
     train_level = np.clip(train.level(th.slope_sigma), 0.0, 1.0)
     at_train_floor = running(np.where(both, train_level, np.nan), min)
     train_floor = train_level[at_train_floor]
@@ -50,16 +52,19 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
         train_drop >= th.collapse_drop * (train_level[at_train_peak] - train_floor))
     train_risen = (train_gain >= th.slope_sigma * np.hypot(train.sigma, train.sigma[at_train_floor])) & (
         train_gain >= th.min_gain * (1.0 - train_floor))
-    # settled: from here to the end neither accuracy climbs (a train set that stopped short of fitted)
-    climbing = (train.direction > 0) | (test.direction > 0)
+    # settled: from here to the end neither accuracy climbs and the train set is never fitted (it stopped short)
+    climbing = (train.direction > 0) | (test.direction > 0) | (fitted_at & both)
     settled = ~np.flip(np.logical_or.accumulate(np.flip(climbing)))
     generalised = seen_rise = general_before_fit = False
+    best_train = float(np.nanmax(np.where(both, train.value, np.nan))) if both.any() else math.nan
     risen_at_fit = None
     gain_at_peak = 0.0
     for i in np.flatnonzero(both):
         tr, te, se = train.value[i], test.value[i], test.sigma[i]
+        at_peak = peak_ever[i] if general_before_fit else peak_since_fit[i]
+        peak, peak_noise = level[at_peak], math.hypot(se, test.sigma[at_peak])
         # the reasons quote measured accuracies; the decisions use the fitted levels
-        measured_floor, measured_peak = test.value[at_floor[i]], test.value[at_peak[i]]
+        measured_floor, measured_peak = test.value[at_floor[i]], test.value[at_peak]
         gap = max(tr - floor[i], se)
         gain = level[i] - floor[i]
         # once fitted, the train set counts as fitted until it is significantly lost
@@ -67,23 +72,31 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
         risen = fitted and ((gain >= th.slope_sigma * floor_noise[i] and gain >= th.min_gain * gap)
                             or te >= th.generalised_ratio * tr)
         if fitted and risen_at_fit is None:
-            risen_at_fit = risen  # test accuracy rose while the train set was being fitted: ordinary learning
-        # test accuracy up with train accuracy before the fit, and well above where it started: what it loses
-        # from here on (fitting label noise, say) is lost generalisation
+            # test accuracy came `early_generalised` of the way up with train accuracy while the train set was
+            # being fitted: ordinary learning, no memorisation stage to wait out
+            start = at_start[i]
+            learned = level[i] - level[start]
+            risen_at_fit = risen or (learned >= th.slope_sigma * math.hypot(se, test.sigma[start])
+                                     and learned >= th.early_generalised * (tr - level[start]))
+            generalised = generalised or risen_at_fit
+        # test accuracy at `generalised_ratio` of train accuracy before the train set is fitted, and most of the
+        # way (`early_generalised`) from where it started to the run's best train accuracy: what it loses from
+        # here on (while fitting label noise, say) is lost generalisation. Test and train rising together at a
+        # low level is not this.
         general_before_fit = general_before_fit or (
-            not fitted and te >= th.generalised_ratio * tr and gain >= th.slope_sigma * floor_noise[i]
-            and gain >= th.min_gain * (1.0 - floor[i]))
+            not fitted and since_fit.any() and te >= th.generalised_ratio * tr
+            and gain >= th.slope_sigma * floor_noise[i] and gain >= th.early_generalised * (best_train - floor[i]))
         generalised = generalised or risen or general_before_fit
         if generalised:
-            gain_at_peak = max(gain_at_peak, peak[i] - floor[i])
-        drop = peak[i] - level[i]
-        collapsed = generalised and drop >= th.slope_sigma * peak_noise[i] and drop >= th.collapse_drop * gain_at_peak
+            gain_at_peak = max(gain_at_peak, peak - floor[i])
+        drop = peak - level[i]
+        collapsed = generalised and drop >= th.slope_sigma * peak_noise and drop >= th.collapse_drop * gain_at_peak
         rising_z, falling = test.slope_z[i], test.direction[i] < 0
         if collapsed:
             labels[i] = "collapse"
-            notes[i] = (f"test accuracy {te:.3f}, down from its peak {measured_peak:.3f} at step {steps[at_peak[i]]} "
+            notes[i] = (f"test accuracy {te:.3f}, down from its peak {measured_peak:.3f} at step {steps[at_peak]} "
                         f"while train is {tr:.3f}")
-            strength[i] = min(1.0, drop / (2 * th.slope_sigma * peak_noise[i]))
+            strength[i] = min(1.0, drop / (2 * th.slope_sigma * peak_noise))
         elif not fitted and train_lost[i]:
             labels[i] = "collapse"
             notes[i] = (f"train accuracy {tr:.3f}, down from {train.value[at_train_peak[i]]:.3f} at step "

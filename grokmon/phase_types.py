@@ -40,6 +40,11 @@ class PhaseThresholds:
     - `generalised_ratio` (0.9): test accuracy at this fraction of train accuracy counts as generalised.
     - `min_gain` (0.1): a significant rise of test accuracy over its memorisation level must also cover this
       fraction of the gap up to train accuracy to count as generalisation (same for train accuracy's rise).
+    - `early_generalised` (0.6): test accuracy that has come this fraction of the way from its lowest level to
+      train accuracy by the time the train set is fitted rose with it (ordinary learning: flat afterwards is a
+      plateau, not memorisation); before the fit, test accuracy at `generalised_ratio` of train accuracy that
+      has come this fraction of the way to the run's best train accuracy has generalised already (a run then
+      fitting label noise loses it: collapse). Test and train rising together near chance is neither.
     - `collapse_drop` (0.1): after generalising, losing this fraction of the gain (peak minus memorisation level)
       of test accuracy (centroid alignment in geometry mode), significantly, is collapse.
 
@@ -80,6 +85,7 @@ class PhaseThresholds:
     fitted_accuracy: float = 0.95
     generalised_ratio: float = 0.9
     min_gain: float = 0.1
+    early_generalised: float = 0.6
     collapse_drop: float = 0.1
     peak_band: float = 0.25
     geometry_min_votes: float = 1.0
@@ -125,7 +131,7 @@ _RANGES = {  # (lowest, highest, lowest excluded) of each threshold
     "min_checkpoints": (1, math.inf, False), "se_floor_fraction": _POSITIVE, "changepoint_penalty": _POSITIVE,
     "min_piece_checkpoints": (2, math.inf, False), "slope_sigma": _POSITIVE,
     "min_relative_change": (0.0, math.inf, False), "fitted_accuracy": _FRACTION, "generalised_ratio": _FRACTION,
-    "min_gain": (0.0, 1.0, False), "collapse_drop": _FRACTION, "peak_band": (0.0, 1.0, False),
+    "min_gain": (0.0, 1.0, False), "early_generalised": _FRACTION, "collapse_drop": _FRACTION, "peak_band": (0.0, 1.0, False),
     "geometry_min_votes": (0.0, 4.0, True), "settle_fraction": _FRACTION, "dead_rank_drop": _POSITIVE,
     "lc_jump": _POSITIVE, "jump_decades": _POSITIVE, "min_phase_checkpoints": (1, math.inf, False),
     "min_confidence": (0.0, 1.0, False), "min_points": (1, math.inf, False),

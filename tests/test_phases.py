@@ -155,6 +155,32 @@ def test_test_accuracy_rising_with_train_at_chance_is_not_an_early_generalisatio
     assert phases_seen(report)[:3] == ["fitting", "memorisation", "generalisation"], report.steps
 
 
+def _early_bump(steps, bump=0.45):
+    """Grokking where test accuracy first rises a little with train, sinks while the train set is memorised,
+    then groks at 10^4."""
+    train = 0.1 + 0.9 * sigmoid(steps, 2.3)
+    test = 0.1 + bump * sigmoid(steps, 2.0) * (1 - sigmoid(steps, 2.8)) + 0.15 * sigmoid(steps, 2.8) \
+        + 0.7 * sigmoid(steps, 4.0, 0.12)
+    return train, test
+
+
+@pytest.mark.parametrize("cut", [1000, 3000, 8000])
+def test_an_early_bump_of_test_accuracy_lost_while_memorising_is_not_a_collapse(cut):
+    steps = STEPS[(STEPS >= 10) & (STEPS <= cut)]
+    report = classify(accuracy_table(steps, *_early_bump(steps)))
+    assert report.advice == "keep-training", report.reason
+    assert "collapse" not in phases_seen(report)
+
+
+def test_test_accuracy_that_rose_with_train_and_stays_flat_is_a_plateau_not_memorisation():
+    steps = STEPS[STEPS <= 20_000]
+    train = 0.1 + 0.89 * sigmoid(steps, 2.5)
+    test = 0.1 + 0.72 * sigmoid(steps, 2.5)  # ordinary learning to 0.82: no memorisation stage
+    report = classify(accuracy_table(steps, train, test))
+    assert report.advice == "stop", report.reason
+    assert "memorisation" not in phases_seen(report)
+
+
 def test_three_checkpoints_are_inconclusive():
     steps = np.array([100, 1000, 10_000])
     report = classify(accuracy_table(steps, np.array([0.5, 1.0, 1.0]), np.array([0.1, 0.5, 0.99])))
