@@ -429,14 +429,15 @@ def phases(results, *, mode: str = "auto", overrides: dict | None = None):
     Threshold overrides come from the run's manifest `[phases]` (as it is now when the run's directory is
     still there, else as stored in the results' metadata), then `overrides`.
     """
-    from .config import read_manifest
+    from .config import manifest_phase_overrides
     from .phase_classifier import PhaseThresholds, classify
 
     frame, metadata = _load_table(results)
     stored = metadata.get("config", {}).get("phases", {}) or {}
     run_dir = metadata.get("checkpoint_dir")
-    if run_dir and Path(run_dir).is_dir():
-        stored = read_manifest(Path(run_dir)).get("phases", {})
+    current = manifest_phase_overrides(Path(run_dir)) if run_dir else None
+    if current is not None:
+        stored = current
     thresholds = PhaseThresholds().with_overrides({**stored, **(overrides or {})})
     return classify(frame, thresholds, mode=mode)
 

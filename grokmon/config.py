@@ -82,6 +82,27 @@ _MANIFEST_TYPES = {
 }
 
 
+def manifest_phase_overrides(ckpt_dir: Path) -> dict | None:
+    """The manifest's `[phases]` table as it is now ({} without one), checked; None when there is no readable
+    manifest (the copy stored with the results stands in). Other keys are `analyze`'s business, not checked here.
+    """
+    path = Path(ckpt_dir) / MANIFEST_NAME
+    try:
+        manifest = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    phases = manifest.get("phases", {})
+    if not isinstance(phases, dict):
+        raise ConfigError(f"{path}: expected phases to be a table of phase thresholds, but got {phases!r}")
+    from .phase_types import PhaseThresholds
+
+    try:
+        PhaseThresholds().with_overrides(phases)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: [phases]: {exc}") from None
+    return phases
+
+
 def parse_metrics(value: str | list | tuple) -> tuple[str, ...]:
     """Metric groups from 'centroid,lc' or a list, in canonical order.
 

@@ -111,6 +111,8 @@ class PhaseThresholds:
                     f"Expected a phase threshold, one of {', '.join(sorted(names))}, but got {key!r}")
             kind = type(getattr(self, key))
             try:
+                if isinstance(value, bool):  # `true` in a manifest is not a number
+                    raise ValueError
                 number = float(value)
                 if not math.isfinite(number) or (kind is int and number != int(number)):
                     raise ValueError

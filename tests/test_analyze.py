@@ -151,6 +151,13 @@ def test_phases_follow_the_manifest_as_it_is_now(make_run):
     (run / "grokmon.toml").write_text("[phases]\nslope_sigma = -1\n")
     with pytest.raises(ConfigError, match="grokmon.toml: \\[phases\\]"):
         phases(run / "grokmon.parquet")
+    (run / "grokmon.toml").write_text('model = "unterminated\n[phases]\nmin_checkpoints = 1000\n')
+    assert "min_checkpoints=50" in phases(run / "grokmon.parquet").reason  # unreadable: the stored copy
+    (run / "grokmon.toml").write_text("points = 1.5\n[phases]\nmin_checkpoints = 7\n")
+    assert "min_checkpoints=7" in phases(run / "grokmon.parquet").reason  # other keys are analyze's business
+    (run / "grokmon.toml").write_text("[phases]\nfitted_accuracy = true\n")
+    with pytest.raises(ConfigError, match="fitted_accuracy to be a finite float"):
+        phases(run / "grokmon.parquet")
 
 
 def test_factory_model_with_kwargs(make_run, tmp_path):
