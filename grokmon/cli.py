@@ -118,6 +118,18 @@ def _device(value: str) -> None:
         raise ConfigError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
 
 
+def _activation(value: str) -> None:
+    from .config import check_values
+
+    check_values({"activation": value})
+
+
+def _dtype(value: str) -> None:
+    from .config import check_values
+
+    check_values({"dtype": value})
+
+
 def _metrics(value: str) -> None:
     from .config import parse_metrics
 
@@ -152,7 +164,7 @@ def analyze(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results Parquet [default: CKPT_DIR/grokmon.parquet]."),
     model: Optional[str] = typer.Option(None, help="mlp, file.py:function or package.module:function [default: manifest, else mlp]."),
     model_kwargs: Optional[str] = typer.Option(None, callback=_checked(_model_kwargs), help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
-    activation: Optional[str] = typer.Option(None, callback=_choice("relu", "gelu", "leaky_relu", "tanh"), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh [default: relu]."),
+    activation: Optional[str] = typer.Option(None, callback=_checked(_activation), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh [default: relu]."),
     data: Optional[Path] = typer.Option(None, help="Probe data (.safetensors, .pt, .npz) [default: manifest, else CKPT_DIR/probes.safetensors]."),
     points: Optional[int] = typer.Option(None, min=1, help="Points per split, a seeded subset [default: 512]."),
     metrics: Optional[str] = typer.Option(None, callback=_checked(_metrics), help="Comma-separated groups: accuracy,centroid,jacobian,lc [default: all]."),
@@ -160,7 +172,7 @@ def analyze(
     lc_radius: Optional[str] = typer.Option(None, callback=_checked(_radius), help="LC radius: absolute (0.05) or relative to the median train norm (2%) [default: 50%]."),
     seed: Optional[int] = typer.Option(None, min=0, help="Seed of the subsets, random points and LC frame [default: 0]."),
     device: str = typer.Option("auto", callback=_checked(_device), help="auto, cpu, cuda or cuda:N."),
-    dtype: Optional[str] = typer.Option(None, callback=_choice("float32", "float64"), help="float32 or float64 [default: float32]."),
+    dtype: Optional[str] = typer.Option(None, callback=_checked(_dtype), help="float32 or float64 [default: float32]."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch [default: torch's own choice]; 1 is fastest on a busy machine."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output instead of resuming it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
@@ -241,7 +253,7 @@ def info(
     ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
     model: Optional[str] = typer.Option(None, help="As for analyze."),
     model_kwargs: Optional[str] = typer.Option(None, callback=_checked(_model_kwargs), help="As for analyze."),
-    activation: Optional[str] = typer.Option(None, callback=_choice("relu", "gelu", "leaky_relu", "tanh"), help="As for analyze."),
+    activation: Optional[str] = typer.Option(None, callback=_checked(_activation), help="As for analyze."),
     data: Optional[Path] = typer.Option(None, help="As for analyze."),
     points: Optional[int] = typer.Option(None, min=1, help="As for analyze."),
     debug: bool = DEBUG_OPTION,

@@ -12,6 +12,8 @@ from .columns import GROUPS
 from .errors import ConfigError
 
 MANIFEST_NAME = "grokmon.toml"
+DTYPES = ("float32", "float64")
+ACTIVATION_NAMES = ("relu", "gelu", "leaky_relu", "tanh")  # of the inferred mlp (grokmon.models.ACTIVATIONS)
 DEFAULT_LC_RADIUS = "50%"
 
 MANIFEST_KEYS = (
@@ -63,6 +65,10 @@ def read_manifest(ckpt_dir: Path) -> dict:
         kinds, words = _MANIFEST_TYPES[key]
         if not isinstance(value, kinds) or isinstance(value, bool):
             raise ConfigError(f"{path}: expected {key} to be {words}, but got {value!r}")
+    try:
+        check_values(manifest)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     if "phases" in manifest:
         from .phase_types import PhaseThresholds
 
@@ -112,7 +118,7 @@ def parse_metrics(value: str | list | tuple) -> tuple[str, ...]:
     names = [str(v).strip() for v in (value.split(",") if isinstance(value, str) else value) if str(v).strip()]
     unknown = [n for n in names if n not in GROUPS]
     if unknown or not names:
-        raise ConfigError(f"Expected --metrics to be a comma-separated subset of {','.join(GROUPS)}, but got {value!r}")
+        raise ConfigError(f"Expected metrics to be a comma-separated subset of {','.join(GROUPS)}, but got {value!r}")
     return tuple(g for g in GROUPS if g in names)
 
 
@@ -123,9 +129,9 @@ def parse_model_kwargs(value: str | dict) -> dict:
     try:
         parsed = json.loads(value)
     except ValueError as exc:
-        raise ConfigError(f"Expected --model-kwargs to be a JSON object, but got {value!r} ({exc})") from exc
+        raise ConfigError(f"Expected model_kwargs to be a JSON object, but got {value!r} ({exc})") from exc
     if not isinstance(parsed, dict):
-        raise ConfigError(f"Expected --model-kwargs to be a JSON object, but got {value!r}")
+        raise ConfigError(f"Expected model_kwargs to be a JSON object, but got {value!r}")
     return parsed
 
 
@@ -140,7 +146,7 @@ def resolve_radius(value: str | float, median_norm: float) -> float:
     """
     match = _RADIUS.match(str(value))
     if not match or float(match.group(1)) <= 0:
-        raise ConfigError(f"Expected --lc-radius to be a positive number or percentage like 2%, but got {value!r}")
+        raise ConfigError(f"Expected lc_radius to be a positive number or percentage like 2%, but got {value!r}")
     number = float(match.group(1))
     return round(number / 100 * median_norm, 12) if match.group(2) else number
 
@@ -160,11 +166,33 @@ def resolve_config(ckpt_dir: Path, **options) -> AnalyzeConfig:
         merged["data"] = str(merged["data"])
     from_manifest = frozenset(k for k in manifest if options.get(k) is None)
     config = AnalyzeConfig(**merged, explicit=frozenset(merged), from_manifest=from_manifest)
-    for name in ("points", "lc_directions", "seed"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
-            raise ConfigError(f"Expected {name} to be a positive integer, but got {value!r}")
-    if config.dtype not in ("float32", "float64"):
-        raise ConfigError(f"Expected --dtype to be float32 or float64, but got {config.dtype!r}")
-    resolve_radius(config.lc_radius, 1.0)
+    check_values(asdict(config))
     return config
+
+
+def check_values(values: dict) -> None:
+    """ConfigError for the first option value that is wrong on its face (no file or model needed to tell).
+
+    >>> check_values({"points": 0})
+    Traceback (most recent call last):
+    ...
+    grokmon.errors.ConfigError: Expected points to be a positive integer, but got 0
+    """
+    for name in ("points", "lc_directions", "seed"):
+        if name not in values:
+            continue
+        value, least = values[name], 0 if name == "seed" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            kind = "a non-negative" if least == 0 else "a positive"
+            raise ConfigError(f"Expected {name} to be {kind} integer, but got {value!r}")
+    if "dtype" in values and values["dtype"] not in DTYPES:
+        raise ConfigError(f"Expected dtype to be {' or '.join(DTYPES)}, but got {values['dtype']!r}")
+    if "activation" in values and values["activation"] not in ACTIVATION_NAMES:
+        raise ConfigError(f"Expected activation to be one of {', '.join(ACTIVATION_NAMES)}, but got "
+                          f"{values['activation']!r}")
+    if "lc_radius" in values:
+        resolve_radius(values["lc_radius"], 1.0)
+    if "metrics" in values:
+        parse_metrics(values["metrics"])
+    if "model_kwargs" in values:
+        parse_model_kwargs(values["model_kwargs"])

@@ -131,6 +131,10 @@ def test_manifest_supplies_options_and_flags_win(make_run):
     ("data = 5", "data to be a file path"), ("model = 5", "model to be a string"),
     ("points = \"many\"", "points to be an integer"), ("[phases]\nnot_a_threshold = 3", r"\[phases\].*not_a_threshold"),
     ("[phases]\nslope_sigma = -3", r"\[phases\].*slope_sigma to be > 0"),
+    ("activation = \"swish\"", "activation to be one of relu"), ("dtype = \"float16\"", "dtype to be float32"),
+    ("lc_radius = \"abc\"", "lc_radius to be a positive"), ("metrics = []", "metrics to be a comma"),
+    ("model_kwargs = \"{bad\"", "model_kwargs to be a JSON object"), ("points = 0", "points to be a positive"),
+    ("seed = -1", "seed to be a non-negative integer"),
 ])
 def test_manifest_values_of_the_wrong_kind_are_one_line_errors(make_run, line, match):
     run = make_run()

@@ -115,5 +115,5 @@ def test_relative_radius_uses_median_train_norm_of_every_train_point(tmp_path):
     assert load_probes(path, 1, 0, torch.float32).train_median_norm == 3.5  # --points does not change it
     assert resolve_radius("2%", norm) == pytest.approx(0.07)
     assert resolve_radius(0.3, norm) == 0.3
-    with pytest.raises(ConfigError, match="Expected --lc-radius"):
+    with pytest.raises(ConfigError, match="Expected lc_radius"):
         resolve_radius("-1", norm)
