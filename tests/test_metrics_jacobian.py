@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from grokmon.errors import ModelError
 from grokmon.metrics import MetricOptions, compute_split_metrics
 from grokmon.metrics.jacobian import (forward_jacobians, input_jacobians, jacobian_values, singular_values,
                                       sketched_jacobians, spectrum_values)
@@ -157,16 +156,15 @@ class _NoForwardMode(torch.autograd.Function):
         return grad * 2
 
 
-def test_an_operation_without_forward_mode_is_a_model_error_that_names_the_way_out():
+def test_an_operation_without_forward_mode_gets_the_exact_jacobian():
     model = nn.Sequential(nn.Linear(4, 300), nn.ReLU()).double().eval()
     twice = nn.Module()
     twice.forward = lambda x: _NoForwardMode.apply(model(x))
-    x = torch.randn(2, 4, dtype=torch.float64)
-    with pytest.raises(ModelError, match="jacobian_max_outputs"):
-        jacobian_values(twice, x, sketch_size=2)  # D = 4 > m: the sketch, which needs forward mode
+    x = torch.randn(5, 4, dtype=torch.float64)
     exact = jacobian_values(twice, x, max_outputs=300)
-    for key, value in jacobian_values(twice, x).items():  # D <= m: forward mode, falling back to backward
-        torch.testing.assert_close(value, exact[key])
+    for sketch_size in (2, 128):  # D = 4 > m: the sketch's fallback; D <= m: forward mode's fallback
+        for key, value in jacobian_values(twice, x, sketch_size=sketch_size).items():
+            torch.testing.assert_close(value, exact[key])
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: a.__name__)
