@@ -110,21 +110,26 @@ def _build_model(run: _Run, ckpt_dir: Path, state: dict | None):
 
 
 def _takes_tokens(built, run: _Run) -> bool:
-    """Whether the model wants integer probe inputs as they are (token ids it embeds) rather than as numbers."""
+    """Whether the model wants integer probe inputs as token ids (it embeds them, or casts them back to
+    integers itself) rather than as numbers it computes on. Tried on the freshly built model: only the
+    forward pass's structure matters here, not the weights."""
     import torch
 
     x = run.probes.splits[0].x[:2].to(run.device)
-    with torch.no_grad():
-        try:
-            built.measured(x.to(run.dtype))
-            return False
-        except Exception:
-            pass
-        try:
+    numbers = x.to(run.dtype).requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            out = built.measured(numbers)
+            (grad,) = torch.autograd.grad(out.sum(), numbers, allow_unused=True) if out.requires_grad else (None,)
+        return grad is None  # runs on floats, but its outputs do not depend on them: it casts them to ids
+    except Exception:  # does not take floats: token ids if it takes the integers as they are
+        pass
+    try:
+        with torch.no_grad():
             built.measured(x)
-            return True
-        except Exception:  # neither fits: the probe-fit check names the problem
-            return False
+        return True
+    except Exception:  # neither fits: the probe-fit check names the problem
+        return False
 
 
 def _settle_inputs(run: _Run, built) -> _Run:

@@ -3,7 +3,7 @@ embeds them (measured on accuracy and loss alone)."""
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from typer.testing import CliRunner
 
@@ -39,9 +39,18 @@ def _token_run(tmp_path, labels=True):
     return run, states, probes
 
 
-def test_token_ids_are_embedded_and_measured_on_accuracy_alone(tmp_path):
+@pytest.mark.parametrize("casts_itself", [False, True])
+def test_token_ids_are_embedded_and_measured_on_accuracy_alone(tmp_path, casts_itself):
     run, states, probes = _token_run(tmp_path)
-    frame = analyze(run, model=f"{run / 'net.py'}:build", device="cpu")
+    if casts_itself:
+        (run / "net.py").write_text((run / "net.py").read_text() + (
+            "\nclass Casts(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.net = build()\n"
+            "    def forward(self, x):\n        return self.net(x.long())\n"
+            "def build_casting():\n    return Casts()\n"))
+        for path in run.glob("step_*.safetensors"):  # the same weights under the wrapper's prefix
+            save_file({f"net.{k}": v for k, v in load_file(str(path)).items()}, str(path))
+    factory = "build_casting" if casts_itself else "build"
+    frame = analyze(run, model=f"{run / 'net.py'}:{factory}", device="cpu")
     assert set(frame["status"]) == {"ok"}
     assert list(frame["split"]) == ["train", "test"] * 3  # no random split of token ids
     assert "centroid_norm" not in frame or frame["centroid_norm"].isna().all()
@@ -49,7 +58,7 @@ def test_token_ids_are_embedded_and_measured_on_accuracy_alone(tmp_path):
         expected = (states[2].eval()(probes["x_test"].long()).argmax(1) == probes["y_test"]).double().mean()
     last_test = frame[(frame.step == 20) & (frame.split == "test")]
     assert float(last_test["accuracy"].iloc[0]) == pytest.approx(float(expected))
-    assert info(run, model=f"{run / 'net.py'}:build", device="cpu").splits == {"train": 30, "test": 19}
+    assert info(run, model=f"{run / 'net.py'}:{factory}", device="cpu").splits == {"train": 30, "test": 19}
 
 
 def test_geometry_asked_for_on_token_ids_is_one_line_naming_the_probe_file(tmp_path):
