@@ -205,7 +205,7 @@ def _metadata(run: _Run, ckpt_dir: Path, built, radius: float) -> dict:
 
 def _comparable(metadata: dict) -> dict:
     config = {k: v for k, v in metadata.get("config", {}).items() if k not in _NOT_COMPARED}
-    return {**config, "probe_hash": metadata.get("probe_hash"), "metrics_version": metadata.get("metrics_version")}
+    return {**config, "probe_hash": metadata.get("probe_hash")}
 
 
 def _previous_rows(output: Path, metadata: dict, overwrite: bool) -> list[dict]:
@@ -221,6 +221,12 @@ def _previous_rows(output: Path, metadata: dict, overwrite: bool) -> list[dict]:
         raise ResultsError(f"{exc}; pass --overwrite to replace it, or -o another file") from exc
     if not (frame["status"] == "ok").any():
         return []
+    if old.get("metrics_version") != METRICS_VERSION:
+        raise ConfigError(
+            f"{output}: was written by grokmon {old.get('grokmon_version', '?')}, whose metric values differ from "
+            f"this version's (metrics version {old.get('metrics_version', 1)}, now {METRICS_VERSION}); pass "
+            "--overwrite to recompute them all, or -o another file"
+        )
     before, now = _comparable(old), _comparable(metadata)
     changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
     if changed:
