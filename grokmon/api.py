@@ -411,6 +411,7 @@ class RunInfo:
     splits: dict[str, int]
     config: AnalyzeConfig
     device: str
+    inputs: str = "numbers"  # or "token ids": integer inputs the model embeds (accuracy and loss only)
 
 
 def info(ckpt_dir: str | Path, *, device: str = "auto", **options) -> RunInfo:
@@ -425,7 +426,9 @@ def info(ckpt_dir: str | Path, *, device: str = "auto", **options) -> RunInfo:
     state = load_checkpoint(run.checkpoints[-1]) if run.config.model == "mlp" else None
     built = _build_model(run, ckpt_dir, state)
     run = _settle_inputs(run, built)
-    return RunInfo(run.checkpoints, built.description, run.probes.path, run.probes.sizes(), run.config, str(run.device))
+    inputs = "numbers" if run.probes.splits[0].x.is_floating_point() else "token ids"
+    return RunInfo(run.checkpoints, built.description, run.probes.path, run.probes.sizes(), run.config,
+                   str(run.device), inputs)
 
 
 def _load_table(results) -> tuple[pd.DataFrame, dict]:

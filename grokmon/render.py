@@ -41,7 +41,7 @@ def info_tables(found) -> list:
     model.add_column("value")
     for key, value in found.model.items():
         model.add_row(key, _short(value))
-    probes = Table(title=f"probe data: {found.probe_file}", title_justify="left")
+    probes = Table(title=f"probe data: {found.probe_file} (inputs: {found.inputs})", title_justify="left")
     probes.add_column("split")
     probes.add_column("points", justify="right")
     for split, size in found.splits.items():

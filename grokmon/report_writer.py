@@ -71,7 +71,6 @@ def render_report(df: pd.DataFrame, metadata: dict, phase_report: PhaseReport | 
     return output
 
 
-
 def _png_bytes(figure) -> bytes:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()

@@ -58,7 +58,8 @@ def test_token_ids_are_embedded_and_measured_on_accuracy_alone(tmp_path, casts_i
         expected = (states[2].eval()(probes["x_test"].long()).argmax(1) == probes["y_test"]).double().mean()
     last_test = frame[(frame.step == 20) & (frame.split == "test")]
     assert float(last_test["accuracy"].iloc[0]) == pytest.approx(float(expected))
-    assert info(run, model=f"{run / 'net.py'}:{factory}", device="cpu").splits == {"train": 30, "test": 19}
+    found = info(run, model=f"{run / 'net.py'}:{factory}", device="cpu")
+    assert found.splits == {"train": 30, "test": 19} and found.inputs == "token ids"
 
 
 def test_geometry_asked_for_on_token_ids_is_one_line_naming_the_probe_file(tmp_path):
