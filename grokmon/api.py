@@ -147,7 +147,9 @@ def _settle_inputs(run: _Run, built) -> _Run:
         geometry = [g for g in config.metrics if g != "accuracy"]
         if geometry and "metrics" in config.explicit:
             raise ProbeError(f"{run.probes.path}: x_train holds integer token ids that the model embeds; the "
-                             f"{'/'.join(geometry)} metrics need float inputs: pass --metrics accuracy")
+                             f"{'/'.join(geometry)} metrics need float inputs: "
+                             + ("set metrics = [\"accuracy\"] in the manifest" if "metrics" in config.from_manifest
+                                else "pass --metrics accuracy"))
         if all(s.y is None for s in run.probes.splits):
             raise ProbeError(f"{run.probes.path}: x_train holds integer token ids that the model embeds, and no "
                              "labels: add y_train/y_test so that accuracy and loss can be measured")
