@@ -262,9 +262,16 @@ def discover_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset()) -> li
 
 
 def _without_last_copies(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
-    """Drop Lightning's `last.ckpt` when another checkpoint has its step: it is a copy of that one."""
-    steps = [c.step for c in checkpoints if not _LAST_COPY.match(c.path.name)]
-    return [c for c in checkpoints if not (_LAST_COPY.match(c.path.name) and c.step in steps)]
+    """Drop Lightning's `last.ckpt` (`last-v1.ckpt`, ...) when another checkpoint has its step: it is a copy."""
+    steps = {c.step for c in checkpoints if not _LAST_COPY.match(c.path.name)}
+    kept = []
+    for ckpt in sorted(checkpoints, key=lambda c: c.name):  # last.ckpt before last-v1.ckpt
+        if _LAST_COPY.match(ckpt.path.name):
+            if ckpt.step in steps:
+                continue
+            steps.add(ckpt.step)
+        kept.append(ckpt)
+    return kept
 
 
 def _load_file(path: Path) -> dict:

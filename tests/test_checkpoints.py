@@ -64,6 +64,14 @@ def test_step_stored_in_the_legacy_pickle_format_is_read(tmp_path):
     assert torch.equal(load_checkpoint(found[0])["w"], torch.zeros(2))
 
 
+def test_lightning_last_copies_of_one_step_are_one_checkpoint(tmp_path):
+    states = train_states([0, 5, 9])
+    torch.save({"state_dict": states[0], "global_step": 0}, tmp_path / "epoch=0-step=0.ckpt")
+    for name in ("last.ckpt", "last-v1.ckpt"):  # both written after the last named checkpoint, same step
+        torch.save({"state_dict": states[9], "global_step": 9}, tmp_path / name)
+    assert [(c.step, c.name) for c in discover_checkpoints(tmp_path)] == [(0, "epoch=0-step=0.ckpt"), (9, "last.ckpt")]
+
+
 def test_probe_file_and_manifest_are_never_checkpoints(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "step_3.pt")
     torch.save({"x_train": torch.zeros(4, 2)}, tmp_path / "my_probes_2.pt")
