@@ -265,7 +265,7 @@ def _without_last_copies(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
     """Drop Lightning's `last.ckpt` (`last-v1.ckpt`, ...) when another checkpoint has its step: it is a copy."""
     steps = {c.step for c in checkpoints if not _LAST_COPY.match(c.path.name)}
     kept = []
-    for ckpt in sorted(checkpoints, key=lambda c: c.name):  # last.ckpt before last-v1.ckpt
+    for ckpt in sorted(checkpoints, key=lambda c: c.name.removesuffix(".ckpt")):  # last.ckpt before last-v1
         if _LAST_COPY.match(ckpt.path.name):
             if ckpt.step in steps:
                 continue
