@@ -148,6 +148,14 @@ def _radius(value: str) -> None:
     resolve_radius(value, 1.0)
 
 
+def _report_name(value: Path) -> None:
+    from .errors import ConfigError
+    from .report_writer import FIGURE_SUFFIXES, HTML_SUFFIXES
+
+    if value.suffix.lower() not in FIGURE_SUFFIXES + HTML_SUFFIXES:
+        raise ConfigError(f"expected a name ending in {', '.join(HTML_SUFFIXES + FIGURE_SUFFIXES)}, got {str(value)!r}")
+
+
 def _overrides(pairs: list[str]) -> dict[str, str]:
     overrides = {}
     for pair in pairs:
@@ -155,25 +163,32 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
         if not sep or not name.strip():
             raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--set")
         overrides[name.strip()] = value.strip()
+    from .errors import ConfigError
+    from .phase_types import PhaseThresholds
+
+    try:
+        PhaseThresholds().with_overrides(overrides)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
     return overrides
 
 
 @app.command()
 def analyze(
     ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results Parquet [default: CKPT_DIR/grokmon.parquet]."),
-    model: Optional[str] = typer.Option(None, help="mlp, file.py:function or package.module:function [default: manifest, else mlp]."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results Parquet \\[default: CKPT_DIR/grokmon.parquet]."),
+    model: Optional[str] = typer.Option(None, help="mlp, file.py:function or package.module:function \\[default: manifest, else mlp]."),
     model_kwargs: Optional[str] = typer.Option(None, callback=_checked(_model_kwargs), help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
-    activation: Optional[str] = typer.Option(None, callback=_checked(_activation), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh [default: relu]."),
-    data: Optional[Path] = typer.Option(None, help="Probe data (.safetensors, .pt, .npz) [default: manifest, else CKPT_DIR/probes.safetensors]."),
-    points: Optional[int] = typer.Option(None, min=1, help="Points per split, a seeded subset [default: 512]."),
-    metrics: Optional[str] = typer.Option(None, callback=_checked(_metrics), help="Comma-separated groups: accuracy,centroid,jacobian,lc [default: all]."),
-    lc_directions: Optional[int] = typer.Option(None, min=1, help="Directions P of the LC cross-polytope [default: 25]."),
-    lc_radius: Optional[str] = typer.Option(None, callback=_checked(_radius), help="LC radius: absolute (0.05) or relative to the median train norm (2%) [default: 50%]."),
-    seed: Optional[int] = typer.Option(None, min=0, help="Seed of the subsets, random points and LC frame [default: 0]."),
+    activation: Optional[str] = typer.Option(None, callback=_checked(_activation), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh \\[default: relu]."),
+    data: Optional[Path] = typer.Option(None, help="Probe data (.safetensors, .pt, .npz) \\[default: manifest, else CKPT_DIR/probes.safetensors]."),
+    points: Optional[int] = typer.Option(None, min=1, help="Points per split, a seeded subset \\[default: 512]."),
+    metrics: Optional[str] = typer.Option(None, callback=_checked(_metrics), help="Comma-separated groups: accuracy,centroid,jacobian,lc \\[default: all]."),
+    lc_directions: Optional[int] = typer.Option(None, min=1, help="Directions P of the LC cross-polytope \\[default: 25]."),
+    lc_radius: Optional[str] = typer.Option(None, callback=_checked(_radius), help="LC radius: absolute (0.05) or relative to the median train norm (2%) \\[default: 50%]."),
+    seed: Optional[int] = typer.Option(None, min=0, help="Seed of the subsets, random points and LC frame \\[default: 0]."),
     device: str = typer.Option("auto", callback=_checked(_device), help="auto, cpu, cuda or cuda:N."),
-    dtype: Optional[str] = typer.Option(None, callback=_checked(_dtype), help="float32 or float64 [default: float32]."),
-    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch [default: torch's own choice]; 1 is fastest on a busy machine."),
+    dtype: Optional[str] = typer.Option(None, callback=_checked(_dtype), help="float32 or float64 \\[default: float32]."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch \\[default: torch's own choice]; 1 is fastest on a busy machine."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output instead of resuming it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     debug: bool = DEBUG_OPTION,
@@ -232,7 +247,7 @@ def phases(
 @app.command()
 def report(
     results: Path = typer.Argument(..., metavar="RESULTS", help="Results Parquet written by `grokmon analyze`."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="report.html (self-contained) or a figure: .png, .svg, .pdf."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", callback=_checked(_report_name), help="report.html (self-contained) or a figure: .png, .svg, .pdf \\[default: RESULTS with .html]."),
     mode: str = typer.Option("auto", callback=_choice("auto", "accuracy", "geometry"), help="Phase mode: auto, accuracy or geometry."),
     set_: list[str] = typer.Option([], "--set", help="Override a phase threshold, NAME=VALUE (repeatable)."),
     debug: bool = DEBUG_OPTION,

@@ -145,6 +145,10 @@ def test_foreign_parquet_is_refused(tmp_path, command):
     pq.write_table(pa.table({"a": [1]}), tmp_path / "grokmon.parquet")
     _one_error_line(runner.invoke(app, [command, str(tmp_path)]), "is a directory; did you mean", "grokmon.parquet")
     assert runner.invoke(app, [command, str(path), "--mode", "bogus"]).exit_code == 2
+    for bad in (["--set", "fitted_acuracy=0.9"], ["--set", "fitted_accuracy=2"]):
+        assert runner.invoke(app, [command, str(path), *bad]).exit_code == 2
+    if command == "report":
+        assert runner.invoke(app, [command, str(path), "-o", str(tmp_path / "run.txt")]).exit_code == 2
 
 
 CHECKPOINTS = 24
