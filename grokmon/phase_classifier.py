@@ -24,8 +24,11 @@ from .columns import GROUP_COLUMNS
 from .errors import ConfigError, ResultsError
 from .phase_geometry import GROUPS, SPLITS
 from .phase_rules import label_run
-from .phase_types import (ADVICE, ADVICE_FOR_PHASE, MODES, PHASES, SCHEMA, PhaseReport, PhaseSegment,  # noqa: F401
+from .phase_types import (ADVICE, ADVICE_FOR_PHASE, MODES, PHASES, SCHEMA, PhaseReport, PhaseSegment,
                           PhaseThresholds)
+
+__all__ = ["ADVICE", "ADVICE_FOR_PHASE", "MODES", "PHASES", "SCHEMA", "PhaseReport", "PhaseSegment", "PhaseThresholds",
+           "classify"]
 
 
 def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: str = "auto") -> PhaseReport:
