@@ -10,8 +10,6 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,9 +17,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from .atomic_file import atomic_write
 from .columns import LIST_COLUMNS, METRIC_COLUMNS
 from .errors import ConfigError
-from .results import file_mode
 from .report_figure import DPI, phase_colour, split_order, build_figure, panels_for
 
 if TYPE_CHECKING:
@@ -51,23 +49,19 @@ def render_report(df: pd.DataFrame, metadata: dict, phase_report: PhaseReport | 
     if suffix not in FIGURE_SUFFIXES + HTML_SUFFIXES:
         raise ConfigError(f"Expected -o to end in .html, .png, .svg or .pdf, but got {str(output)!r}")
     figure = build_figure(df, phase_report)
-    tmp_name = None
+    page = _html(df, metadata or {}, phase_report, _png_bytes(figure)).encode() if suffix in HTML_SUFFIXES else None
+
+    def write(handle) -> None:
+        if page is not None:
+            handle.write(page)
+        else:
+            FigureCanvasAgg(figure)
+            figure.savefig(handle, format=suffix[1:], dpi=DPI)
+
     try:  # atomically: a half-written report never replaces a good one
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-        with os.fdopen(fd, "wb") as handle:
-            if suffix in HTML_SUFFIXES:
-                handle.write(_html(df, metadata or {}, phase_report, _png_bytes(figure)).encode("utf-8"))
-            else:
-                FigureCanvasAgg(figure)
-                figure.savefig(handle, format=suffix[1:], dpi=DPI)
-        os.chmod(tmp_name, file_mode(output))
-        os.replace(tmp_name, output)
+        atomic_write(output, write)
     except OSError as exc:
         raise ConfigError(f"{output}: cannot write the report ({exc.strerror}); choose another path with -o") from exc
-    finally:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
     return output
 
 

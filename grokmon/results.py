@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .atomic_file import atomic_write
 from .columns import LIST_COLUMNS, METRIC_COLUMNS
 from .errors import ResultsError
 
@@ -67,34 +66,9 @@ def write_results(path: Path, rows: list[dict], metadata: dict) -> None:
     path = Path(path)
     table = rows_to_table(rows, metadata)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, lambda handle: pq.write_table(table, handle))
     except OSError as exc:
         raise ResultsError(f"{path}: cannot write results ({exc.strerror}); choose another path with -o") from exc
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp_name)
-        with open(tmp_name, "rb") as handle:  # on disk before the rename, so a power cut cannot leave it empty
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, file_mode(path))
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        raise ResultsError(f"{path}: cannot write results ({exc.strerror}); choose another path with -o") from exc
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-
-
-def file_mode(path: Path) -> int:
-    """The permissions a plain `open(path, "w")` would give: the existing file's, else 0o666 less the umask.
-
-    mkstemp creates its file 0o600, which would leave results unreadable to the rest of a team.
-    """
-    if path.exists():
-        return path.stat().st_mode & 0o777
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def read_metadata(path: Path) -> dict:
