@@ -44,7 +44,6 @@ import torch
 from torch import nn
 from torch.func import jvp, vjp, vmap
 
-
 DEFAULT_MAX_OUTPUTS = 256
 DEFAULT_SKETCH_SIZE = 128
 
@@ -73,10 +72,21 @@ def input_jacobians(model: nn.Module, x: torch.Tensor, *, chunk_size: int | None
     return rows.reshape(k, len(x), -1).transpose(0, 1).detach()
 
 
+def _pushforward(model: nn.Module, x: torch.Tensor, tangents: torch.Tensor, chunk_size: int | None) -> torch.Tensor:
+    """J(x_i) t for every tangent t and point i, (T, N, K), from vmapped forward-mode products.
+
+    `tangents` is (T, N, *input shape). Raises NotImplementedError when an operation of the model has no
+    forward-mode derivative."""
+    forward = _flat(model)
+    with torch.enable_grad(), _math_attention(), warnings.catch_warnings():
+        # torch's forward-AD set-up still scripts a few decompositions
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
+        return vmap(lambda t: jvp(forward, (x,), (t,))[1], chunk_size=chunk_size)(tangents)
+
+
 def forward_jacobians(model: nn.Module, x: torch.Tensor, *, chunk_size: int | None = None) -> torch.Tensor:
     """J(x) for every point, (N, K, D), from D forward-mode products: cheaper than K backward ones when the
-    outputs outnumber the input dimensions. Falls back to `input_jacobians` for operations without
-    forward-mode derivatives.
+    outputs outnumber the input dimensions. Raises NotImplementedError like `_pushforward`.
 
     >>> net = nn.Linear(2, 300)
     >>> torch.equal(forward_jacobians(net, torch.zeros(1, 2))[0], net.weight.detach())
@@ -85,14 +95,7 @@ def forward_jacobians(model: nn.Module, x: torch.Tensor, *, chunk_size: int | No
     x = x.detach()
     d = x[0].numel()
     basis = torch.eye(d, dtype=x.dtype, device=x.device).reshape(d, 1, *x.shape[1:]).expand(-1, *x.shape)
-    forward = _flat(model)
-    try:
-        with torch.enable_grad(), _math_attention(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
-            columns = vmap(lambda t: jvp(forward, (x,), (t,))[1], chunk_size=chunk_size)(basis)  # (D, N, K)
-    except NotImplementedError:
-        return input_jacobians(model, x, chunk_size=chunk_size)
-    return columns.permute(1, 2, 0).detach()
+    return _pushforward(model, x, basis, chunk_size).permute(1, 2, 0).detach()
 
 
 def _omega(x: torch.Tensor, size: int, seed: int) -> torch.Tensor:
@@ -123,15 +126,11 @@ def sketched_jacobians(model: nn.Module, x: torch.Tensor, size: int, seed: int, 
     True
     """
     x = x.detach()
-    forward = _flat(model)
-    omega = _omega(x, size, seed)
+    tangents = _omega(x, size, seed)[:, None].expand(-1, *x.shape)  # (m, N, *input shape), the same for every point
+    y = _pushforward(model, x, tangents, chunk_size)  # (m, N, K)
     with torch.enable_grad(), _math_attention():
-        tangents = omega[:, None].expand(-1, *x.shape)  # (m, N, *input shape), the same for every point
-        with warnings.catch_warnings():  # torch's forward-AD set-up still scripts a few decompositions
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
-            y = vmap(lambda t: jvp(forward, (x,), (t,))[1], chunk_size=chunk_size)(tangents)  # (m, N, K)
         q = torch.linalg.qr(y.permute(1, 2, 0)).Q  # (N, K, m')
-        _, pullback = vjp(forward, x)
+        _, pullback = vjp(_flat(model), x)
         (rows,) = vmap(pullback, chunk_size=chunk_size)(q.permute(2, 0, 1))  # (m', N, *input shape)
     return rows.reshape(q.shape[2], len(x), -1).transpose(0, 1).detach()
 
@@ -180,16 +179,16 @@ def jacobian_values(model: nn.Module, x: torch.Tensor, *, max_outputs: int = DEF
     """
     with torch.no_grad():
         k = model(x[:1]).numel()
-    if k > max_outputs and x[0].numel() <= sketch_size:  # the sketch would be exact, and dearer
-        matrices = forward_jacobians(model, x, chunk_size=chunk_size)
-    elif k > max_outputs:
-        try:
+    if k <= max_outputs:
+        return spectrum_values(singular_values(input_jacobians(model, x, chunk_size=chunk_size)))
+    try:
+        if x[0].numel() <= sketch_size:  # the sketch would be exact, and dearer
+            matrices = forward_jacobians(model, x, chunk_size=chunk_size)
+        else:
             matrices = sketched_jacobians(model, x, sketch_size, seed, chunk_size=chunk_size)
-        except NotImplementedError:  # no forward mode: exact, a few points at a time to hold the sketch's memory
-            step = max(1, len(x) * 2 * sketch_size // k)
-            parts = [spectrum_values(singular_values(input_jacobians(model, x[i:i + step], chunk_size=chunk_size)))
-                     for i in range(0, len(x), step)]
-            return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
-    else:
-        matrices = input_jacobians(model, x, chunk_size=chunk_size)
+    except NotImplementedError:  # no forward mode: exact, a few points at a time to hold the sketch's memory
+        step = max(1, len(x) * 2 * sketch_size // k)
+        parts = [spectrum_values(singular_values(input_jacobians(model, x[i:i + step], chunk_size=chunk_size)))
+                 for i in range(0, len(x), step)]
+        return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
     return spectrum_values(singular_values(matrices))
