@@ -118,34 +118,15 @@ def _device(value: str) -> None:
         raise ConfigError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
 
 
-def _activation(value: str) -> None:
-    from .config import check_values
+def _config_value(name: str):
+    """A callback checking one option as the manifest's value of the same name is checked."""
 
-    check_values({"activation": value})
+    def parse(value) -> None:
+        from .config import check_values
 
+        check_values({name: value})
 
-def _dtype(value: str) -> None:
-    from .config import check_values
-
-    check_values({"dtype": value})
-
-
-def _metrics(value: str) -> None:
-    from .config import parse_metrics
-
-    parse_metrics(value)
-
-
-def _model_kwargs(value: str) -> None:
-    from .config import parse_model_kwargs
-
-    parse_model_kwargs(value)
-
-
-def _radius(value: str) -> None:
-    from .config import resolve_radius
-
-    resolve_radius(value, 1.0)
+    return _checked(parse)
 
 
 def _report_name(value: Path) -> None:
@@ -178,16 +159,16 @@ def analyze(
     ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results Parquet \\[default: CKPT_DIR/grokmon.parquet]."),
     model: Optional[str] = typer.Option(None, help="mlp, file.py:function or package.module:function \\[default: manifest, else mlp]."),
-    model_kwargs: Optional[str] = typer.Option(None, callback=_checked(_model_kwargs), help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
-    activation: Optional[str] = typer.Option(None, callback=_checked(_activation), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh \\[default: relu]."),
+    model_kwargs: Optional[str] = typer.Option(None, callback=_config_value("model_kwargs"), help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
+    activation: Optional[str] = typer.Option(None, callback=_config_value("activation"), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh \\[default: relu]."),
     data: Optional[Path] = typer.Option(None, help="Probe data (.safetensors, .pt, .npz) \\[default: manifest, else CKPT_DIR/probes.safetensors]."),
     points: Optional[int] = typer.Option(None, min=1, help="Points per split, a seeded subset \\[default: 512]."),
-    metrics: Optional[str] = typer.Option(None, callback=_checked(_metrics), help="Comma-separated groups: accuracy,centroid,jacobian,lc \\[default: all]."),
+    metrics: Optional[str] = typer.Option(None, callback=_config_value("metrics"), help="Comma-separated groups: accuracy,centroid,jacobian,lc \\[default: all]."),
     lc_directions: Optional[int] = typer.Option(None, min=1, help="Directions P of the LC cross-polytope \\[default: 25]."),
-    lc_radius: Optional[str] = typer.Option(None, callback=_checked(_radius), help="LC radius: absolute (0.05) or relative to the median train norm (2%) \\[default: 50%]."),
+    lc_radius: Optional[str] = typer.Option(None, callback=_config_value("lc_radius"), help="LC radius: absolute (0.05) or relative to the median train norm (2%) \\[default: 50%]."),
     seed: Optional[int] = typer.Option(None, min=0, help="Seed of the subsets, random points and LC frame \\[default: 0]."),
     device: str = typer.Option("auto", callback=_checked(_device), help="auto, cpu, cuda or cuda:N."),
-    dtype: Optional[str] = typer.Option(None, callback=_checked(_dtype), help="float32 or float64 \\[default: float32]."),
+    dtype: Optional[str] = typer.Option(None, callback=_config_value("dtype"), help="float32 or float64 \\[default: float32]."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch \\[default: torch's own choice]; 1 is fastest on a busy machine."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output instead of resuming it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
@@ -267,8 +248,8 @@ def report(
 def info(
     ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
     model: Optional[str] = typer.Option(None, help="As for analyze."),
-    model_kwargs: Optional[str] = typer.Option(None, callback=_checked(_model_kwargs), help="As for analyze."),
-    activation: Optional[str] = typer.Option(None, callback=_checked(_activation), help="As for analyze."),
+    model_kwargs: Optional[str] = typer.Option(None, callback=_config_value("model_kwargs"), help="As for analyze."),
+    activation: Optional[str] = typer.Option(None, callback=_config_value("activation"), help="As for analyze."),
     data: Optional[Path] = typer.Option(None, help="As for analyze."),
     points: Optional[int] = typer.Option(None, min=1, help="As for analyze."),
     debug: bool = DEBUG_OPTION,

@@ -69,14 +69,20 @@ def read_manifest(ckpt_dir: Path) -> dict:
         check_values(manifest)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    if "phases" in manifest:
-        from .phase_types import PhaseThresholds
-
-        try:
-            PhaseThresholds().with_overrides(manifest["phases"])
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: [phases]: {exc}") from None
+    _check_phases(path, manifest.get("phases", {}))
     return manifest
+
+
+def _check_phases(path: Path, phases: object) -> None:
+    """ConfigError naming the manifest when its `[phases]` table is not a table of valid thresholds."""
+    from .phase_types import PhaseThresholds
+
+    if not isinstance(phases, dict):
+        raise ConfigError(f"{path}: expected phases to be a table of phase thresholds, but got {phases!r}")
+    try:
+        PhaseThresholds().with_overrides(phases)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: [phases]: {exc}") from None
 
 
 _MANIFEST_TYPES = {
@@ -98,14 +104,7 @@ def manifest_phase_overrides(ckpt_dir: Path) -> dict | None:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         return None
     phases = manifest.get("phases", {})
-    if not isinstance(phases, dict):
-        raise ConfigError(f"{path}: expected phases to be a table of phase thresholds, but got {phases!r}")
-    from .phase_types import PhaseThresholds
-
-    try:
-        PhaseThresholds().with_overrides(phases)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: [phases]: {exc}") from None
+    _check_phases(path, phases)
     return phases
 
 
