@@ -29,9 +29,9 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
     level = np.clip(test.level(th.slope_sigma), 0.0, 1.0)  # a fitted piece may overshoot an accuracy's range
     fitted_at = train.value + np.nan_to_num(train.sigma) >= th.fitted_accuracy
     since_fit = both & np.logical_or.accumulate(fitted_at & both)
+    at_start = running(np.where(both, level, np.nan), min)  # the lowest test accuracy so far, fit or not
     # memorisation level so far: the lowest test accuracy once the train set is fitted (before: while fitting)
-    at_floor = np.where(since_fit, running(np.where(since_fit, level, np.nan), min),
-                        running(np.where(both, level, np.nan), min))
+    at_floor = np.where(since_fit, running(np.where(since_fit, level, np.nan), min), at_start)
     # the peak a collapse is measured from: since the fit, unless test accuracy had generalised before it
     peak_ever = running(np.where(both, level, np.nan), max)
     peak_since_fit = np.where(since_fit, running(np.where(since_fit, level, np.nan), max), peak_ever)
@@ -39,7 +39,6 @@ def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):
     # the highest test accuracy from each checkpoint on: an onset counts when the rise it starts goes somewhere
     later_peak = np.flip(np.fmax.accumulate(np.flip(np.where(both, level, np.nan))))
     floor = level[at_floor]
-    at_start = running(np.where(both, level, np.nan), min)  # the lowest test accuracy so far, fit or not
     # a difference between two checkpoints is judged against the noise of both
     floor_noise = np.hypot(test.sigma, test.sigma[at_floor])
     train_level = np.clip(train.level(th.slope_sigma), 0.0, 1.0)

@@ -55,9 +55,8 @@ def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: 
                              "; analyze with those metrics, or with labelled train and test probes"))
     steps = np.array(sorted(table["step"].unique()), dtype=np.int64)
     report = label_run(table, steps, chosen, th)
-    failed_after = sorted(set(pd.to_numeric(df.loc[df["status"] != "ok", "step"], errors="coerce").dropna().astype(int))
-                          - set(steps.tolist()))
-    failed_after = [s for s in failed_after if s > steps[-1]]
+    failed = pd.to_numeric(df.loc[df["status"] != "ok", "step"], errors="coerce")
+    failed_after = sorted({int(s) for s in failed[failed > steps[-1]]})
     if failed_after:  # the verdict is for the newest checkpoint that was measured: say which ones were not
         listed = ", ".join(map(str, failed_after[:3])) + (", ..." if len(failed_after) > 3 else "")
         report = dataclasses.replace(report, reason=f"{report.reason} (newer checkpoint{'s' if len(failed_after) > 1 else ''} "
