@@ -62,13 +62,10 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
             return loaded
     except ProbeError:
         raise
-    except ValueError as exc:
-        if "allow_pickle" not in str(exc):
-            raise ProbeError(f"{path}: cannot read probe data ({first_line(exc)}); write it with safetensors or "
-                             "numpy.savez") from exc
-        raise ProbeError(f"{path}: holds arrays of Python objects, which would need unpickling to load and are "
-                         "refused; save numeric arrays (np.asarray(x, dtype=np.float32)) with numpy.savez") from exc
     except Exception as exc:
+        if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+            raise ProbeError(f"{path}: holds arrays of Python objects, which would need unpickling to load and are "
+                             "refused; save numeric arrays (np.asarray(x, dtype=np.float32)) with numpy.savez") from exc
         raise ProbeError(f"{path}: cannot read probe data ({first_line(exc)}); write it with safetensors or numpy.savez") from exc
     raise ProbeError(f"Expected probe data to end in {', '.join(PROBE_SUFFIXES)}, but got {path.name}")
 
