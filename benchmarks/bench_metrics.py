@@ -27,7 +27,8 @@ from torch.func import functional_call, jacrev, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grokmon.metrics import GROUPS, MetricOptions, compute_split_metrics, make_frame  # noqa: E402
+from grokmon.columns import GROUPS  # noqa: E402
+from grokmon.metrics import MetricOptions, compute_split_metrics, make_frame  # noqa: E402
 from grokmon.metrics.jacobian import input_jacobians  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ _LAZY = {
     "info": "api",
     "phases": "api",
     "report": "api",
-    "PhaseReport": "phase_classifier",
-    "PhaseThresholds": "phase_classifier",
+    "PhaseReport": "phasing",
+    "PhaseThresholds": "phasing",
 }
 
 

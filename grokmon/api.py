@@ -15,9 +15,9 @@ from typing import Callable
 import pandas as pd
 
 from . import __version__
-from .config import AnalyzeConfig, resolve_config, resolve_radius
+from .inputs.config import AnalyzeConfig, resolve_config, resolve_radius
 from .errors import ConfigError, GrokmonError, ResultsError, first_line
-from .results import SCHEMA_VERSION, read_results, rows_to_frame, write_results
+from .results.parquet import SCHEMA_VERSION, read_results, rows_to_frame, write_results
 
 DEFAULT_OUTPUT_NAME = "grokmon.parquet"
 _log = logging.getLogger("grokmon")  # a failed checkpoint's traceback, at DEBUG (the CLI's --debug shows it)
@@ -69,7 +69,7 @@ def _resolve_device(name: str):
 
 
 def _probe_path(ckpt_dir: Path, config: AnalyzeConfig) -> Path:
-    from .probes import DEFAULT_PROBE_FILE
+    from .inputs.probes import DEFAULT_PROBE_FILE
 
     if config.data is not None:
         return Path(config.data)
@@ -85,8 +85,8 @@ def _probe_path(ckpt_dir: Path, config: AnalyzeConfig) -> Path:
 def _prepare(ckpt_dir: Path, device: str, options: dict) -> _Run:
     import torch
 
-    from .checkpoints import check_directory, discover_checkpoints
-    from .probes import load_probes
+    from .inputs.checkpoints import check_directory, discover_checkpoints
+    from .inputs.probes import load_probes
 
     check_directory(ckpt_dir)
     config = resolve_config(ckpt_dir, **options)
@@ -98,7 +98,7 @@ def _prepare(ckpt_dir: Path, device: str, options: dict) -> _Run:
 
 
 def _build_model(run: _Run, ckpt_dir: Path, state: dict | None):
-    from .models import build_from_factory, infer_mlp
+    from .inputs.models import build_from_factory, infer_mlp
 
     if run.config.model == "mlp":
         built = infer_mlp(state, run.config.activation)
@@ -137,7 +137,7 @@ def _settle_inputs(run: _Run, built) -> _Run:
     from dataclasses import replace
 
     from .errors import ProbeError
-    from .probes import as_model_inputs
+    from .inputs.probes import as_model_inputs
 
     if run.probes.splits[0].x.is_floating_point():
         return run
@@ -319,9 +319,9 @@ def analyze(
     DataFrame holds every row (check `df.status`). `threads` sets torch's CPU threads for the process.
     """
     import torch
-    from .checkpoints import load_checkpoint
+    from .inputs.checkpoints import load_checkpoint
     from .metrics import MetricOptions, make_frame
-    from .models import load_weights
+    from .inputs.models import load_weights
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -421,7 +421,7 @@ def info(ckpt_dir: str | Path, *, device: str = "auto", **options) -> RunInfo:
 
     Accepts the same options as `analyze` (model, model_kwargs, activation, data, points, ...).
     """
-    from .checkpoints import load_checkpoint
+    from .inputs.checkpoints import load_checkpoint
 
     ckpt_dir = Path(ckpt_dir)
     run = _prepare(ckpt_dir, device, options)
@@ -445,8 +445,8 @@ def phases(results, *, mode: str = "auto", overrides: dict | None = None):
     Threshold overrides come from the run's manifest `[phases]` (as it is now when the run's directory is
     still there, else as stored in the results' metadata), then `overrides`.
     """
-    from .config import manifest_phase_overrides
-    from .phase_classifier import PhaseThresholds, classify
+    from .inputs.config import manifest_phase_overrides
+    from .phasing.classifier import PhaseThresholds, classify
 
     frame, metadata = _load_table(results)
     stored = metadata.get("config", {}).get("phases", {}) or {}
@@ -460,7 +460,7 @@ def phases(results, *, mode: str = "auto", overrides: dict | None = None):
 
 def report(results, output: str | Path | None = None, *, mode: str = "auto", overrides: dict | None = None) -> Path:
     """Render a results file as a self-contained HTML report or a single figure (by `output`'s suffix)."""
-    from .report_writer import render_report
+    from .reporting.writer import render_report
 
     frame, metadata = _load_table(results)
     if output is None:

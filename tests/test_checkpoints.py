@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import train_states
-from grokmon.checkpoints import discover_checkpoints, load_checkpoint, step_from_name
+from grokmon.inputs.checkpoints import discover_checkpoints, load_checkpoint, step_from_name
 from grokmon.errors import CheckpointError
 
 LAYOUTS = ["safetensors", "pt", "pth", "bin", "lightning", "hf", "hf-bin", "nested", "model-key", "ddp", "compiled"]

@@ -4,7 +4,7 @@ from torch import nn
 
 from conftest import tiny_mlp
 from grokmon.errors import ModelError
-from grokmon.models import build_from_factory, fit_state_dict, infer_mlp, load_weights
+from grokmon.inputs.models import build_from_factory, fit_state_dict, infer_mlp, load_weights
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -125,7 +125,7 @@ def test_package_model_is_imported_from_the_working_directory_by_the_console_scr
     (package / "__init__.py").write_text("")
     (package / "nets.py").write_text("from torch import nn\ndef build():\n    return nn.Linear(3, 2)\n")
     code = ("import sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
-            "from grokmon.models import build_from_factory; "
+            "from grokmon.inputs.models import build_from_factory; "
             "print(type(build_from_factory('netpkg_for_grokmon_test.nets:build', {}, None).module).__name__)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "Linear"

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from grokmon.errors import ConfigError, GrokmonError, ResultsError
-from grokmon.phase_classifier import ADVICE, PHASES, PhaseReport, PhaseSegment, PhaseThresholds, classify
+from grokmon.phasing import ADVICE, PHASES, PhaseReport, PhaseSegment, PhaseThresholds, classify
 
 STEPS = np.unique(np.round(np.geomspace(1, 100_000, 36)).astype(int))
 N_POINTS = 512
@@ -389,7 +389,7 @@ def test_thresholds_out_of_range_are_config_errors(name, value, bound):
 
 
 def test_every_threshold_has_a_range_and_its_default_is_in_it():
-    from grokmon.phase_types import _RANGES
+    from grokmon.phasing.types import _RANGES
 
     defaults = PhaseThresholds()
     assert set(_RANGES) == {f for f in defaults.__dataclass_fields__}

@@ -3,9 +3,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from grokmon.config import resolve_radius
+from grokmon.inputs.config import resolve_radius
 from grokmon.errors import ConfigError, ProbeError
-from grokmon.probes import load_probes
+from grokmon.inputs.probes import load_probes
 
 
 def _tensors(n_train=50, n_test=20):

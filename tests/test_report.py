@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from grokmon.errors import ConfigError
-from grokmon.phase_classifier import PhaseReport, PhaseSegment
-from grokmon.report_writer import flatten_metadata, panels_for, render_report
+from grokmon.phasing import PhaseReport, PhaseSegment
+from grokmon.reporting.writer import flatten_metadata, panels_for, render_report
 from grokmon.results import read_results, write_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -118,7 +118,7 @@ def test_png_figure_is_a_real_picture(results, tmp_path, phases):
 
 
 def test_figure_layout_has_one_axes_per_panel(results):
-    from grokmon.report_figure import build_figure
+    from grokmon.reporting.figure import build_figure
 
     df, _ = results
     fig = build_figure(df, grokking_phases())
@@ -137,7 +137,7 @@ def test_figure_layout_has_one_axes_per_panel(results):
 
 
 def test_log_axis_without_step_zero(results):
-    from grokmon.report_figure import build_figure
+    from grokmon.reporting.figure import build_figure
 
     df, _ = results
     fig = build_figure(df[df.step > 0], None)
@@ -202,7 +202,7 @@ def test_bad_suffix_is_a_config_error(results, tmp_path, name):
 def test_roll_back_marks_the_best_step_in_every_panel(results):
     import dataclasses
 
-    from grokmon.report_figure import BEST_COLOUR, build_figure
+    from grokmon.reporting.figure import BEST_COLOUR, build_figure
 
     df, _ = results
     verdict = dataclasses.replace(grokking_phases(), advice="roll-back", best_step=5623)

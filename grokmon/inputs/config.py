@@ -8,8 +8,8 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .columns import GROUPS
-from .errors import ConfigError
+from ..columns import GROUPS
+from ..errors import ConfigError
 
 MANIFEST_NAME = "grokmon.toml"
 DTYPES = ("float32", "float64")
@@ -75,7 +75,7 @@ def read_manifest(ckpt_dir: Path) -> dict:
 
 def _check_phases(path: Path, phases: object) -> None:
     """ConfigError naming the manifest when its `[phases]` table is not a table of valid thresholds."""
-    from .phase_types import PhaseThresholds
+    from ..phasing.types import PhaseThresholds
 
     if not isinstance(phases, dict):
         raise ConfigError(f"{path}: expected phases to be a table of phase thresholds, but got {phases!r}")

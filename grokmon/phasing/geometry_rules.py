@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .phase_trends import Trend, log_steps
+from .trends import Trend, log_steps
 
 # group -> ((metric, simplifying direction), ...); the first split that has the metric is used.
 GROUPS = {

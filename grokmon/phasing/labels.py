@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from .phase_accuracy import accuracy_labels
-from .phase_geometry import geometry_labels
-from .phase_trends import Trend, analyse, empty_trend, log_steps
-from .phase_types import ADVICE_FOR_PHASE, PhaseReport, PhaseSegment, PhaseThresholds
+from .accuracy_rules import accuracy_labels
+from .geometry_rules import geometry_labels
+from .trends import Trend, analyse, empty_trend, log_steps
+from .types import ADVICE_FOR_PHASE, PhaseReport, PhaseSegment, PhaseThresholds
 
 
 def label_run(table: pd.DataFrame, steps: np.ndarray, mode: str, th: PhaseThresholds) -> PhaseReport:

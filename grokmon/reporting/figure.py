@@ -22,10 +22,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .columns import SPLITS
+from ..columns import SPLITS
 
 if TYPE_CHECKING:
-    from .phase_classifier import PhaseReport
+    from ..phasing.classifier import PhaseReport
 
 SPLIT_STYLE = {  # one colour per split, the same in every panel; train drawn wider so test on top of it shows both
     "train": {"color": "#1f5fa8", "linestyle": "-", "linewidth": 2.6, "markersize": 4},

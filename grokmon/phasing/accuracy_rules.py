@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .phase_trends import Trend, running, strength_of
+from .trends import Trend, running, strength_of
 
 
 def accuracy_labels(steps: np.ndarray, train: Trend, test: Trend, th):

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from .atomic_file import atomic_write
-from .columns import LIST_COLUMNS, METRIC_COLUMNS
-from .errors import ConfigError
-from .report_figure import DPI, phase_colour, split_order, build_figure, panels_for
+from ..results.atomic import atomic_write
+from ..columns import LIST_COLUMNS, METRIC_COLUMNS
+from ..errors import ConfigError
+from .figure import DPI, phase_colour, split_order, build_figure, panels_for
 
 if TYPE_CHECKING:
-    from .phase_classifier import PhaseReport
+    from ..phasing.classifier import PhaseReport
 
 __all__ = ["render_report", "panels_for", "flatten_metadata"]
 

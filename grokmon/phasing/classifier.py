@@ -20,15 +20,13 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from .columns import GROUP_COLUMNS
-from .errors import ConfigError, ResultsError
-from .phase_geometry import GROUPS, SPLITS
-from .phase_rules import label_run
-from .phase_types import (ADVICE, ADVICE_FOR_PHASE, MODES, PHASES, SCHEMA, PhaseReport, PhaseSegment,
-                          PhaseThresholds)
+from ..columns import GROUP_COLUMNS
+from ..errors import ConfigError, ResultsError
+from .geometry_rules import GROUPS, SPLITS
+from .labels import label_run
+from .types import MODES, PhaseReport, PhaseThresholds
 
-__all__ = ["ADVICE", "ADVICE_FOR_PHASE", "MODES", "PHASES", "SCHEMA", "PhaseReport", "PhaseSegment", "PhaseThresholds",
-           "classify"]
+__all__ = ["classify"]
 
 
 def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: str = "auto") -> PhaseReport:

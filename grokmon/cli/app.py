@@ -23,7 +23,7 @@ DEBUG_OPTION = typer.Option(False, "--debug", help="Show the full traceback on e
 
 def _print_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from .. import __version__
 
         typer.echo(f"grokmon {__version__}")
         raise typer.Exit()
@@ -56,7 +56,7 @@ def _fail(exc: BaseException, debug: bool) -> None:
         print("grokmon: interrupted; results written so far are kept, run the command again to resume",
               file=sys.stderr)
         raise typer.Exit(130)
-    from .errors import GrokmonError, first_line
+    from ..errors import GrokmonError, first_line
 
     if isinstance(exc, GrokmonError):
         message = str(exc)
@@ -87,7 +87,7 @@ def _checked(parse):
     """A Typer callback: a value that `parse` refuses is a usage error (exit 2), caught before any work."""
 
     def callback(value):
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         if value is not None:
             try:
@@ -101,7 +101,7 @@ def _checked(parse):
 
 def _choice(*allowed: str):
     def parse(value: str) -> None:
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         if value not in allowed:
             raise ConfigError(f"expected one of {', '.join(allowed)}, got {value!r}")
@@ -112,7 +112,7 @@ def _choice(*allowed: str):
 def _device(value: str) -> None:
     import re
 
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
         raise ConfigError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
@@ -122,7 +122,7 @@ def _config_value(name: str):
     """A callback checking one option as the manifest's value of the same name is checked."""
 
     def parse(value) -> None:
-        from .config import check_values
+        from ..inputs.config import check_values
 
         check_values({name: value})
 
@@ -130,8 +130,8 @@ def _config_value(name: str):
 
 
 def _report_name(value: Path) -> None:
-    from .errors import ConfigError
-    from .report_writer import FIGURE_SUFFIXES, HTML_SUFFIXES
+    from ..errors import ConfigError
+    from ..reporting.writer import FIGURE_SUFFIXES, HTML_SUFFIXES
 
     if value.suffix.lower() not in FIGURE_SUFFIXES + HTML_SUFFIXES:
         raise ConfigError(f"expected a name ending in {', '.join(HTML_SUFFIXES + FIGURE_SUFFIXES)}, got {str(value)!r}")
@@ -144,8 +144,8 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
         if not sep or not name.strip():
             raise typer.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="--set")
         overrides[name.strip()] = value.strip()
-    from .errors import ConfigError
-    from .phase_types import PhaseThresholds
+    from ..errors import ConfigError
+    from ..phasing.types import PhaseThresholds
 
     try:
         PhaseThresholds().with_overrides(overrides)
@@ -176,7 +176,7 @@ def analyze(
 ) -> None:
     """Measure every checkpoint and write one Parquet row per (checkpoint, split); resumes an existing output."""
     try:
-        from .api import DEFAULT_OUTPUT_NAME, analyze as run_analyze
+        from ..api import DEFAULT_OUTPUT_NAME, analyze as run_analyze
         from .progress import AnalyzeProgress
 
         destination = output or ckpt_dir / DEFAULT_OUTPUT_NAME
@@ -188,7 +188,7 @@ def analyze(
             )
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
-    from .results import failure_lines
+    from ..results.parquet import failure_lines
 
     failed = frame[frame["status"] != "ok"]["step"].nunique()
     typer.echo(f"{destination}: {len(frame)} rows, {frame['step'].nunique()} checkpoints, {failed} failed")
@@ -210,7 +210,7 @@ def phases(
     """Label every checkpoint with a training phase and say whether more training is worth it."""
     overrides = _overrides(set_)
     try:
-        from .api import phases as run_phases
+        from ..api import phases as run_phases
 
         verdict = run_phases(results, mode=mode, overrides=overrides)
     except (Exception, KeyboardInterrupt) as exc:
@@ -218,7 +218,7 @@ def phases(
     if as_json:
         typer.echo(json.dumps(verdict.to_dict(), indent=2))
     else:
-        from .render import phase_tables
+        from .tables import phase_tables
 
         _stdout().print(*phase_tables(verdict))
     if exit_code:
@@ -236,7 +236,7 @@ def report(
     """Plot every metric against step with the phases shaded: an HTML report or one figure."""
     overrides = _overrides(set_)
     try:
-        from .api import report as run_report
+        from ..api import report as run_report
 
         written = run_report(results, output, mode=mode, overrides=overrides)
     except (Exception, KeyboardInterrupt) as exc:
@@ -256,13 +256,13 @@ def info(
 ) -> None:
     """Show what `analyze` would do: checkpoints, model, probe splits. Nothing is computed."""
     try:
-        from .api import info as run_info
+        from ..api import info as run_info
 
         found = run_info(ckpt_dir, device="cpu", model=model, model_kwargs=model_kwargs,
                          activation=activation, data=data, points=points)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
-    from .render import info_tables
+    from .tables import info_tables
 
     _stdout().print(*info_tables(found))
 

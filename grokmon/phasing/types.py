@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 PHASES = ("fitting", "memorisation", "generalisation", "robustness_plateau", "collapse")
 ADVICE = ("keep-training", "stop", "roll-back", "inconclusive")

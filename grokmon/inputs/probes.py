@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ProbeError, first_line
+from ..errors import ProbeError, first_line
 
 DEFAULT_PROBE_FILE = "probes.safetensors"
 PROBE_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")

@@ -15,9 +15,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic_file import atomic_write
-from .columns import LIST_COLUMNS, METRIC_COLUMNS
-from .errors import ResultsError
+from .atomic import atomic_write
+from ..columns import LIST_COLUMNS, METRIC_COLUMNS
+from ..errors import ResultsError
 
 SCHEMA_VERSION = 1
 METADATA_KEY = b"grokmon"

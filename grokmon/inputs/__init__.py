@@ -1,0 +1,1 @@
+"""Where data enters: the configuration and manifest, the checkpoints, the model, the probe data."""

@@ -1,0 +1,157 @@
+"""The metrics engine: every metric column of one split of probe points, batched, on the points' device.
+
+One module per metric group (accuracy.py, centroid.py, jacobian.py, local_complexity.py) computes per-point
+values for a batch; batching.py sizes the batches; summary.py turns per-point values into a mean and its
+standard error. `compute_split_metrics` is the one entry point the rest of grokmon calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..columns import GROUP_COLUMNS, GROUPS, METRIC_COLUMNS
+from ..errors import ConfigError, ModelError, ProbeError
+from .accuracy import accuracy_values
+from .batching import activation_elements, batch_size, chunks, memory_budget
+from .centroid import centroid_values
+from .jacobian import DEFAULT_MAX_OUTPUTS, DEFAULT_SKETCH_SIZE, jacobian_values
+from .local_complexity import local_complexity, make_frame
+from .summary import summarize, summarize_layers
+
+__all__ = ["GROUPS", "GROUP_COLUMNS", "METRIC_COLUMNS", "MetricOptions", "compute_split_metrics", "make_frame"]
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """What to compute and how.
+
+    groups: metric groups to compute, a subset of GROUPS.
+    lc_directions: P, the number of frame directions (2P vertices per point).
+    lc_radius: the ABSOLUTE L2 radius of the polytope in input space (the caller resolves percentages).
+    jacobian_max_outputs: above this many outputs K, the Jacobian spectrum comes from a randomized range
+        finder of `jacobian_sketch_size` columns instead of the full K x D Jacobian (see jacobian.py).
+    seed: seeds the sketch (the LC frame is made by `make_frame`).
+    batch_size: points per batch (LC: points, each with its 2P vertices); None sizes batches from the
+        device's memory (batching.py). Results do not depend on it.
+    """
+
+    groups: tuple[str, ...] = GROUPS
+    lc_directions: int = 25
+    lc_radius: float = 0.05
+    jacobian_max_outputs: int = DEFAULT_MAX_OUTPUTS
+    jacobian_sketch_size: int = DEFAULT_SKETCH_SIZE
+    seed: int = 0
+    batch_size: int | None = None
+
+
+def _check(model: nn.Module, x: torch.Tensor, options: MetricOptions, frame: torch.Tensor | None) -> None:
+    unknown = [g for g in options.groups if g not in GROUPS]
+    if unknown:
+        raise ConfigError(f"Expected metric groups from {', '.join(GROUPS)}, but got {', '.join(map(str, unknown))}")
+    if len(x) == 0:
+        raise ProbeError("Expected at least one probe point in the split, but got none")
+    training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
+    if training:
+        listed = ", ".join(training[:3]) + (", ..." if len(training) > 3 else "")
+        raise ModelError(f"Expected the model in eval mode, but {len(training)} modules are in training mode "
+                         f"({listed}); call model.eval()")
+    geometry = {"centroid", "jacobian", "lc"} & set(options.groups)
+    if geometry and not x.is_floating_point():
+        raise ProbeError(f"Expected floating-point probe inputs for the {'/'.join(sorted(geometry))} metrics, "
+                         f"but got {x.dtype}; pass --metrics accuracy for integer inputs")
+    for name in ("jacobian_max_outputs", "jacobian_sketch_size"):
+        if getattr(options, name) < 1:
+            raise ConfigError(f"Expected {name} to be a positive integer, but got {getattr(options, name)!r}")
+    if options.batch_size is not None and options.batch_size < 1:
+        raise ConfigError(f"Expected batch_size to be a positive integer or None, but got {options.batch_size!r}")
+    if "lc" in options.groups:
+        if not (isinstance(options.lc_radius, (int, float)) and math.isfinite(options.lc_radius)
+                and options.lc_radius > 0):
+            raise ConfigError(f"Expected --lc-radius to resolve to a positive distance, but got {options.lc_radius!r}")
+        dim = x[0].numel()
+        if frame is None or frame.dim() != 2 or frame.shape[1] != dim:
+            shape = None if frame is None else tuple(frame.shape)
+            raise ConfigError(f"Expected the LC frame to be a P x {dim} matrix from make_frame, but got {shape}")
+
+
+def _outputs(model: nn.Module, x: torch.Tensor, size: int) -> torch.Tensor:
+    """The network's outputs (N, K) in batches; non-finite outputs are a ModelError."""
+    with torch.inference_mode():
+        outputs = torch.cat([model(x[s]).reshape(s.stop - s.start, -1) for s in chunks(len(x), size)])
+    finite = torch.isfinite(outputs).all(dim=1)
+    if not finite.all():
+        raise ModelError(f"the network's outputs are non-finite (NaN or infinite) on {int((~finite).sum())} of "
+                         f"{len(x)} probe points at these weights; check the checkpoint")
+    return outputs.clone()
+
+
+def _batched(fn, x: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
+    """Apply a per-batch metric function and concatenate its per-point values."""
+    parts = [fn(x[s]) for s in chunks(len(x), size)]
+    return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+
+
+def _lc_counts(model: nn.Module, x: torch.Tensor, frame: torch.Tensor, radius: float, size: int) -> torch.Tensor:
+    frame = frame.to(device=x.device, dtype=x.dtype)
+    parts = [local_complexity(model, x[s], frame, radius) for s in chunks(len(x), size)]
+    if len({p.shape[1] for p in parts}) > 1:
+        raise ModelError("the model called a different number of activation functions on different batches; "
+                         "local complexity needs a network whose layers do not depend on the input")
+    return torch.cat(parts)
+
+
+def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, *, options: MetricOptions,
+                          frame: torch.Tensor | None) -> dict[str, float | list[float] | None]:
+    """Every requested metric column and its `_se` for one split of probe points.
+
+    `model` is in eval mode on the device and dtype of `x` (N, *input shape); `y` is None, int class indices
+    (N,) or float targets (N,) / (N, K). Each value is the mean over points as a Python float; `<metric>_se`
+    is the sample std (ddof=1) over sqrt(N), None when N < 2. `lc_layers` / `lc_layers_se` are lists, one
+    entry per layer in call order. The accuracy group gives None without labels, and accuracy None for float
+    targets (loss is then the MSE). Columns of groups not requested are absent.
+
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    >>> options = MetricOptions(groups=("centroid", "lc"), lc_directions=2, lc_radius=0.1)
+    >>> out = compute_split_metrics(net, torch.randn(5, 3), None, options=options, frame=make_frame(3, 2, 0))
+    >>> list(out)[:4], len(out["lc_layers"])
+    (['centroid_alignment', 'centroid_alignment_se', 'centroid_norm', 'centroid_norm_se'], 1)
+    """
+    _check(model, x, options, frame)
+    groups = set(options.groups)
+    element = x.element_size()
+    point_bytes = element * (x[0].numel() + activation_elements(model, x))
+    override = options.batch_size
+    outputs = _outputs(model, x, batch_size(point_bytes, x.device, override))
+    k = outputs.shape[1]
+    per_point: dict[str, torch.Tensor] = {}
+    result: dict[str, float | list[float] | None] = {}
+
+    if "accuracy" in groups:
+        result.update(dict.fromkeys(("accuracy", "accuracy_se", "loss", "loss_se")))
+        if y is not None:
+            per_point.update(accuracy_values(outputs, y))
+    if "centroid" in groups:
+        size = batch_size(3 * point_bytes, x.device, override)
+        per_point.update(_batched(lambda batch: centroid_values(model, batch), x, size))
+    if "jacobian" in groups:
+        rows = k if k <= options.jacobian_max_outputs else 2 * options.jacobian_sketch_size
+        # Per point: a forward pass, `rows` backward passes at once, the float64 Jacobian and its Gram matrix.
+        size = batch_size(point_bytes * (2 + rows) + 24 * rows * x[0].numel(), x.device, override)
+        chunk = None
+        if point_bytes * rows > memory_budget(x.device):
+            chunk = max(1, memory_budget(x.device) // max(1, 2 * point_bytes))
+        per_point.update(_batched(lambda batch: jacobian_values(
+            model, batch, max_outputs=options.jacobian_max_outputs, sketch_size=options.jacobian_sketch_size,
+            seed=options.seed, chunk_size=chunk), x, size))
+    if "lc" in groups:
+        size = batch_size(2 * len(frame) * point_bytes, x.device, override)
+        counts = _lc_counts(model, x, frame, float(options.lc_radius), size)
+        per_point["lc"] = counts.sum(dim=1)
+        result["lc_layers"], result["lc_layers_se"] = summarize_layers(counts)
+
+    result.update(summarize(per_point))
+    return {name: result[name] for name in METRIC_COLUMNS if name in result}
