@@ -27,7 +27,7 @@ from torch.func import functional_call, jacrev, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grokmon.columns import GROUPS  # noqa: E402
+from grokmon.columns import METRIC_GROUPS  # noqa: E402
 from grokmon.metrics import MetricOptions, compute_split_metrics, make_frame  # noqa: E402
 from grokmon.metrics.jacobian import input_jacobians  # noqa: E402
 
@@ -250,7 +250,7 @@ def main() -> None:
               f"{check_agreement(model, splits, y, frame, args.lc_radius, min(n_ref, 16))}")
         print(f"{'group':<9} {'engine s/ckpt':>14} {'engine pts/s':>13} {'per-point s/ckpt':>17} "
               f"{'per-point pts/s':>16} {'speed-up':>9}")
-        for group in GROUPS:
+        for group in METRIC_GROUPS:
             options = MetricOptions(groups=(group,), lc_directions=len(frame), lc_radius=args.lc_radius)
             engine = sum(timed(lambda: compute_split_metrics(model, x, y[name], options=options, frame=frame),
                                device, args.repeats)[0] for name, x in splits.items())

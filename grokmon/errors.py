@@ -33,3 +33,13 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     """
     lines = str(exc).strip().splitlines()
     return lines[0][:limit] if lines else type(exc).__name__
+
+
+def failure_kind(error: str, checkpoint: str) -> str:
+    """A checkpoint's error message with its own name taken out, so that one mistake hitting many checkpoints
+    (a model that fits none of them) reads as one failure.
+
+    >>> failure_kind("step_5.pt: empty file", "step_5.pt") == failure_kind("step_9.pt: empty file", "step_9.pt")
+    True
+    """
+    return str(error).replace(str(checkpoint), "<checkpoint>")

@@ -108,11 +108,11 @@ def test_changed_configuration_is_refused_unless_overwrite(make_run):
 
 
 def test_results_of_another_metrics_version_are_not_mixed_in(make_run, monkeypatch):
-    import grokmon.api
+    import grokmon.analysis.store as store
 
     run = make_run()
     analyze(run, **FAST)
-    monkeypatch.setattr(grokmon.api, "METRICS_VERSION", grokmon.api.METRICS_VERSION + 1)
+    monkeypatch.setattr(store, "METRICS_VERSION", store.METRICS_VERSION + 1)
     with pytest.raises(ConfigError, match=r"written by grokmon .* metric values differ .*--overwrite"):
         analyze(run, **FAST)
 
@@ -286,8 +286,9 @@ def test_a_model_that_fits_no_checkpoint_is_one_line_and_the_fix_needs_no_overwr
     result = runner.invoke(app, [*args, "--model-kwargs", '{"width": 16}'])
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("grokmon: error: all 3 checkpoints (steps 0, 5, 20) failed like")
-    assert "weight shapes do not fit the model" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("grokmon: error: step_0.pt: weight shapes do not fit the model")
+    assert "check --model / --model-kwargs" in lines[0]
+    assert not (run / "grokmon.parquet").exists()  # told before anything was measured: no file of failures
     result = runner.invoke(app, [*args, "--model-kwargs", '{"width": 8}'])
     assert result.exit_code == 0, result.output
     assert "9 rows, 3 checkpoints, 0 failed" in result.stdout

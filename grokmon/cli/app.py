@@ -109,15 +109,6 @@ def _choice(*allowed: str):
     return _checked(parse)
 
 
-def _device(value: str) -> None:
-    import re
-
-    from ..errors import ConfigError
-
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-        raise ConfigError(f"expected auto, cpu, cuda or cuda:N, got {value!r}")
-
-
 def _config_value(name: str):
     """A callback checking one option as the manifest's value of the same name is checked."""
 
@@ -167,7 +158,7 @@ def analyze(
     lc_directions: Optional[int] = typer.Option(None, min=1, help="Directions P of the LC cross-polytope \\[default: 25]."),
     lc_radius: Optional[str] = typer.Option(None, callback=_config_value("lc_radius"), help="LC radius: absolute (0.05) or relative to the median train norm (2%) \\[default: 50%]."),
     seed: Optional[int] = typer.Option(None, min=0, help="Seed of the subsets, random points and LC frame \\[default: 0]."),
-    device: str = typer.Option("auto", callback=_checked(_device), help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", callback=_config_value("device"), help="auto, cpu, cuda or cuda:N."),
     dtype: Optional[str] = typer.Option(None, callback=_config_value("dtype"), help="float32 or float64 \\[default: float32]."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch \\[default: torch's own choice]; 1 is fastest on a busy machine."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output instead of resuming it."),
@@ -188,7 +179,7 @@ def analyze(
             )
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
-    from ..results.parquet import failure_lines
+    from .tables import failure_lines
 
     failed = frame[frame["status"] != "ok"]["step"].nunique()
     typer.echo(f"{destination}: {len(frame)} rows, {frame['step'].nunique()} checkpoints, {failed} failed")

@@ -8,6 +8,8 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..errors import failure_kind
+
 
 def plain_output() -> bool:
     """True under CI (CI=true) or when stderr is not a terminal: no animations then."""
@@ -15,7 +17,7 @@ def plain_output() -> bool:
 
 
 class AnalyzeProgress:
-    """Callable that receives grokmon.api.ProgressEvent objects and shows them; use as a context manager."""
+    """Callable that receives grokmon.analysis.events.ProgressEvent objects and shows them; use as a context manager."""
 
     def __init__(self, console: Console, quiet: bool = False):
         self.console = console
@@ -53,7 +55,7 @@ class AnalyzeProgress:
         """The error in full the first time; a repeat of it (another checkpoint's name aside) by reference."""
         if not event.error:
             return None
-        generic = event.error.replace(event.checkpoint, "<checkpoint>")
+        generic = failure_kind(event.error, event.checkpoint)
         first = self.first_step_of_error.setdefault(generic, event.step)
         return event.error if first == event.step else f"the same error as step {first}"
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from rich.table import Table
 from rich.text import Text
+
+from ..errors import failure_kind
 
 ADVICE_STYLE = {"stop": "bold green", "keep-training": "bold cyan", "inconclusive": "bold yellow", "roll-back": "bold red"}
 
@@ -59,3 +62,30 @@ def _short(value) -> str:
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return " -> ".join(f"{layer.get('in')}x{layer.get('out')}{'' if layer.get('bias', True) else ' (no bias)'}" for layer in value)
     return str(value)
+
+
+def failure_lines(frame: pd.DataFrame) -> list[str]:
+    """One line per distinct failure of a results table, the checkpoints that share it counted.
+
+    A mistake that hits the whole run (a model that fits no checkpoint) is one line, not one per checkpoint.
+    """
+    failed = frame[frame["status"] != "ok"].drop_duplicates("step").sort_values("step")
+    groups: dict[str, list] = {}
+    for row in failed.itertuples():
+        generic = failure_kind(row.error, row.checkpoint)
+        groups.setdefault(generic, []).append(row)
+    lines = []
+    for rows in groups.values():
+        first = rows[0]
+        if len(rows) == 1:
+            lines.append(f"step {first.step} ({first.checkpoint}): {first.error}")
+            continue
+        total = frame["step"].nunique()
+        which = f"all {total}" if len(rows) == total else f"{len(rows)} of {total}"
+        lines.append(f"{which} checkpoints (steps {_steps_text([r.step for r in rows])}) failed like "
+                     f"step {first.step}: {first.error}")
+    return lines
+
+
+def _steps_text(steps: list[int]) -> str:
+    return ", ".join(map(str, steps)) if len(steps) <= 4 else f"{steps[0]}, {steps[1]}, ..., {steps[-1]}"

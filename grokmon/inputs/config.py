@@ -8,12 +8,13 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..columns import GROUPS
+from ..columns import METRIC_GROUPS
 from ..errors import ConfigError
 
 MANIFEST_NAME = "grokmon.toml"
 DTYPES = ("float32", "float64")
-ACTIVATION_NAMES = ("relu", "gelu", "leaky_relu", "tanh")  # of the inferred mlp (grokmon.models.ACTIVATIONS)
+# Activations of the inferred mlp: option value -> torch.nn class name.
+MLP_ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU", "leaky_relu": "LeakyReLU", "tanh": "Tanh"}
 DEFAULT_LC_RADIUS = "50%"
 
 MANIFEST_KEYS = (
@@ -31,7 +32,7 @@ class AnalyzeConfig:
     activation: str = "relu"
     data: str | None = None
     points: int = 512
-    metrics: tuple[str, ...] = GROUPS
+    metrics: tuple[str, ...] = METRIC_GROUPS
     lc_directions: int = 25
     lc_radius: str = DEFAULT_LC_RADIUS
     seed: int = 0
@@ -115,10 +116,10 @@ def parse_metrics(value: str | list | tuple) -> tuple[str, ...]:
     ('centroid', 'lc')
     """
     names = [str(v).strip() for v in (value.split(",") if isinstance(value, str) else value) if str(v).strip()]
-    unknown = [n for n in names if n not in GROUPS]
+    unknown = [n for n in names if n not in METRIC_GROUPS]
     if unknown or not names:
-        raise ConfigError(f"Expected metrics to be a comma-separated subset of {','.join(GROUPS)}, but got {value!r}")
-    return tuple(g for g in GROUPS if g in names)
+        raise ConfigError(f"Expected metrics to be a comma-separated subset of {','.join(METRIC_GROUPS)}, but got {value!r}")
+    return tuple(g for g in METRIC_GROUPS if g in names)
 
 
 def parse_model_kwargs(value: str | dict) -> dict:
@@ -184,10 +185,12 @@ def check_values(values: dict) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             kind = "a non-negative" if least == 0 else "a positive"
             raise ConfigError(f"Expected {name} to be {kind} integer, but got {value!r}")
+    if "device" in values and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(values["device"])):
+        raise ConfigError(f"Expected device to be auto, cpu, cuda or cuda:N, but got {values['device']!r}")
     if "dtype" in values and values["dtype"] not in DTYPES:
         raise ConfigError(f"Expected dtype to be {' or '.join(DTYPES)}, but got {values['dtype']!r}")
-    if "activation" in values and values["activation"] not in ACTIVATION_NAMES:
-        raise ConfigError(f"Expected activation to be one of {', '.join(ACTIVATION_NAMES)}, but got "
+    if "activation" in values and values["activation"] not in MLP_ACTIVATIONS:
+        raise ConfigError(f"Expected activation to be one of {', '.join(MLP_ACTIVATIONS)}, but got "
                           f"{values['activation']!r}")
     if "lc_radius" in values:
         resolve_radius(values["lc_radius"], 1.0)

@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
+from .config import MLP_ACTIVATIONS
 
 # Wrappers that prefix every key: DDP, torch.compile, Lightning modules.
 KNOWN_PREFIXES = ("module.", "_orig_mod.", "model.")
@@ -121,8 +120,8 @@ def _chains_by_shape(state: dict[str, torch.Tensor], weights: list[str], limit: 
 def infer_mlp(state: dict[str, torch.Tensor], activation: str) -> BuiltModel:
     """A feed-forward network read off a state dict: 2-D `weight` tensors whose shapes connect in order,
     biases where present, `activation` between layers. Inputs are flattened first."""
-    if activation not in ACTIVATIONS:
-        raise ModelError(f"Expected --activation to be one of {', '.join(ACTIVATIONS)}, but got {activation!r}")
+    if activation not in MLP_ACTIVATIONS:
+        raise ModelError(f"Expected --activation to be one of {', '.join(MLP_ACTIVATIONS)}, but got {activation!r}")
     state = strip_common_prefix(state)
     hint = "pass --model file.py:function (a function returning the nn.Module)"
     weights = _layer_order(state, [k for k, v in state.items() if k.endswith("weight") and v.ndim == 2])
@@ -141,7 +140,7 @@ def infer_mlp(state: dict[str, torch.Tensor], activation: str) -> BuiltModel:
         bias_key = key[: -len("weight")] + "bias"
         has_bias = bias_key in state and state[bias_key].shape == (out_features,)
         if i:
-            layers.append(ACTIVATIONS[activation]())
+            layers.append(getattr(nn, MLP_ACTIVATIONS[activation])())
         index = len(layers)
         layers.append(nn.Linear(in_features, out_features, bias=has_bias))
         key_map[key] = f"{index}.weight"

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..columns import LABELLED_SPLITS
 from ..errors import ProbeError, first_line
 
 DEFAULT_PROBE_FILE = "probes.safetensors"
 PROBE_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
-KNOWN_KEYS = ("x_train", "y_train", "x_test", "y_test")
+KNOWN_KEYS = tuple(f"{kind}_{split}" for split in LABELLED_SPLITS for kind in ("x", "y"))
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _check(path: Path, raw: dict) -> dict[str, torch.Tensor]:
     if "x_train" not in raw:
         raise ProbeError(f"{path}: no x_train (found {', '.join(map(str, raw)) or 'nothing'}); probe files need x_train")
     data = {k: _as_tensor(path, k, raw[k]) for k in KNOWN_KEYS if k in raw}
-    for split in ("train", "test"):
+    for split in LABELLED_SPLITS:
         x, y = data.get(f"x_{split}"), data.get(f"y_{split}")
         if y is not None and x is None:
             raise ProbeError(f"{path}: y_{split} without x_{split}")
@@ -138,7 +139,7 @@ def load_probes(path: Path, points: int, seed: int, dtype: torch.dtype) -> Probe
     data = _check(path, _read(path))
     generator = torch.Generator().manual_seed(seed)
     splits = []
-    for name in ("train", "test"):
+    for name in LABELLED_SPLITS:
         if f"x_{name}" not in data:
             continue
         x, y = _subset(data[f"x_{name}"], data.get(f"y_{name}"), points, generator)

@@ -14,10 +14,17 @@ import torch.nn.functional as F
 from ..errors import ProbeError
 
 
-def _check(outputs: torch.Tensor, y: torch.Tensor) -> None:
-    if len(y) != len(outputs):
-        raise ProbeError(f"Expected one label per probe point ({len(outputs)}), but got {len(y)}")
-    k = outputs.shape[1]
+def check_labels(y: torch.Tensor, outputs_per_point: int) -> None:
+    """ProbeError unless `y` holds labels a network with `outputs_per_point` outputs can be scored on: class
+    indices (N,) in range (two classes for a single logit), or float targets with one value per output.
+
+    >>> check_labels(torch.tensor([0, 2]), 3)
+    >>> check_labels(torch.tensor([0, 3]), 3)
+    Traceback (most recent call last):
+    ...
+    grokmon.errors.ProbeError: Expected class labels in [0, 3) for a network with 3 output(s), but got labels from 0 to 3
+    """
+    k = outputs_per_point
     if y.is_floating_point():
         if y.reshape(len(y), -1).shape[1] != k:
             raise ProbeError(f"Expected float targets with {k} value(s) per point to match the network's outputs, "
@@ -41,7 +48,9 @@ def accuracy_values(outputs: torch.Tensor, y: torch.Tensor) -> dict[str, torch.T
     tensor([0.5000, 0.5000])
     """
     outputs = outputs.reshape(len(outputs), -1)
-    _check(outputs, y)
+    if len(y) != len(outputs):
+        raise ProbeError(f"Expected one label per probe point ({len(outputs)}), but got {len(y)}")
+    check_labels(y, outputs.shape[1])
     if y.is_floating_point():
         target = y.reshape(len(y), -1).to(outputs)
         return {"loss": (outputs - target).square().mean(dim=1)}

@@ -13,23 +13,23 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..columns import GROUP_COLUMNS, GROUPS, METRIC_COLUMNS
+from ..columns import GROUP_COLUMNS, METRIC_GROUPS, METRIC_COLUMNS
 from ..errors import ConfigError, ModelError, ProbeError
 from .accuracy import accuracy_values
-from .batching import activation_elements, batch_size, chunks, memory_budget
+from .batching import activation_elements, batch_size, chunks, plan_batches
 from .centroid import centroid_values
 from .jacobian import DEFAULT_MAX_OUTPUTS, DEFAULT_SKETCH_SIZE, jacobian_values
 from .local_complexity import local_complexity, make_frame
 from .summary import summarize, summarize_layers
 
-__all__ = ["GROUPS", "GROUP_COLUMNS", "METRIC_COLUMNS", "MetricOptions", "compute_split_metrics", "make_frame"]
+__all__ = ["MetricOptions", "compute_split_metrics"]
 
 
 @dataclass(frozen=True)
 class MetricOptions:
     """What to compute and how.
 
-    groups: metric groups to compute, a subset of GROUPS.
+    groups: metric groups to compute, a subset of METRIC_GROUPS.
     lc_directions: P, the number of frame directions (2P vertices per point).
     lc_radius: the ABSOLUTE L2 radius of the polytope in input space (the caller resolves percentages).
     jacobian_max_outputs: above this many outputs K, the Jacobian spectrum comes from a randomized range
@@ -39,7 +39,7 @@ class MetricOptions:
         device's memory (batching.py). Results do not depend on it.
     """
 
-    groups: tuple[str, ...] = GROUPS
+    groups: tuple[str, ...] = METRIC_GROUPS
     lc_directions: int = 25
     lc_radius: float = 0.05
     jacobian_max_outputs: int = DEFAULT_MAX_OUTPUTS
@@ -49,9 +49,9 @@ class MetricOptions:
 
 
 def _check(model: nn.Module, x: torch.Tensor, options: MetricOptions, frame: torch.Tensor | None) -> None:
-    unknown = [g for g in options.groups if g not in GROUPS]
+    unknown = [g for g in options.groups if g not in METRIC_GROUPS]
     if unknown:
-        raise ConfigError(f"Expected metric groups from {', '.join(GROUPS)}, but got {', '.join(map(str, unknown))}")
+        raise ConfigError(f"Expected metric groups from {', '.join(METRIC_GROUPS)}, but got {', '.join(map(str, unknown))}")
     if len(x) == 0:
         raise ProbeError("Expected at least one probe point in the split, but got none")
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
@@ -122,11 +122,12 @@ def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | N
     """
     _check(model, x, options, frame)
     groups = set(options.groups)
-    element = x.element_size()
-    point_bytes = element * (x[0].numel() + activation_elements(model, x))
-    override = options.batch_size
-    outputs = _outputs(model, x, batch_size(point_bytes, x.device, override))
+    point_bytes = x.element_size() * (x[0].numel() + activation_elements(model, x))
+    outputs = _outputs(model, x, batch_size(point_bytes, x.device, options.batch_size))
     k = outputs.shape[1]
+    jacobian_rows = k if k <= options.jacobian_max_outputs else 2 * options.jacobian_sketch_size
+    vertices = 2 * len(frame) if frame is not None else 0
+    plan = plan_batches(point_bytes, x[0].numel(), jacobian_rows, vertices, x.device, options.batch_size)
     per_point: dict[str, torch.Tensor] = {}
     result: dict[str, float | list[float] | None] = {}
 
@@ -135,21 +136,13 @@ def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | N
         if y is not None:
             per_point.update(accuracy_values(outputs, y))
     if "centroid" in groups:
-        size = batch_size(3 * point_bytes, x.device, override)
-        per_point.update(_batched(lambda batch: centroid_values(model, batch), x, size))
+        per_point.update(_batched(lambda batch: centroid_values(model, batch), x, plan.centroid))
     if "jacobian" in groups:
-        rows = k if k <= options.jacobian_max_outputs else 2 * options.jacobian_sketch_size
-        # Per point: a forward pass, `rows` backward passes at once, the float64 Jacobian and its Gram matrix.
-        size = batch_size(point_bytes * (2 + rows) + 24 * rows * x[0].numel(), x.device, override)
-        chunk = None
-        if point_bytes * rows > memory_budget(x.device):
-            chunk = max(1, memory_budget(x.device) // max(1, 2 * point_bytes))
         per_point.update(_batched(lambda batch: jacobian_values(
             model, batch, max_outputs=options.jacobian_max_outputs, sketch_size=options.jacobian_sketch_size,
-            seed=options.seed, chunk_size=chunk), x, size))
+            seed=options.seed, chunk_size=plan.jacobian_chunk), x, plan.jacobian))
     if "lc" in groups:
-        size = batch_size(2 * len(frame) * point_bytes, x.device, override)
-        counts = _lc_counts(model, x, frame, float(options.lc_radius), size)
+        counts = _lc_counts(model, x, frame, float(options.lc_radius), plan.lc)
         per_point["lc"] = counts.sum(dim=1)
         result["lc_layers"], result["lc_layers_se"] = summarize_layers(counts)
 

@@ -4,8 +4,8 @@ Exact Jacobians (K <= `max_outputs`): one forward pass over the batch with `torc
 pull-back is `vmap`-ed over the K one-hot cotangents, so row k of every point's Jacobian comes out of one
 batched backward pass (points do not interact in eval mode). `chunk_size` bounds how many cotangents go
 through at once; the result does not depend on it. `vmap` over points of `jacrev(functional_call(...))`
-was as fast (benchmarks/README.md) but runs the model on batches of one under `vmap`; this runs the
-model's own batched forward pass, so any forward code works.
+runs the model on batches of one under `vmap`; this runs the model's own batched forward pass, so any forward
+code works (the two are compared in benchmarks/README.md).
 
 Many outputs (K > `max_outputs`, default 256) from few inputs (D <= `sketch_size`): the exact Jacobian from D
 forward-mode products (`forward_jacobians`), cheaper than K backward ones and than the sketch below, which
@@ -17,11 +17,8 @@ forward-mode plus m reverse-mode products instead of K. With a seeded Gaussian O
 every point and checkpoint): Y = J Omega, Q = orth(Y) (K x m per point), B = Q^T J; the metrics are those
 of B. B has exactly the singular values of J whenever rank J <= m (always when D <= m; a bottleneck
 narrower than m), and otherwise the top of the spectrum: ||B||_F <= ||J||_F and the effective rank is at
-most m. Measured against the exact spectrum (mean over points): rank <= m: equal to 1e-8; a 200-256-256-1000
-ReLU MLP with a decaying spectrum at m = 128 (ranks 116-136): erank -0.04 %, pc1 and norm < 1e-5; the
-same shape at 120-160-160-500 with m = 64 (ranks 66-79 > m): erank -2 %, pc1 and norm < 0.03 %
-(tests/test_metrics_jacobian.py pins 5 % and 0.5 %); a flat full-rank spectrum of rank 200 (tanh, no decay)
-at m = 128: erank -24 %, pc1 +6 %, norm -3.5 % -- raise `jacobian_max_outputs` for exact spectra there.
+most m (its error against the exact spectrum is measured in benchmarks/README.md and bounded in
+tests/test_metrics_jacobian.py; raise `jacobian_max_outputs` for exact spectra).
 Attention runs through its plain-math kernel (the fused ones have no forward mode); a model with another
 operation that lacks forward mode gets the exact Jacobian instead, a few points at a time (slower, not wrong).
 
@@ -43,6 +40,8 @@ import warnings
 import torch
 from torch import nn
 from torch.func import jvp, vjp, vmap
+
+from .batching import exact_jacobian_points
 
 DEFAULT_MAX_OUTPUTS = 256
 DEFAULT_SKETCH_SIZE = 128
@@ -187,7 +186,7 @@ def jacobian_values(model: nn.Module, x: torch.Tensor, *, max_outputs: int = DEF
         else:
             matrices = sketched_jacobians(model, x, sketch_size, seed, chunk_size=chunk_size)
     except NotImplementedError:  # no forward mode: exact, a few points at a time to hold the sketch's memory
-        step = max(1, len(x) * 2 * sketch_size // k)
+        step = exact_jacobian_points(len(x), 2 * sketch_size, k)
         parts = [spectrum_values(singular_values(input_jacobians(model, x[i:i + step], chunk_size=chunk_size)))
                  for i in range(0, len(x), step)]
         return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}

@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import ConfigError
 
-ACTIVATIONS = frozenset({
+NONLINEARITIES = frozenset({
     "relu", "relu_", "leaky_relu", "leaky_relu_", "rrelu", "rrelu_", "prelu", "relu6", "hardtanh", "hardtanh_",
     "elu", "elu_", "selu", "selu_", "celu", "celu_", "gelu", "silu", "mish", "softplus", "hardswish",
     "hardsigmoid", "sigmoid", "sigmoid_", "expit", "tanh", "tanh_", "log_sigmoid", "logsigmoid", "softsign",
@@ -64,7 +64,7 @@ class _SignChanges(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", None)
-        if name in ACTIVATIONS and args:
+        if name in NONLINEARITIES and args:
             pre = args[0]
             if (isinstance(pre, torch.Tensor) and pre.is_floating_point() and pre.dim() > 0
                     and pre.shape[0] % (self.points * self.vertices) == 0):

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_write
-from ..columns import LIST_COLUMNS, METRIC_COLUMNS
+from ..columns import LIST_COLUMNS, METRIC_COLUMNS, ROW_COLUMNS
 from ..errors import ResultsError
 
 SCHEMA_VERSION = 1
@@ -25,15 +25,8 @@ METADATA_KEY = b"grokmon"
 
 def arrow_schema() -> pa.Schema:
     """The fixed Arrow schema of a results table: row columns, then every metric and its standard error."""
-    fields = [
-        pa.field("step", pa.int64()),
-        pa.field("checkpoint", pa.string()),
-        pa.field("split", pa.string()),
-        pa.field("n_points", pa.int64()),
-        pa.field("seconds", pa.float64()),
-        pa.field("status", pa.string()),
-        pa.field("error", pa.string()),
-    ]
+    kinds = {"int": pa.int64(), "str": pa.string(), "float": pa.float64()}
+    fields = [pa.field(name, kinds[kind]) for name, kind in ROW_COLUMNS.items()]
     for name in METRIC_COLUMNS:
         kind = pa.list_(pa.float64()) if name in LIST_COLUMNS else pa.float64()
         fields.append(pa.field(name, kind))
@@ -124,30 +117,3 @@ def table_to_frame(table: pa.Table) -> pd.DataFrame:
 def rows_to_frame(rows: list[dict]) -> pd.DataFrame:
     """The DataFrame `read_results` would give for `rows` once written."""
     return table_to_frame(rows_to_table(rows, {}))
-
-
-def failure_lines(frame: pd.DataFrame) -> list[str]:
-    """One line per distinct failure of a results table, the checkpoints that share it counted.
-
-    A mistake that hits the whole run (a model that fits no checkpoint) is one line, not one per checkpoint.
-    """
-    failed = frame[frame["status"] != "ok"].drop_duplicates("step").sort_values("step")
-    groups: dict[str, list] = {}
-    for row in failed.itertuples():
-        generic = str(row.error).replace(str(row.checkpoint), "<checkpoint>")
-        groups.setdefault(generic, []).append(row)
-    lines = []
-    for rows in groups.values():
-        first = rows[0]
-        if len(rows) == 1:
-            lines.append(f"step {first.step} ({first.checkpoint}): {first.error}")
-            continue
-        total = frame["step"].nunique()
-        which = f"all {total}" if len(rows) == total else f"{len(rows)} of {total}"
-        lines.append(f"{which} checkpoints (steps {_steps_text([r.step for r in rows])}) failed like "
-                     f"step {first.step}: {first.error}")
-    return lines
-
-
-def _steps_text(steps: list[int]) -> str:
-    return ", ".join(map(str, steps)) if len(steps) <= 4 else f"{steps[0]}, {steps[1]}, ..., {steps[-1]}"

@@ -1,0 +1,119 @@
+"""A run made ready to measure, once: the model built, the probes fitted to it, the metric options and metadata.
+
+`open_session` reads the first checkpoint that loads (an inferred MLP is read off its shapes), loads its weights
+into the model (a model that does not fit them is the model's fault, said before anything is measured), checks
+that the probe points and labels fit the model with those real weights, and writes down everything a result
+depends on. Every checkpoint after that only loads weights into the same model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .. import __version__
+from ..errors import CheckpointError
+from ..inputs.checkpoints import Checkpoint
+from ..inputs.config import AnalyzeConfig, resolve_radius
+from ..inputs.models import BuiltModel, build_from_factory, infer_mlp, load_weights
+from ..inputs.probes import Split
+from ..inputs.run import RunInputs
+from ..metrics import MetricOptions, make_frame
+from ..results import SCHEMA_VERSION
+from .loading import Loaded, load
+from .probe_fit import check_labels_exist, check_probes_fit, settle_inputs
+
+# Bumped whenever a metric's values change for the same configuration, so a resumed file never mixes them.
+METRICS_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Session:
+    """Everything a checkpoint is measured with; the same for every checkpoint of the run."""
+
+    inputs: RunInputs
+    config: AnalyzeConfig  # as measured: a token model's has no geometry groups
+    model: BuiltModel
+    splits: tuple[Split, ...]  # on the device, in the form the model takes
+    options: MetricOptions
+    frame: torch.Tensor | None  # the LC directions, one frame for the whole run
+    metadata: dict
+
+
+def build_model(inputs: RunInputs, state: dict | None) -> BuiltModel:
+    """The run's network on its device and dtype, in eval mode: from the factory, or read off `state` (mlp)."""
+    config = inputs.config
+    if config.model == "mlp":
+        built = infer_mlp(state, config.activation)
+    else:
+        built = build_from_factory(config.model, config.model_kwargs, inputs.ckpt_dir,
+                                   base_first="model" in config.from_manifest)
+    built.module.to(device=inputs.device, dtype=inputs.dtype).eval()
+    return built
+
+
+def first_loadable(checkpoints: list[Checkpoint]) -> list[Loaded]:
+    """The checkpoints read in order up to the first that loads (the ones before it hold their errors).
+
+    CheckpointError when none of them can be read: there is nothing to build or measure.
+    """
+    read = []
+    for ckpt in checkpoints:
+        read.append(load(ckpt))
+        if read[-1].error is None:
+            return read
+    raise CheckpointError(f"none of the {len(read)} checkpoints to analyse can be read; the first: {read[0].error}")
+
+
+def metric_options(inputs: RunInputs, config: AnalyzeConfig) -> tuple[MetricOptions, torch.Tensor | None]:
+    """The metric options of the run (absolute LC radius, directions that fit the input) and its LC frame."""
+    dim = math.prod(inputs.probes.splits[0].x.shape[1:])
+    directions = config.lc_directions
+    if "lc_directions" not in config.explicit:
+        directions = min(directions, dim)  # the default adapts to low-dimensional inputs; an explicit value must fit
+    radius = resolve_radius(config.lc_radius, inputs.probes.train_median_norm)
+    options = MetricOptions(groups=config.metrics, lc_directions=directions, lc_radius=radius, seed=config.seed)
+    frame = None
+    if "lc" in options.groups:
+        frame = make_frame(dim, directions, config.seed, dtype=inputs.dtype, device=inputs.device)
+    return options, frame
+
+
+def run_metadata(inputs: RunInputs, model: BuiltModel, options: MetricOptions) -> dict:
+    """The results file's `grokmon` document: what a result depends on, so it can be reproduced and resumed."""
+    return {
+        "grokmon_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "metrics_version": METRICS_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint_dir": str(inputs.ckpt_dir.resolve()),
+        "config": inputs.config.to_dict(),
+        "lc_radius_absolute": options.lc_radius,
+        "lc_directions_used": options.lc_directions,
+        "model": model.description,
+        "device": str(inputs.device),
+        "torch_version": torch.__version__,
+        "probe_file": str(inputs.probes.path.resolve()),
+        "probe_hash": inputs.probes.sha256,
+        "probe_points": inputs.probes.sizes(),
+    }
+
+
+def open_session(inputs: RunInputs, pending: list[Checkpoint]) -> tuple[Session, list[Loaded]]:
+    """Build the model and fit the probes to it once, from the first of `pending` that loads.
+
+    Returns the session and the checkpoints read on the way (measure them first: they are not read again).
+    """
+    read = first_loadable(pending)
+    model = build_model(inputs, read[-1].state)
+    config, probes = settle_inputs(inputs.config, inputs.probes, model.measured, inputs.dtype, inputs.device)
+    check_labels_exist(config, probes)
+    load_weights(model, read[-1].state, read[-1].checkpoint.name)
+    check_probes_fit(model.measured, probes, config, inputs.device)
+    options, frame = metric_options(inputs, config)
+    splits = tuple(Split(s.name, s.x.to(inputs.device), None if s.y is None else s.y.to(inputs.device))
+                   for s in probes.splits)
+    return Session(inputs, config, model, splits, options, frame, run_metadata(inputs, model, options)), read

@@ -1,0 +1,70 @@
+"""Everything `analyze` reads about a run, resolved once: configuration, checkpoints, probe data, device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from .checkpoints import Checkpoint, check_directory, discover_checkpoints
+from .config import AnalyzeConfig, check_values, resolve_config
+from .probes import DEFAULT_PROBE_FILE, ProbeSet, load_probes
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """One run's inputs: where it lies, how to analyse it, its checkpoints in step order, its probe data."""
+
+    ckpt_dir: Path
+    config: AnalyzeConfig
+    checkpoints: tuple[Checkpoint, ...]
+    probes: ProbeSet
+    device: torch.device
+    dtype: torch.dtype
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device `--device` names (auto: CUDA when available); ConfigError when it is not here.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)  # the name's form was checked with the other options (config.check_values)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
+def probe_path(ckpt_dir: Path, config: AnalyzeConfig) -> Path:
+    """The probe data file: `--data` or the manifest's, else `probes.safetensors` in the run's folder."""
+    if config.data is not None:
+        return Path(config.data)
+    default = ckpt_dir / DEFAULT_PROBE_FILE
+    if default.is_file():
+        return default
+    raise ConfigError(
+        f"{ckpt_dir}: no probe data; pass --data FILE (x_train, and y_train, x_test, y_test) "
+        f"or put {DEFAULT_PROBE_FILE} in the checkpoint directory"
+    )
+
+
+def resolve_inputs(ckpt_dir: str | Path, device: str = "auto", **options) -> RunInputs:
+    """Read the manifest and merge `options` over it, find the checkpoints, load and subset the probe data.
+
+    Options are those of `grokmon.analyze` (None = not given).
+    """
+    ckpt_dir = Path(ckpt_dir)
+    check_directory(ckpt_dir)
+    check_values({"device": device})
+    config = resolve_config(ckpt_dir, **options)
+    probes_file = probe_path(ckpt_dir, config)
+    checkpoints = discover_checkpoints(ckpt_dir, exclude={probes_file})
+    dtype = getattr(torch, config.dtype)
+    probes = load_probes(probes_file, config.points, config.seed, dtype)
+    return RunInputs(ckpt_dir, config, tuple(checkpoints), probes, resolve_device(device), dtype)
