@@ -1,5 +1,6 @@
 """End to end: tiny runs of every layout in, the Parquet table and its metadata out; resume; the CLI."""
 
+import hashlib
 import json
 import math
 import re
@@ -7,6 +8,7 @@ import os
 
 import pandas as pd
 import pyarrow.parquet as pq
+from safetensors.torch import load_file
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -60,16 +62,30 @@ def test_accuracy_matches_the_trained_weights(make_run):
 
 
 def test_metadata_document(make_run):
+    from grokmon import __version__
+    from grokmon.analysis.session import METRICS_VERSION
+    from grokmon.results import SCHEMA_VERSION
+
     run = make_run()
     analyze(run, **FAST)
-    raw = pq.read_schema(run / "grokmon.parquet").metadata[b"grokmon"]
-    metadata = json.loads(raw)
-    for key in ("grokmon_version", "schema_version", "config", "model", "device", "probe_hash", "lc_radius_absolute"):
-        assert key in metadata
-    assert metadata["device"] == "cpu"
-    assert metadata["config"]["lc_directions"] == 3
-    assert len(metadata["probe_hash"]) == 64
-    assert metadata["lc_radius_absolute"] > 0
+    metadata = json.loads(pq.read_schema(run / "grokmon.parquet").metadata[b"grokmon"])
+    probes = run / "probes.safetensors"
+    x_train = load_file(str(probes))["x_train"].double()
+    assert metadata["grokmon_version"] == __version__ and metadata["torch_version"] == torch.__version__
+    assert (metadata["schema_version"], metadata["metrics_version"]) == (SCHEMA_VERSION, METRICS_VERSION)
+    assert metadata["config"] == {
+        "model": "mlp", "model_kwargs": {}, "activation": "relu", "data": None, "points": 16,
+        "metrics": ["accuracy", "centroid", "jacobian", "lc"], "lc_directions": 3, "lc_radius": "50%", "seed": 0,
+        "dtype": "float32", "phases": {}}
+    assert metadata["model"] == {"kind": "mlp", "activation": "relu", "parameters": 6 * 8 + 8 + 8 * 3 + 3,
+                                 "layers": [{"in": 6, "out": 8, "bias": True}, {"in": 8, "out": 3, "bias": True}]}
+    assert metadata["device"] == "cpu" and metadata["checkpoint_dir"] == str(run.resolve())
+    assert metadata["probe_file"] == str(probes.resolve())
+    assert metadata["probe_hash"] == hashlib.sha256(probes.read_bytes()).hexdigest()
+    assert metadata["probe_points"] == {"train": 16, "test": 16, "random": 16}
+    radius = 0.5 * float(x_train.norm(dim=1).quantile(0.5))
+    assert metadata["lc_radius_absolute"] == pytest.approx(radius, rel=1e-9)
+    assert metadata["lc_directions_used"] == 3
 
 
 def test_resume_computes_only_new_checkpoints(make_run):

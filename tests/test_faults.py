@@ -151,27 +151,27 @@ def test_foreign_parquet_is_refused(tmp_path, command):
         assert runner.invoke(app, [command, str(path), "-o", str(tmp_path / "run.txt")]).exit_code == 2
 
 
-CHECKPOINTS = 24
+CHECKPOINTS = 40
+OPTIONS = dict(points=100, lc_directions=6, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def slow_run(tmp_path_factory):
     """A run long enough to interrupt, and the table an uninterrupted analyze writes for it."""
+    from grokmon import analyze
+
     root = tmp_path_factory.mktemp("slow") / "run"
     root.mkdir()
     for step, state in train_states(list(range(0, CHECKPOINTS * 5, 5))).items():
         torch.save(state, root / f"step_{step}.pt")
-    write_probes(root / "probes.safetensors", n_train=200, n_test=200)
-    reference = root.parent / "reference.parquet"
-    process = _analyze_process(root, reference)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 0, stderr
-    return root, read_results(reference)[0]
+    write_probes(root / "probes.safetensors", n_train=100, n_test=100)
+    reference = analyze(root, root.parent / "reference.parquet", threads=1, **OPTIONS)
+    return root, reference
 
 
 def _analyze_process(run, output):
-    command = [sys.executable, "-m", "grokmon", "analyze", str(run), "-o", str(output),
-               "--points", "200", "--lc-directions", "6", "--device", "cpu"]
+    flags = [item for name, value in OPTIONS.items() for item in (f"--{name.replace('_', '-')}", str(value))]
+    command = [sys.executable, "-m", "grokmon", "analyze", str(run), "-o", str(output), "--threads", "1", *flags]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "CI": "true"}, text=True)
 

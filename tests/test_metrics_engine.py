@@ -284,9 +284,12 @@ def test_integer_inputs_only_support_accuracy():
     tokens = torch.randint(0, 10, (6, 2))
     with pytest.raises(ProbeError, match="Expected floating-point probe inputs for the centroid metrics"):
         compute_split_metrics(model, tokens, None, options=MetricOptions(groups=("centroid",)), frame=None)
-    got = compute_split_metrics(model, tokens, torch.zeros(6, dtype=torch.long),
-                                options=MetricOptions(groups=("accuracy",)), frame=None)
-    assert 0 <= got["accuracy"] <= 1
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    got = compute_split_metrics(model, tokens, labels, options=MetricOptions(groups=("accuracy",)), frame=None)
+    with torch.no_grad():
+        logits = model(tokens).double()
+    assert got["accuracy"] == pytest.approx(float((logits.argmax(1) == labels).double().mean()))
+    assert got["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), rel=1e-6)
 
 
 def test_batch_size_estimate_follows_the_activation_count():

@@ -174,10 +174,18 @@ def test_forward_mode_jacobians_equal_the_backward_ones(arch):
                                rtol=1e-10, atol=1e-12)
 
 
-def test_many_outputs_from_few_inputs_use_the_exact_forward_jacobian():
-    model = _wide_output_model(d=12, hidden=16, k=300, decay=1, act=nn.Tanh)  # rank 12 > m = 8: a sketch would lose
+def test_many_outputs_from_few_inputs_use_the_exact_forward_jacobian(monkeypatch):
+    # D = 12 <= m = 16: the sketch would be exact too, so only the path taken tells them apart
+    import grokmon.metrics.jacobian as jacobian
+
+    model = _wide_output_model(d=12, hidden=16, k=300, decay=1, act=nn.Tanh)
     x = torch.randn(6, 12, dtype=torch.float64)
     exact = jacobian_values(model, x, max_outputs=300)
-    got = jacobian_values(model, x, max_outputs=256, sketch_size=12)
+
+    def no_sketch(*args, **kwargs):
+        raise AssertionError("the sketch ran although D <= m")
+
+    monkeypatch.setattr(jacobian, "sketched_jacobians", no_sketch)
+    got = jacobian_values(model, x, max_outputs=256, sketch_size=16)
     for key in exact:
         torch.testing.assert_close(got[key], exact[key], rtol=1e-9, atol=1e-12)

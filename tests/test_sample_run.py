@@ -1,10 +1,13 @@
-"""The shipped sample run tells the grokking story: memorise, stay stuck, generalise, settle."""
+"""The sample run: make_samples.py makes what is shipped, and what is shipped tells the grokking story
+(memorise, stay stuck, generalise, settle)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import runpy
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,14 +41,6 @@ def longest_memorisation_ratio(curve: list[dict[str, float]]) -> tuple[float, in
         else:
             first = None
     return best
-
-
-def test_curve_has_the_required_columns_and_increasing_steps():
-    with open(SAMPLE / "training_curve.csv", newline="") as handle:
-        header = next(csv.reader(handle))
-    assert header == ["step", "train_accuracy", "test_accuracy", "train_loss", "test_loss"]
-    steps = [row["step"] for row in read_curve()]
-    assert steps == sorted(set(steps))
 
 
 def test_memorisation_plateau_spans_at_least_a_decade():
@@ -95,23 +90,6 @@ def test_checkpoints_match_the_curve():
     assert all(a[0] == b[1] for a, b in zip(chain, chain[1:]))
 
 
-def test_probes_hold_the_train_and_test_sets():
-    torch = pytest.importorskip("torch")
-    from safetensors.torch import load_file
-
-    probes = load_file(str(SAMPLE / "probes.safetensors"))
-    assert set(probes) == {"x_train", "y_train", "x_test", "y_test"}
-    assert probes["x_train"].dtype == torch.float32 and probes["x_test"].dtype == torch.float32
-    assert probes["y_train"].dtype == torch.int64 and probes["y_test"].dtype == torch.int64
-    assert probes["x_train"].ndim == 2 and probes["x_train"].shape[1] == probes["x_test"].shape[1]
-    assert probes["y_train"].shape == (len(probes["x_train"]),)
-    assert probes["y_test"].shape == (len(probes["x_test"]),)
-    first = safetensors_header(sorted(SAMPLE.glob("step_*.safetensors"))[0])
-    weights = sorted((k for k in first if k != "__metadata__"), key=lambda k: int(k.split(".")[0]))
-    assert first[weights[0]]["shape"][1] == probes["x_train"].shape[1]
-    assert int(probes["y_train"].max()) < first[weights[-1]]["shape"][0]
-
-
 def test_final_checkpoint_reproduces_the_curve_on_the_probes():
     torch = pytest.importorskip("torch")
     from safetensors.torch import load_file
@@ -140,3 +118,41 @@ def test_manifest_and_size():
     assert manifest["activation"] == "relu"
     size = sum(f.stat().st_size for f in SAMPLE.rglob("*") if f.is_file())
     assert size < 8 * 1024 * 1024
+
+
+@pytest.fixture
+def make_samples(monkeypatch):
+    """The script's main(), restoring the thread count it sets for its own process."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    script = runpy.run_path(str(SAMPLE / "make_samples.py"), run_name="make_samples")
+
+    def run(*args: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["make_samples.py", *args])
+        script["main"]()
+
+    yield run
+    torch.set_num_threads(threads)
+
+
+def test_make_samples_makes_the_shipped_checkpoints(make_samples, tmp_path, capsys):
+    """The first 21 steps again, seeded: the same steps are saved with the same weights and curve."""
+    from safetensors.torch import load_file
+
+    make_samples("--out", str(tmp_path), "--steps", "21")
+    capsys.readouterr()
+    made = {int(safetensors_header(f)["__metadata__"]["step"]): f for f in tmp_path.glob("step_*.safetensors")}
+    shipped = {row["step"]: row for row in read_curve()}
+    common = sorted(set(made) & set(shipped))
+    assert 0 in common and 21 in common and len(common) >= 10
+    for step in common:
+        a, b = load_file(str(made[step])), load_file(str(SAMPLE / f"step_{step:06d}.safetensors"))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert (a[key] - b[key]).abs().max() <= 1e-5, (step, key)
+    with open(tmp_path / "training_curve.csv", newline="") as handle:
+        curve = {int(row["step"]): row for row in csv.DictReader(handle)}
+    assert sorted(curve) == sorted(made)
+    assert float(curve[21]["test_accuracy"]) == pytest.approx(shipped[21]["test_accuracy"], abs=1e-6)
+    assert load_file(str(tmp_path / "probes.safetensors")).keys() == {"x_train", "y_train", "x_test", "y_test"}
+    assert (tmp_path / "grokmon.toml").read_text() == (SAMPLE / "grokmon.toml").read_text()

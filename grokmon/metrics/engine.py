@@ -114,11 +114,14 @@ def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | N
     entry per layer in call order. The accuracy group gives None without labels, and accuracy None for float
     targets (loss is then the MSE). Columns of groups not requested are absent.
 
-    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
-    >>> options = MetricOptions(groups=("centroid", "lc"), lc_directions=2, lc_radius=0.1)
-    >>> out = compute_split_metrics(net, torch.randn(5, 3), None, options=options, frame=make_frame(3, 2, 0))
-    >>> list(out)[:4], len(out["lc_layers"])
-    (['centroid_alignment', 'centroid_alignment_se', 'centroid_norm', 'centroid_norm_se'], 1)
+    A linear map's centroid is its summed rows, (3, 4) here, whatever the point:
+
+    >>> net = nn.Linear(2, 1, bias=False).eval()
+    >>> _ = net.weight.data.copy_(torch.tensor([[3.0, 4.0]]))
+    >>> out = compute_split_metrics(net, torch.tensor([[3.0, 4.0], [4.0, -3.0]]), None,
+    ...                             options=MetricOptions(groups=("centroid",)), frame=None)
+    >>> out["centroid_alignment"], out["centroid_norm"], out["centroid_inner"], out["centroid_inner_se"]
+    (0.5, 5.0, 12.5, 12.5)
     """
     _check(model, x, options, frame)
     groups = set(options.groups)

@@ -113,9 +113,12 @@ def local_complexity(model: nn.Module, x: torch.Tensor, frame: torch.Tensor, rad
     """Per-point, per-layer counts of neurons whose pre-activation sign changes across the point's vertices:
     (N, layers) int64, layers in call order.
 
-    >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 1))
-    >>> local_complexity(net, torch.zeros(4, 2), make_frame(2, 2, seed=0), 0.1).shape
-    torch.Size([4, 2])
+    Two neurons reading the two coordinates: around (0.05, 1) at radius 0.1 only the first one's sign changes.
+
+    >>> net = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU())
+    >>> _ = net[0].weight.data.copy_(torch.eye(2))
+    >>> local_complexity(net, torch.tensor([[0.05, 1.0], [1.0, 1.0]]), torch.eye(2), 0.1).tolist()
+    [[1], [0]]
     """
     mode = _SignChanges(len(x), 2 * len(frame))
     with torch.inference_mode(), mode:
