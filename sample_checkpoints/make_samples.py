@@ -83,6 +83,23 @@ def save_grid(steps: int) -> set[int]:
     return {0} | {int(s) for s in np.unique(np.round(np.geomspace(1, steps, GRID_POINTS)))}
 
 
+def write_probes_curve_manifest(out: Path, data: tuple, curve: list[tuple]) -> None:
+    """probes.safetensors (the train pairs as trained on, the held-out pairs), training_curve.csv, grokmon.toml."""
+    x_train, y_train, x_test, y_test = data
+    save_file({"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test},
+              str(out / "probes.safetensors"))
+    with open(out / "training_curve.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "train_accuracy", "test_accuracy", "train_loss", "test_loss"])
+        for step, *values in curve:
+            writer.writerow([step, *(f"{v:.6f}" for v in values)])
+    (out / "grokmon.toml").write_text(
+        "# grokmon manifest: how to run these checkpoints (see README)\n"
+        'model = "mlp"\n'
+        'activation = "relu"\n'
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
@@ -131,18 +148,7 @@ def main() -> None:
         optimizer.step()
     seconds = time.time() - start
 
-    save_file({"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test},
-              str(out / "probes.safetensors"))
-    with open(out / "training_curve.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["step", "train_accuracy", "test_accuracy", "train_loss", "test_loss"])
-        for step, *values in curve:
-            writer.writerow([step, *(f"{v:.6f}" for v in values)])
-    (out / "grokmon.toml").write_text(
-        "# grokmon manifest: how to run these checkpoints (see README)\n"
-        'model = "mlp"\n'
-        'activation = "relu"\n'
-    )
+    write_probes_curve_manifest(out, (x_train, y_train, x_test, y_test), curve)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     print(f"{len(curve)} checkpoints, training {seconds:.0f} s, folder {size / 1e6:.1f} MB: {out}", flush=True)
 
