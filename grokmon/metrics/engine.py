@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..columns import GROUP_COLUMNS, METRIC_GROUPS, METRIC_COLUMNS
+from ..columns import METRIC_GROUPS, METRIC_COLUMNS
 from ..errors import ConfigError, ModelError, ProbeError
 from .accuracy import accuracy_values
 from .batching import activation_elements, batch_size, chunks, plan_batches
 from .centroid import centroid_values
 from .jacobian import DEFAULT_MAX_OUTPUTS, DEFAULT_SKETCH_SIZE, jacobian_values
-from .local_complexity import local_complexity, make_frame
+from .local_complexity import local_complexity
 from .summary import summarize, summarize_layers
 
 __all__ = ["MetricOptions", "compute_split_metrics"]
