@@ -150,6 +150,17 @@ class PhaseSegment:
 
 
 @dataclass(frozen=True)
+class StepVerdict:
+    """The verdict the CI recipe would have given at one checkpoint, judged from it and the earlier ones."""
+
+    step: int
+    phase: str | None
+    advice: str
+    confidence: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class PhaseReport:
     """The phases of a run and the verdict for its last checkpoint."""
 
@@ -161,6 +172,7 @@ class PhaseReport:
     segments: tuple[PhaseSegment, ...]
     steps: tuple[tuple[int, str], ...]   # (step, phase) for every analysed checkpoint, in step order
     best_step: int | None                # roll-back: the best earlier step; else the best step seen
+    history: tuple[StepVerdict, ...] = ()  # the verdict at every checkpoint, in step order (empty: not computed)
 
     def to_dict(self) -> dict:
         """The `grokmon phases --json` document (JSON-serialisable)."""
