@@ -1,14 +1,15 @@
 """grokmon: training-dynamics monitor for PyTorch checkpoints.
 
 The functions are imported lazily so that `import grokmon` and `grokmon --help` stay fast (no torch).
-No submodule shares a name with them, so importing one never replaces `grokmon.phases` or `grokmon.report`.
+No submodule shares a name with them, so importing one never replaces `grokmon.phases`, `grokmon.report` or `grokmon.compare`.
 """
 
 __version__ = "0.1.0"
-__all__ = ["analyze", "info", "phases", "report", "PhaseReport", "PhaseThresholds", "__version__"]
+__all__ = ["analyze", "compare", "info", "phases", "report", "PhaseReport", "PhaseThresholds", "__version__"]
 
 _LAZY = {
     "analyze": "api",
+    "compare": "api",
     "info": "api",
     "phases": "api",
     "report": "api",

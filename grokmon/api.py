@@ -1,4 +1,4 @@
-"""What the CLI and Python users call: analyze(), info(), phases(), report()."""
+"""What the CLI and Python users call: analyze(), info(), phases(), report(), compare()."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-from .errors import ConfigError
+from .errors import ConfigError, GrokmonError
 from .inputs.config import AnalyzeConfig
 from .results import read_results
+from .results.parquet import DEFAULT_NAME as DEFAULT_OUTPUT_NAME
 
 if TYPE_CHECKING:
     from .analysis.events import ProgressEvent
-
-DEFAULT_OUTPUT_NAME = "grokmon.parquet"
 
 
 def analyze(
@@ -113,17 +112,23 @@ def phases(results, *, mode: str = "auto", overrides: dict | None = None):
     Threshold overrides come from the run's manifest `[phases]` (as it is now when the run's directory is
     still there, else as stored in the results' metadata), then `overrides`.
     """
-    from .inputs.config import manifest_phase_overrides
-    from .phasing.classifier import PhaseThresholds, classify
+    from .phasing.classifier import classify
 
     frame, metadata = _load_table(results)
+    return classify(frame, _thresholds(metadata, overrides), mode=mode)
+
+
+def _thresholds(metadata: dict, overrides: dict | None):
+    """The phase thresholds of a run: its manifest's `[phases]` as it is now (else the stored copy), then `overrides`."""
+    from .inputs.config import manifest_phase_overrides
+    from .phasing.classifier import PhaseThresholds
+
     stored = metadata.get("config", {}).get("phases", {}) or {}
     run_dir = metadata.get("checkpoint_dir")
     current = manifest_phase_overrides(Path(run_dir)) if run_dir else None
     if current is not None:
         stored = current
-    thresholds = PhaseThresholds().with_overrides({**stored, **(overrides or {})})
-    return classify(frame, thresholds, mode=mode)
+    return PhaseThresholds().with_overrides({**stored, **(overrides or {})})
 
 
 def report(results, output: str | Path | None = None, *, mode: str = "auto", overrides: dict | None = None) -> Path:
@@ -137,3 +142,32 @@ def report(results, output: str | Path | None = None, *, mode: str = "auto", ove
         output = Path(results).with_suffix(".html")
     phase_report = phases(frame if not metadata else results, mode=mode, overrides=overrides)
     return render_report(frame, metadata, phase_report, Path(output))
+
+
+def compare(runs, output: str | Path | None = None, *, names: list[str] | None = None, mode: str = "auto",
+            overrides: dict | None = None):
+    """Compare runs: for each, when it fitted, generalised and reached test accuracy 0.5 and 0.95, and its verdict.
+
+    `runs` are results files, checkpoint directories holding `grokmon.parquet`, or DataFrames. `names` label them
+    (default: the folder or file name). With `output` (.html, .png, .svg, .pdf) the comparison figure or page is
+    written too. Returns a `grokmon.reporting.Comparison` (`.summaries`, `.to_dict()`, `.headline()`).
+    """
+    from .reporting.compare import ComparedRun, Comparison, names_for, summarise
+    from .reporting.writer import render_comparison
+    from .results.parquet import results_file
+
+    runs = list(runs)
+    paths = [None if isinstance(run, pd.DataFrame) else results_file(run) for run in runs]
+    compared = []
+    for name, run, path in zip(names_for(paths, names), runs, paths):
+        frame, metadata = _load_table(run if path is None else path)
+        try:
+            report = phases(frame if path is None else path, mode=mode, overrides=overrides)
+        except GrokmonError as exc:
+            raise type(exc)(f"{path or name}: {exc}") from exc
+        fitted = _thresholds(metadata, overrides).fitted_accuracy
+        compared.append(ComparedRun(summarise(name, path, frame, report, fitted), frame, report, metadata))
+    comparison = Comparison(tuple(compared))
+    if output is not None:
+        render_comparison(comparison, Path(output))
+    return comparison

@@ -105,6 +105,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
                         help="output folder (default: this script's folder)")
     parser.add_argument("--steps", type=int, default=STEPS, help=f"training steps (default {STEPS})")
+    parser.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY,
+                        help=f"AdamW weight decay (default {WEIGHT_DECAY}; 0 gives a run that does not grok)")
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # one thread: also makes every reduction run in the same order, run after run
@@ -118,9 +120,9 @@ def main() -> None:
     model = build_model()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"modular addition mod {P}: {len(x_train)} train / {len(x_test)} test pairs; "
-          f"MLP {2 * P}-{HIDDEN}-{HIDDEN}-{P} ({n_params} parameters); AdamW lr {LR} wd {WEIGHT_DECAY}; "
+          f"MLP {2 * P}-{HIDDEN}-{HIDDEN}-{P} ({n_params} parameters); AdamW lr {LR} wd {args.weight_decay}; "
           f"{args.steps} steps -> {out}", flush=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, betas=BETAS, weight_decay=args.weight_decay)
     grid = save_grid(args.steps)
     curve: list[tuple[int, float, float, float, float]] = []
     last_saved_test = None

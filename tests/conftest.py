@@ -99,3 +99,29 @@ def make_run(tmp_path):
         return write_run(tmp_path / name, layout, steps, bias)
 
     return make
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_checkpoints"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def sample_subset(tmp_path_factory) -> Path:
+    """Every third checkpoint of the shipped sample run (20 of 60, steps 0 to 5,458), analysed on 128 points per
+    split with one thread, without the Jacobian group (the slowest; about 2 s): `grokmon.parquet` in the folder."""
+    import shutil
+
+    import grokmon
+
+    folder = tmp_path_factory.mktemp("sample") / "sample"
+    folder.mkdir()
+    for path in sorted(SAMPLE.glob("step_*.safetensors"))[::3]:
+        shutil.copyfile(path, folder / path.name)
+    for name in ("probes.safetensors", "grokmon.toml"):
+        shutil.copyfile(SAMPLE / name, folder / name)
+    threads = torch.get_num_threads()
+    try:
+        grokmon.analyze(folder, points=128, metrics="accuracy,centroid,lc", threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    return folder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import re
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from grokmon.errors import ConfigError
-from grokmon.phasing import PhaseReport, PhaseSegment
+from grokmon.phasing import PhaseReport, PhaseSegment, StepVerdict
 from grokmon.reporting.writer import flatten_metadata, panels_for, render_report
 from grokmon.results import read_results, write_results
 
@@ -118,16 +119,15 @@ def test_png_figure_is_a_real_picture(results, tmp_path, phases):
 
 
 def test_figure_layout_has_one_axes_per_panel(results):
-    from grokmon.reporting.figure import build_figure
+    from grokmon.reporting.figure import build_figure, draw_report
 
     df, _ = results
-    fig = build_figure(df, grokking_phases())
-    panels = [ax for ax in fig.axes if ax.axison]  # the eighth cell holds the legend
-    titles = [ax.get_title(loc="left") for ax in panels]
-    assert len(panels) == 7 and titles[0] == "Accuracy" and titles[-1].startswith("Local complexity")
-    assert fig.axes[0].get_xscale() == "symlog"  # step 0 present
-    assert fig._suptitle.get_text().startswith("Verdict: stop")
-    accuracy = fig.axes[0]
+    drawn = draw_report(df, grokking_phases())
+    titles = [ax.get_title(loc="left") for ax, _ in drawn.panels]
+    assert len(titles) == 7 and titles[0] == "Accuracy" and titles[-1].startswith("Local complexity")
+    assert drawn.panels[0][0].get_xscale() == "symlog"  # step 0 present
+    assert drawn.figure.texts[0].get_text().startswith("Verdict: stop")
+    accuracy = drawn.panels[0][0]
     train = [line for line in accuracy.lines if line.get_color() == "#1f5fa8"][0]
     x, y = train.get_data()
     assert np.isnan(y[list(x).index(FAILED_STEP)])  # failed checkpoint: a gap, not a zero
@@ -159,7 +159,8 @@ def test_html_is_self_contained(results, tmp_path):
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
-    assert "<link" not in text and "<script" not in text
+    assert "<link" not in text and not re.search(r"<script[^>]*\ssrc", text)  # inline scripts only
+    assert len(re.findall(r"<script", text)) == 2  # the hover data and the hover script
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in text
     match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
     pixels = _png_pixels(base64.b64decode(match.group(1)))
@@ -200,13 +201,129 @@ def test_bad_suffix_is_a_config_error(results, tmp_path, name):
 
 
 def test_roll_back_marks_the_best_step_in_every_panel(results):
-    import dataclasses
-
-    from grokmon.reporting.figure import BEST_COLOUR, build_figure
+    from grokmon.reporting.figure import BEST_COLOUR, draw_report
 
     df, _ = results
     verdict = dataclasses.replace(grokking_phases(), advice="roll-back", best_step=5623)
-    fig = build_figure(df[["step", "split", "status", "accuracy", "lc"]], verdict)
-    marks = [[line.get_xdata()[0] for line in ax.lines if line.get_color() == BEST_COLOUR] for ax in fig.axes if ax.axison]
+    drawn = draw_report(df[["step", "split", "status", "accuracy", "lc"]], verdict)
+    marks = [[line.get_xdata()[0] for line in ax.lines if line.get_color() == BEST_COLOUR] for ax, _ in drawn.panels]
     assert marks == [[5623], [5623]]
-    assert "best step 5623" in fig._suptitle.get_text()
+    assert "best step 5623" in drawn.figure.texts[0].get_text()
+
+
+LONG_REASON = "test accuracy flat at 0.98 over the last 4 checkpoints (train 1.00), alignment 0.91 and rising " * 4
+
+
+def history(report: PhaseReport, stop_from: int, roll_back_at: int) -> tuple[StepVerdict, ...]:
+    """A history in which the CI recipe says roll-back once, then stop from `stop_from` on."""
+    def advice(step):
+        return "roll-back" if step == roll_back_at else "stop" if step >= stop_from else "keep-training"
+
+    return tuple(StepVerdict(step, phase, advice(step), 0.7, "made up") for step, phase in report.steps)
+
+
+@pytest.fixture(scope="module")
+def drawn_with_history(results):
+    from grokmon.reporting.figure import draw_report
+
+    df, _ = results
+    report = grokking_phases()
+    report = dataclasses.replace(report, reason=LONG_REASON, history=history(report, STEPS[-4], STEPS[-8]))
+    return draw_report(df, report), report
+
+
+def _legend(figure):
+    return next(legend for legend in [*figure.legends, *(ax.get_legend() for ax in figure.axes)] if legend is not None)
+
+
+def test_legend_swatches_are_in_the_colours_they_stand_for(drawn_with_history):
+    from matplotlib.colors import to_hex
+
+    from grokmon.reporting.bands import PHASE_COLOURS
+    from grokmon.reporting.figure import SPLIT_STYLE
+
+    drawn, _ = drawn_with_history
+    legend = _legend(drawn.figure)
+    entries = dict(zip([t.get_text() for t in legend.texts], legend.legend_handles))
+    for split, style in SPLIT_STYLE.items():  # the standard-error band in the split's colour, not a grey
+        assert to_hex(entries[f"{split}, band ± 1 standard error"].get_facecolor()) == style["color"]
+    assert "± 1 standard error" not in entries
+    for layer in (1, 2, 3):  # per-layer LC: drawn in the split colours, shown in them (first: train)
+        assert to_hex(entries[f"lc layer {layer}"].get_color()) == SPLIT_STYLE["train"]["color"]
+    random = np.array([int(SPLIT_STYLE["random"]["color"][i:i + 2], 16) for i in (1, 3, 5)])
+    fitting = np.array([int(PHASE_COLOURS["fitting"][i:i + 2], 16) for i in (1, 3, 5)])
+    assert random.max() - random.min() > 60 and fitting.max() - fitting.min() < 10  # random is a colour, not grey
+
+
+def test_phase_names_are_written_on_the_bands_or_else_in_the_legend(drawn_with_history):
+    drawn, report = drawn_with_history
+    strips = [ax for ax in drawn.figure.axes if ax not in dict(drawn.panels) and ax.axison]
+    assert len(strips) == 2  # one above each column
+    written = {t.get_text() for t in strips[0].texts}
+    legend = {t.get_text() for t in _legend(drawn.figure).texts}
+    phases = {s.phase.replace("_", " ") for s in report.segments}
+    assert {"fitting", "memorisation"} <= written and phases <= written | legend and not written & legend
+
+
+def test_best_step_and_the_first_stop_and_roll_back_of_the_history_are_marked(drawn_with_history, results):
+    from grokmon.reporting.figure import MARKS, draw_report
+
+    drawn, report = drawn_with_history
+    expected = {"best": report.best_step, "stop": STEPS[-4], "roll-back": STEPS[-8]}
+    for ax, _ in drawn.panels:
+        for kind, step in expected.items():
+            assert [line.get_xdata()[0] for line in ax.lines if line.get_color() == MARKS[kind]["color"]] == [step]
+    legend = {t.get_text() for t in _legend(drawn.figure).texts}
+    assert {f"history: first stop, step {STEPS[-4]}", f"history: first roll-back, step {STEPS[-8]}"} <= legend
+    plain = draw_report(results[0][["step", "split", "status", "accuracy"]], grokking_phases())  # no history
+    colours = {line.get_color() for ax, _ in plain.panels for line in ax.lines}
+    assert MARKS["best"]["color"] in colours and not {MARKS["stop"]["color"], MARKS["roll-back"]["color"]} & colours
+
+
+def test_a_long_reason_is_wrapped_inside_the_figure(drawn_with_history):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    drawn, _ = drawn_with_history
+    renderer = FigureCanvasAgg(drawn.figure).get_renderer()
+    reason = drawn.figure.texts[1]
+    assert reason.get_text().count("\n") >= 2 and " ".join(reason.get_text().split()) == " ".join(LONG_REASON.split())
+    for text in drawn.figure.texts:
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.x1 <= drawn.figure.bbox.width
+    top_panel = max(ax.get_position().y1 for ax in drawn.figure.axes)
+    assert reason.get_window_extent(renderer).y0 > top_panel * drawn.figure.bbox.height  # above the strips
+
+
+def test_panels_say_which_way_is_simplifying(drawn_with_history):
+    drawn, _ = drawn_with_history
+    notes = {column: ax.get_title(loc="right") for ax, column in drawn.panels}
+    assert notes["lc"] == notes["jacobian_erank"] == notes["centroid_norm"] == "↓ simplifying"
+    assert notes["centroid_alignment"] == notes["jacobian_pc1"] == "↑ simplifying"
+    assert notes["accuracy"] == notes["loss"] == ""
+
+
+def test_configuration_names_the_probe_file_used(results, tmp_path):
+    df, metadata = results
+    metadata = {**metadata, "config": {**metadata["config"], "data": None}, "probe_file": "/runs/a/probes.safetensors"}
+    text = render_report(df[["step", "split", "status", "accuracy"]], metadata, None, tmp_path / "r.html").read_text()
+    assert "<td>data</td><td>/runs/a/probes.safetensors (none named: the default file in the checkpoint directory)</td>" in text
+    assert "<td>data</td><td>null</td>" not in text
+
+
+def test_metric_groups_added_to_the_row_layout_get_panels(results, monkeypatch):
+    from grokmon import columns
+    from grokmon.reporting.figure import draw_report
+    from grokmon.reporting.panels import group_panels
+
+    monkeypatch.setitem(columns.GROUP_COLUMNS, "robustness", ("robust_accuracy", "noise_accuracy"))
+    monkeypatch.setitem(columns.GROUP_COLUMNS, "weights", ("weight_norm", "weight_entropy"))
+    monkeypatch.setitem(columns.GROUP_COLUMNS, "llc", ("llc", "llc_chain_ok"))
+    df, _ = results
+    df = df[["step", "split", "status", "accuracy"]].assign(
+        robust_accuracy=df["accuracy"] * 0.8, weight_norm=np.geomspace(100, 1, len(df)), noise_accuracy=None)
+    assert panels_for(df) == ["accuracy", "robust_accuracy", "weight_norm"]  # llc absent, noise_accuracy all null
+    assert group_panels([df]) == ["accuracy", "robust_accuracy", "weight_norm"]
+    drawn = draw_report(df, None)
+    titles = [ax.get_title(loc="left") for ax, _ in drawn.panels]
+    assert titles == ["Accuracy", "Accuracy under an adversarial perturbation", "Weight norm"]
+    assert drawn.panels[2][0].get_yscale() == "log"

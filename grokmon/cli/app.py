@@ -236,6 +236,36 @@ def report(
 
 
 @app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., metavar="RUN", help="Results Parquet files, or checkpoint directories holding grokmon.parquet."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", callback=_checked(_report_name), help="Also write the comparison: compare.html (self-contained) or a figure: .png, .svg, .pdf."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema grokmon.compare/1) instead of the table."),
+    names: list[str] = typer.Option([], "--name", help="Name of a run in the table and figure, once per RUN in order \\[default: its folder or file name]."),
+    mode: str = typer.Option("auto", callback=_choice("auto", "accuracy", "geometry"), help="Phase mode: auto, accuracy or geometry."),
+    set_: list[str] = typer.Option([], "--set", help="Override a phase threshold for every run, NAME=VALUE (repeatable)."),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Compare runs: when each fitted, generalised and reached test accuracy 0.5 and 0.95, and each verdict."""
+    if names and len(names) != len(runs):
+        raise typer.BadParameter(f"give one --name per RUN ({len(runs)} runs, {len(names)} names)", param_hint="--name")
+    overrides = _overrides(set_)
+    try:
+        from ..api import compare as run_compare
+
+        comparison = run_compare(runs, output, names=names or None, mode=mode, overrides=overrides)
+    except (Exception, KeyboardInterrupt) as exc:
+        _fail(exc, debug)
+    if as_json:
+        typer.echo(json.dumps(comparison.to_dict(), indent=2))
+    else:
+        from .tables import compare_table
+
+        _stdout().print(*compare_table(comparison))
+    if output is not None:
+        typer.echo(str(output), err=as_json)
+
+
+@app.command()
 def info(
     ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
     model: Optional[str] = typer.Option(None, help="As for analyze."),

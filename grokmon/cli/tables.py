@@ -1,4 +1,4 @@
-"""Rich renderables for the terminal: what `grokmon phases` and `grokmon info` print."""
+"""Rich renderables for the terminal: what `grokmon phases`, `grokmon compare` and `grokmon info` print."""
 
 from __future__ import annotations
 
@@ -29,6 +29,25 @@ def phase_tables(verdict) -> list:
         line.append(f", best step {verdict.best_step}")
     line.append(f"\nreason: {verdict.reason}")
     return [table, line]
+
+
+def _step(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def compare_table(comparison) -> list:
+    """One row per run: verdict and the first step at which it fitted, generalised, reached test accuracy."""
+    table = Table(title="Runs compared (first checkpoint that got there; - : never)", title_justify="left")
+    for header in ("run", "mode", "advice", "confidence"):
+        table.add_column(header, justify="right" if header == "confidence" else "left")
+    for header in ("fitted", "generalising", "test >= 0.5", "test >= 0.95", "best", "last", "final test acc"):
+        table.add_column(header, justify="right")
+    for s in comparison.summaries:
+        final = s.final.get("test_accuracy")
+        table.add_row(s.name, s.mode, Text(s.advice, style=ADVICE_STYLE.get(s.advice, "bold")), f"{s.confidence:.2f}",
+                      _step(s.fit_step), _step(s.generalisation_step), _step(s.test_50_step), _step(s.test_95_step),
+                      _step(s.best_step), _step(s.last_step), "-" if final is None else f"{final:.3f}")
+    return [table, Text(comparison.headline())]
 
 
 def info_tables(found) -> list:

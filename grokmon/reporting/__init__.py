@@ -1,5 +1,6 @@
-"""The run as a picture: the figure of every metric against step, and the self-contained HTML report."""
+"""The runs as pictures: the figure of every metric against step, the comparison of several runs, the HTML pages."""
 
-from .writer import FIGURE_SUFFIXES, HTML_SUFFIXES, render_report
+from .compare import Comparison, RunSummary
+from .writer import FIGURE_SUFFIXES, HTML_SUFFIXES, render_comparison, render_report
 
-__all__ = ["FIGURE_SUFFIXES", "HTML_SUFFIXES", "render_report"]
+__all__ = ["Comparison", "FIGURE_SUFFIXES", "HTML_SUFFIXES", "RunSummary", "render_comparison", "render_report"]

@@ -20,6 +20,7 @@ from ..columns import LIST_COLUMNS, METRIC_COLUMNS, ROW_COLUMNS
 from ..errors import ResultsError
 
 SCHEMA_VERSION = 1
+DEFAULT_NAME = "grokmon.parquet"  # what `analyze` writes into the checkpoint directory
 METADATA_KEY = b"grokmon"
 
 
@@ -64,12 +65,23 @@ def write_results(path: Path, rows: list[dict], metadata: dict) -> None:
         raise ResultsError(f"{path}: cannot write results ({exc.strerror}); choose another path with -o") from exc
 
 
+def results_file(run) -> Path:
+    """A run's results file: `run` itself, or for a checkpoint directory the `grokmon.parquet` in it."""
+    path = Path(run)
+    if not path.is_dir():
+        return path
+    if not (path / DEFAULT_NAME).is_file():
+        raise ResultsError(f"{path}: a directory without {DEFAULT_NAME}; run `grokmon analyze {path}` first, "
+                           "or give the results file")
+    return path / DEFAULT_NAME
+
+
 def read_metadata(path: Path) -> dict:
     """The `grokmon` metadata document of a results file; ResultsError if it is not one of ours."""
     path = Path(path)
     if path.is_dir():
-        hint = f"did you mean {path / 'grokmon.parquet'}?" if (path / "grokmon.parquet").is_file() else \
-            "give the results file `grokmon analyze` wrote (CKPT_DIR/grokmon.parquet by default)"
+        hint = f"did you mean {path / DEFAULT_NAME}?" if (path / DEFAULT_NAME).is_file() else \
+            f"give the results file `grokmon analyze` wrote (CKPT_DIR/{DEFAULT_NAME} by default)"
         raise ResultsError(f"{path}: is a directory; {hint}")
     if not path.is_file():
         raise ResultsError(f"{path}: no such results file; run `grokmon analyze CKPT_DIR` first")
