@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -37,11 +38,15 @@ def _step(value) -> str:
 
 def compare_table(comparison) -> list:
     """One row per run: verdict and the first step at which it fitted, generalised, reached test accuracy."""
-    table = Table(title="Runs compared (first checkpoint that got there; - : never)", title_justify="left")
-    for header in ("run", "mode", "advice", "confidence"):
-        table.add_column(header, justify="right" if header == "confidence" else "left")
-    for header in ("fitted", "generalising", "test >= 0.5", "test >= 0.95", "best", "last", "final test acc"):
-        table.add_column(header, justify="right")
+    table = Table(title="Runs compared", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
+                  show_edge=False,
+                  caption="first checkpoint at which: fit = train accuracy fitted, gen = labelled generalisation, "
+                          "t≥.5 / t≥.95 = test accuracy 0.5 / 0.95 (- = never); test = final test accuracy",
+                  caption_justify="left")
+    for header in ("run", "mode", "advice"):  # these wrap on a narrow terminal; the numbers never do
+        table.add_column(header, overflow="fold")
+    for header in ("conf", "fit", "gen", "t≥.5", "t≥.95", "best", "last", "test"):
+        table.add_column(header, justify="right", no_wrap=True)
     for s in comparison.summaries:
         final = s.final.get("test_accuracy")
         table.add_row(s.name, s.mode, Text(s.advice, style=ADVICE_STYLE.get(s.advice, "bold")), f"{s.confidence:.2f}",
