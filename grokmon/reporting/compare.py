@@ -172,16 +172,18 @@ def names_for(paths: list[Path | None], names: list[str] | None) -> list[str]:
 
 
 def headline(summaries: list[RunSummary]) -> str:
-    """Which run reached test accuracy 0.95 first (the first generalising checkpoint without labels), and
-    how many times later each other run did; the runs that never did.
+    """Which run reached test accuracy 0.95 first (when no run has test accuracy: which one the phase report
+    labels generalising first), and how many times later each other run did; the runs that never did.
 
-    >>> rows = [RunSummary("a", None, "accuracy", "stop", 0.9, None, 60, 2000, 2700, 3550, 8000),
-    ...         RunSummary("b", None, "accuracy", "stop", 0.9, None, 60, 900, 1100, 1431, 8000),
+    >>> rows = [RunSummary("a", None, "accuracy", "stop", 0.9, None, 60, 2000, 2700, 3550, 8000, {"test_accuracy": 1.0}),
+    ...         RunSummary("b", None, "accuracy", "stop", 0.9, None, 60, 900, 1100, 1431, 8000, {"test_accuracy": 1.0}),
     ...         RunSummary("c", None, "accuracy", "keep-training", 0.8, None, 60, None, None, None, 8000)]
     >>> headline(rows)
     'test accuracy 0.95: first b (step 1431), then a (step 3550, 2.5x later); never: c'
+    >>> headline([RunSummary("a", None, "geometry", "stop", 0.5, None, None, 900, None, None, 8000)])
+    'generalisation: first a (step 900)'
     """
-    labelled = any(s.mode == "accuracy" for s in summaries)
+    labelled = any("test_accuracy" in s.final for s in summaries)
     key, what = ("test_95_step", "test accuracy 0.95") if labelled else ("generalisation_step", "generalisation")
     reached = sorted((getattr(s, key), s.name) for s in summaries if getattr(s, key) is not None)
     never = [s.name for s in summaries if getattr(s, key) is None]
