@@ -57,7 +57,7 @@ def draw_comparison(comparison) -> Drawn:
     hover_runs = [HoverRun(run.summary.name, run_colour(i), p.by_split(run.frame), p.run_steps(run.frame),
                            p.value_columns(run.frame), p.split_order(run.frame),
                            phases={int(s): phase for s, phase in run.phase_report.steps},
-                           verdicts={int(v.step): v.advice for v in getattr(run.phase_report, "history", ())})
+                           verdicts={int(v.step): v.advice for v in run.phase_report.history})
                   for i, run in enumerate(runs)]
     axes = [fig.add_axes(rect) for rect in layout.panels]
     ncols = 1 if len(columns) <= 1 else 2

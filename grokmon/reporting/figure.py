@@ -58,7 +58,7 @@ def marks(phase_report) -> dict[str, int]:
         return found
     if phase_report.best_step is not None:
         found["best"] = int(phase_report.best_step)
-    for verdict in getattr(phase_report, "history", ()):
+    for verdict in phase_report.history:
         if verdict.advice in ("stop", "roll-back") and verdict.advice not in found:
             found[verdict.advice] = int(verdict.step)
     return found
@@ -146,7 +146,7 @@ def draw_report(df: pd.DataFrame, phase_report: PhaseReport | None) -> Drawn:
     draw_title(fig, layout.header[0], head, reason)
     run = HoverRun("run", SPLIT_STYLE["train"]["color"], p.by_split(df), steps, p.value_columns(df), splits,
                    phases={int(s): phase for s, phase in phase_report.steps} if phase_report else {},
-                   verdicts={int(v.step): v.advice for v in getattr(phase_report, "history", ())})
+                   verdicts={int(v.step): v.advice for v in phase_report.history} if phase_report else {})
     axes = [fig.add_axes(rect) for rect in layout.panels]
     if not columns:
         note = f" ({len(failed)} failed checkpoints)" if len(failed) else ""

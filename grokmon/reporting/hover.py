@@ -57,7 +57,6 @@ def _fractions(ax, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def hover_document(drawn: Drawn) -> dict:
     """The JSON-ready document the page's script reads (fractions of the picture measured from its top left)."""
-    figure = drawn.figure
     panels = []
     for ax, column in drawn.panels:
         box = ax.get_position()
@@ -84,8 +83,7 @@ def hover_document(drawn: Drawn) -> dict:
                      "phases": [run.phases.get(int(s)) for s in run.steps],
                      "verdicts": [run.verdicts.get(int(s)) for s in run.steps] if run.verdicts else None,
                      "columns": run.columns, "splits": run.splits, "values": values, "lines": lines})
-    width, height = figure.get_size_inches()
-    return {"aspect": round(float(height / width), 5), "panels": panels, "runs": runs}
+    return {"panels": panels, "runs": runs}
 
 
 def _checkpoint_names(run: HoverRun) -> list[str | None]:
