@@ -66,10 +66,10 @@ def settle_inputs(config: AnalyzeConfig, probes: ProbeSet, model: nn.Module, dty
         if geometry and "metrics" in config.explicit:
             fix = ('set metrics = ["accuracy"] in the manifest' if "metrics" in config.from_manifest
                    else "pass --metrics accuracy")
-            raise ProbeError(f"{probes.path}: x_train holds integer token ids that the model embeds; the "
+            raise ProbeError(f"{probes.source}: x_train holds integer token ids that the model embeds; the "
                              f"{'/'.join(geometry)} metrics need float inputs: {fix}")
         if all(s.y is None for s in probes.splits):
-            raise ProbeError(f"{probes.path}: x_train holds integer token ids that the model embeds, and no "
+            raise ProbeError(f"{probes.source}: x_train holds integer token ids that the model embeds, and no "
                              "labels: add y_train/y_test so that accuracy and loss can be measured")
         config = replace(config, metrics=tuple(g for g in config.metrics if g not in GEOMETRY_GROUPS))
     return config, as_model_inputs(probes, dtype, tokens)
@@ -79,7 +79,7 @@ def check_labels_exist(config: AnalyzeConfig, probes: ProbeSet) -> None:
     """Accuracy asked for by name needs labels; by default an unlabelled run is measured on geometry alone."""
     if "metrics" in config.explicit and "accuracy" in config.metrics and all(s.y is None for s in probes.splits):
         raise ConfigError(
-            f"{probes.path}: --metrics accuracy needs labels, but the probe data has no y_train/y_test; "
+            f"{probes.source}: --metrics accuracy needs labels, but the probe data has no y_train/y_test; "
             "pass --data FILE with labels, or drop accuracy from --metrics"
         )
 
@@ -93,7 +93,7 @@ def check_probes_fit(model: nn.Module, probes: ProbeSet, config: AnalyzeConfig, 
             outputs = model(x)
     except FORWARD_ERRORS as exc:
         raise ProbeError(
-            f"{probes.path}: probe points of shape {tuple(x.shape[1:])} do not fit the model ({first_line(exc)}); "
+            f"{probes.source}: probe points of shape {tuple(x.shape[1:])} do not fit the model ({first_line(exc)}); "
             "store x_* in the shape the model takes"
         ) from exc
     if "accuracy" not in config.metrics:
@@ -104,4 +104,4 @@ def check_probes_fit(model: nn.Module, probes: ProbeSet, config: AnalyzeConfig, 
             try:
                 check_labels(split.y, outputs_per_point)
             except ProbeError as exc:
-                raise ProbeError(f"{probes.path}: y_{split.name} does not fit the model: {exc}") from exc
+                raise ProbeError(f"{probes.source}: y_{split.name} does not fit the model: {exc}") from exc

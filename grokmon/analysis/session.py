@@ -96,7 +96,7 @@ def run_metadata(inputs: RunInputs, model: BuiltModel, options: MetricOptions) -
         "model": model.description,
         "device": str(inputs.device),
         "torch_version": torch.__version__,
-        "probe_file": str(inputs.probes.path.resolve()),
+        "probe_file": None if inputs.probes.path is None else str(inputs.probes.path.resolve()),
         "probe_hash": inputs.probes.sha256,
         "probe_points": inputs.probes.sizes(),
     }
@@ -109,11 +109,19 @@ def open_session(inputs: RunInputs, pending: list[Checkpoint]) -> tuple[Session,
     """
     read = first_loadable(pending)
     model = build_model(inputs, read[-1].state)
+    first = read[-1]
+    return prepare_session(inputs, model, lambda: load_weights(model, first.state, first.checkpoint.name)), read
+
+
+def prepare_session(inputs: RunInputs, model: BuiltModel, load_first=lambda: None) -> Session:
+    """The session of `model` (in eval mode): the probes settled to the way it takes them and checked against it
+    with real weights (`load_first()` puts them in, after the checks that need no weights), the options, the
+    metadata. A model that is already trained (the live one of a training loop) needs no `load_first`."""
     config, probes = settle_inputs(inputs.config, inputs.probes, model.measured, inputs.dtype, inputs.device)
     check_labels_exist(config, probes)
-    load_weights(model, read[-1].state, read[-1].checkpoint.name)
+    load_first()
     check_probes_fit(model.measured, probes, config, inputs.device)
     options, frame = metric_options(inputs, config)
     splits = tuple(Split(s.name, s.x.to(inputs.device), None if s.y is None else s.y.to(inputs.device))
                    for s in probes.splits)
-    return Session(inputs, config, model, splits, options, frame, run_metadata(inputs, model, options)), read
+    return Session(inputs, config, model, splits, options, frame, run_metadata(inputs, model, options))

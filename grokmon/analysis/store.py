@@ -85,9 +85,22 @@ class ResultsStore:
         return [c for c in checkpoints if c.step not in done]
 
     def add(self, rows: list[dict], metadata: dict) -> None:
-        """Append one checkpoint's rows and rewrite the file atomically."""
-        self.rows.extend(rows)
+        """Add one checkpoint's rows, in place of any earlier rows of its step, and rewrite the file atomically."""
+        steps = {r["step"] for r in rows}
+        self.rows = [r for r in self.rows if r["step"] not in steps] + rows
+        self.write(metadata)
+
+    def write(self, metadata: dict) -> None:
+        """Rewrite the file atomically with every row."""
         write_results(self.output, _sorted(self.rows), metadata)
+
+    def name_checkpoints(self, names: dict[int, str]) -> bool:
+        """Give rows without a checkpoint name the name of their step's checkpoint in `names`; whether any changed."""
+        changed = False
+        for row in self.rows:
+            if row["checkpoint"] is None and row["step"] in names:
+                row["checkpoint"], changed = names[row["step"]], True
+        return changed
 
     def frame(self) -> pd.DataFrame:
         """Every row, as `read_results` would return them."""

@@ -1,7 +1,12 @@
 """Probe data: the points every checkpoint is measured on.
 
 A `.safetensors`, `.pt` (weights_only) or `.npz` file with `x_train` and optionally `y_train`, `x_test`,
-`y_test`. Splits: `train`, `test` (when present) and `random` (uniform in the bounding box of `x_train`).
+`y_test`, or the same tensors in a dict (the training-loop callbacks take either). Splits: `train`, `test`
+(when present) and `random` (uniform in the bounding box of `x_train`).
+
+The probe hash is one of the tensors, not of the file's bytes: the same tensors give the same hash whether
+they come from a `.safetensors`, `.npz` or `.pt` file or from a dict, so a results file that a callback wrote
+from a dict resumes under `grokmon analyze --data` of a file holding those tensors.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from ..columns import LABELLED_SPLITS
 from ..errors import ProbeError, first_line
 
 DEFAULT_PROBE_FILE = "probes.safetensors"
+TENSORS_SOURCE = "the probe tensors"  # how messages name probe data given as a dict
 PROBE_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
 KNOWN_KEYS = tuple(f"{kind}_{split}" for split in LABELLED_SPLITS for kind in ("x", "y"))
 
@@ -32,18 +38,40 @@ class Split:
 
 @dataclass(frozen=True)
 class ProbeSet:
-    """The probe file's splits after subsetting, its path, a hash of its bytes, and the size and median L2 norm
-    of all its train points (the scale of a relative LC radius, whatever `--points` takes)."""
+    """The probe data's splits after subsetting, its file (None for tensors given as a dict), the hash of its
+    tensors (`tensors_sha256`), and the size and median L2 norm of all its train points (the scale of a relative
+    LC radius, whatever `--points` takes)."""
 
-    path: Path
+    path: Path | None
     sha256: str
     splits: tuple[Split, ...]
     train_size: int
     train_median_norm: float
 
+    @property
+    def source(self) -> str:
+        """The probe data as messages name it: its file, or "the probe tensors"."""
+        return TENSORS_SOURCE if self.path is None else str(self.path)
+
     def sizes(self) -> dict[str, int]:
         """Points per analysed split."""
         return {s.name: len(s.x) for s in self.splits}
+
+
+def tensors_sha256(data: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the probe tensors grokmon reads: each one's name, dtype, shape and bytes, in a fixed order.
+
+    >>> x = torch.zeros(2, 3)
+    >>> tensors_sha256({"x_train": x}) == tensors_sha256({"x_train": x.clone(), "notes": torch.ones(1)})
+    True
+    """
+    digest = hashlib.sha256()
+    for key in KNOWN_KEYS:
+        if key in data:
+            tensor = data[key].detach().cpu().contiguous()
+            digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)}:".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:
@@ -71,7 +99,7 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
     raise ProbeError(f"Expected probe data to end in {', '.join(PROBE_SUFFIXES)}, but got {path.name}")
 
 
-def _as_tensor(path: Path, key: str, value: object) -> torch.Tensor:
+def _as_tensor(path: Path | str, key: str, value: object) -> torch.Tensor:
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
     if not isinstance(value, torch.Tensor):
@@ -79,7 +107,7 @@ def _as_tensor(path: Path, key: str, value: object) -> torch.Tensor:
     return value
 
 
-def _check(path: Path, raw: dict) -> dict[str, torch.Tensor]:
+def _check(path: Path | str, raw: dict) -> dict[str, torch.Tensor]:
     if "x_train" not in raw:
         raise ProbeError(f"{path}: no x_train (found {', '.join(map(str, raw)) or 'nothing'}); probe files need x_train")
     data = {k: _as_tensor(path, k, raw[k]) for k in KNOWN_KEYS if k in raw}
@@ -134,9 +162,27 @@ def load_probes(path: Path, points: int, seed: int, dtype: torch.dtype) -> Probe
     path = Path(path)
     if not path.is_file():
         raise ProbeError(f"{path}: no such probe data file; pass --data FILE with x_train (and y_train, x_test, y_test)")
+    return _probe_set(_check(path, _read(path)), path, points, seed, dtype)
+
+
+def probes_from_tensors(tensors: dict, points: int, seed: int, dtype: torch.dtype) -> ProbeSet:
+    """`load_probes` for tensors given as a dict (`x_train`, and `y_train`, `x_test`, `y_test`): the same
+    checks, subsets, random split and hash as a file holding them.
+
+    >>> probes = probes_from_tensors({"x_train": torch.zeros(3, 2)}, points=2, seed=0, dtype=torch.float64)
+    >>> probes.sizes(), probes.source
+    ({'train': 2, 'random': 2}, 'the probe tensors')
+    """
+    if not isinstance(tensors, dict):
+        raise ProbeError(f"Expected probes to be a probe file or a dict of tensors, but got {type(tensors).__name__}")
+    data = {key: value.detach().cpu() for key, value in _check(TENSORS_SOURCE, tensors).items()}
+    return _probe_set(data, None, points, seed, dtype)
+
+
+def _probe_set(data: dict[str, torch.Tensor], path: Path | None, points: int, seed: int,
+               dtype: torch.dtype) -> ProbeSet:
     if points < 1:
         raise ProbeError(f"Expected --points to be at least 1, but got {points}")
-    data = _check(path, _read(path))
     generator = torch.Generator().manual_seed(seed)
     splits = []
     for name in LABELLED_SPLITS:
@@ -154,5 +200,5 @@ def load_probes(path: Path, points: int, seed: int, dtype: torch.dtype) -> Probe
     uniform = torch.rand((count, *x_train.shape[1:]), generator=generator, dtype=torch.float64)
     splits.append(Split("random", (low + (high - low) * uniform).to(dtype), None))
     norms = x_train.reshape(len(x_train), -1).norm(dim=1)
-    return ProbeSet(path, hashlib.sha256(path.read_bytes()).hexdigest(), tuple(splits), len(x_train),
+    return ProbeSet(path, tensors_sha256(data), tuple(splits), len(x_train),
                     float(norms.quantile(0.5)))  # the middle of an even count, not its lower half

@@ -1,0 +1,66 @@
+"""grokmon in a Hugging Face Trainer: a `TrainerCallback` that measures the model as it trains.
+
+    trainer = Trainer(model, args, train_dataset=..., callbacks=[GrokmonCallback("probes.safetensors")])
+
+The model is measured through its `forward` (called with the probe inputs as its first argument), in eval
+mode, on its device, at every checkpoint save (`every_n_steps=None`) or every N optimiser steps. The rows go to
+`grokmon.parquet` in `args.output_dir`, where `grokmon analyze` of that folder writes and resumes them; the
+values go to the Trainer's log history (`trainer.state.log_history`, and so every later checkpoint's
+`trainer_state.json`) as `grokmon/<split>/<metric>`. A callback cannot call `Trainer.log`, so the reporters of
+`report_to` (TensorBoard, W&B, ...) do not see them. The world's process zero measures; `stop_on` stops a
+single-process run (a stop decided there would not reach the other processes).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from .monitor import LiveMonitor
+
+_log = logging.getLogger("transformers.integrations.grokmon")  # under the transformers verbosity setting
+
+
+class GrokmonCallback(TrainerCallback):
+    """Measure the live model at every checkpoint save or every `every_n_steps` optimiser steps.
+
+    probes: a probe file (as `--data`) or a dict of tensors (`x_train`, and `y_train`, `x_test`, `y_test`).
+    output: the results file [default: grokmon.parquet in `args.output_dir`].
+    metrics: analyze's metric groups [default: all]; options: analyze's (points, lc_radius, model, ...).
+    stop_on: "stop", "roll-back" or both: stop training once the verdict is one of them `patience` times in a row.
+    max_seconds: measuring takes at most this many seconds per call on average (calls over it are skipped).
+    """
+
+    def __init__(self, probes, output=None, every_n_steps=None, metrics=None, stop_on=None, patience=1,
+                 max_seconds=None, **options):
+        self.monitor = LiveMonitor(probes, output, every_n_steps, metrics, stop_on, patience, max_seconds, log=_log,
+                                   **options)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero:
+            self.monitor.open(model, Path(args.output_dir))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.monitor.every_n_steps is not None:
+            self._measure(state, control, saving=False)
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.monitor.every_n_steps is None:
+            self._measure(state, control, saving=True)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.monitor.finish()
+
+    def _measure(self, state, control, saving: bool) -> None:
+        step = state.global_step
+        if not self.monitor.due(step, saving):
+            return
+        result = self.monitor.measure(step)
+        entry = dict(result.logged)
+        if result.stop is not None:
+            entry["grokmon/stop"] = result.stop
+            control.should_training_stop = True
+        if entry:
+            state.log_history.append({**entry, "epoch": state.epoch, "step": step})

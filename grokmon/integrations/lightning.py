@@ -1,0 +1,75 @@
+"""grokmon in a Lightning training loop: a `Callback` that measures the LightningModule as it trains.
+
+    trainer = Trainer(callbacks=[GrokmonCallback("probes.safetensors", stop_on="stop")])
+
+The module is measured through its `forward` (which must take the probe inputs), in eval mode, on its device,
+at every checkpoint save (`every_n_steps=None`) or every N optimiser steps. The rows go to `grokmon.parquet`
+in the folder of the run's checkpoints (`trainer.checkpoint_callback.dirpath`, else `default_root_dir`), where
+`grokmon analyze` of that folder writes and resumes them; the values go to every logger of the trainer as
+`grokmon/<split>/<metric>`. Only global rank 0 measures; a stop it decides reaches every rank.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lightning.pytorch import Callback
+
+from .monitor import LiveMonitor
+
+_log = logging.getLogger("lightning.pytorch.callbacks.grokmon")  # shown by Lightning's console handler
+
+
+def run_folder(trainer) -> Path:
+    """Where the run's checkpoints go: the first ModelCheckpoint's folder, else the trainer's root folder."""
+    checkpoints = trainer.checkpoint_callback
+    if checkpoints is not None and getattr(checkpoints, "dirpath", None):
+        return Path(checkpoints.dirpath)
+    return Path(trainer.default_root_dir)
+
+
+class GrokmonCallback(Callback):
+    """Measure the live LightningModule at every checkpoint save or every `every_n_steps` optimiser steps.
+
+    probes: a probe file (as `--data`) or a dict of tensors (`x_train`, and `y_train`, `x_test`, `y_test`).
+    output: the results file [default: grokmon.parquet in the run's checkpoint folder].
+    metrics: analyze's metric groups [default: all]; options: analyze's (points, lc_radius, model, ...).
+    stop_on: "stop", "roll-back" or both: stop training once the verdict is one of them `patience` times in a row.
+    max_seconds: measuring takes at most this many seconds per call on average (calls over it are skipped).
+    """
+
+    def __init__(self, probes, output=None, every_n_steps=None, metrics=None, stop_on=None, patience=1,
+                 max_seconds=None, **options):
+        self.monitor = LiveMonitor(probes, output, every_n_steps, metrics, stop_on, patience, max_seconds, log=_log,
+                                   **options)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            self.monitor.open(pl_module, run_folder(trainer))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.monitor.every_n_steps is not None:
+            self._measure(trainer, saving=False)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if self.monitor.every_n_steps is None:
+            self._measure(trainer, saving=True)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.monitor.finish()
+
+    def _measure(self, trainer, saving: bool) -> None:
+        step = trainer.global_step
+        every = self.monitor.every_n_steps
+        if not (saving if every is None else step > 0 and step % every == 0):
+            return  # not a step to measure on any rank: no collective call either
+        stop = False
+        if self.monitor.due(step, saving):
+            result = self.monitor.measure(step)
+            if result.logged:
+                for logger in trainer.loggers:
+                    logger.log_metrics(result.logged, step=step)
+            stop = result.stop is not None
+        if trainer.strategy.reduce_boolean_decision(stop, all=False):
+            trainer.should_stop = True
