@@ -1,11 +1,11 @@
 """grokmon: training-dynamics monitor for PyTorch checkpoints.
 
 The functions are imported lazily so that `import grokmon` and `grokmon --help` stay fast (no torch).
-No submodule shares a name with them, so importing one never replaces `grokmon.phases`, `grokmon.report` or `grokmon.compare`.
+No submodule shares a name with them, so importing one never replaces `grokmon.phases`, `grokmon.report`, `grokmon.compare` or `grokmon.watch`.
 """
 
 __version__ = "0.1.0"
-__all__ = ["analyze", "compare", "info", "phases", "report", "PhaseReport", "PhaseThresholds", "__version__"]
+__all__ = ["analyze", "compare", "info", "phases", "report", "watch", "PhaseReport", "PhaseThresholds", "__version__"]
 
 _LAZY = {
     "analyze": "api",
@@ -13,6 +13,7 @@ _LAZY = {
     "info": "api",
     "phases": "api",
     "report": "api",
+    "watch": "analysis.follow",
     "PhaseReport": "phasing",
     "PhaseThresholds": "phasing",
 }

@@ -9,6 +9,10 @@ class CheckpointError(GrokmonError):
     """A checkpoint directory or file that cannot be found, parsed, ordered or trusted."""
 
 
+class NoCheckpointsError(CheckpointError):
+    """A run folder that holds no checkpoint (yet): `grokmon watch` waits for the first one."""
+
+
 class ModelError(GrokmonError):
     """The network cannot be built, or the weights do not fit it."""
 

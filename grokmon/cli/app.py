@@ -288,6 +288,61 @@ def info(
     _stdout().print(*info_tables(found))
 
 
+def _verdict_list(value: str) -> None:
+    from ..analysis.follow import parse_verdicts
+
+    parse_verdicts(value)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def watch(
+    ctx: typer.Context,
+    ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory a running job saves checkpoints to."),
+    until: Optional[str] = typer.Option(None, callback=_checked(_verdict_list), help="Exit once the verdict is one of these (comma-separated), with the exit code of `phases --exit-code`."),
+    interval: float = typer.Option(10.0, min=0.001, help="Seconds between looks at the folder."),
+    timeout: Optional[float] = typer.Option(None, min=0.001, help="Exit 11 after this many seconds \\[default: never]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per checkpoint on stderr."),
+    debug: bool = DEBUG_OPTION,
+) -> None:
+    """Follow a running job: analyse each new checkpoint, print a line whenever the phase or verdict changes.
+
+    Takes every option of `grokmon analyze` (-o, --model, --data, --points, ...) and keeps its results file
+    current. Ctrl-C stops it (exit 130) and keeps everything measured.
+    """
+    options = _analyze_options(ctx, ckpt_dir)
+    try:
+        from ..analysis.follow import watch as follow
+
+        for event in follow(ckpt_dir, until=until or (), interval=interval, timeout=timeout, **options):
+            _show_watch_event(event, quiet)
+    except (Exception, KeyboardInterrupt) as exc:
+        _fail(exc, debug)
+    if event.finished == "until":
+        raise typer.Exit(ADVICE_EXIT_CODES[event.report.advice])
+    raise typer.Exit(ADVICE_EXIT_CODES["inconclusive"])  # timeout: the verdict asked for was not reached
+
+
+def _analyze_options(ctx: typer.Context, ckpt_dir: Path) -> dict:
+    """The analyze options among watch's arguments, parsed and checked by the analyze command itself (a wrong one
+    is a usage error, exit 2), as keyword arguments of grokmon.analyze."""
+    analyze_command = typer.main.get_command(app).get_command(ctx, "analyze")
+    parsed = analyze_command.make_context("grokmon watch", [str(ckpt_dir), *ctx.args], parent=ctx).params
+    return {k: v for k, v in parsed.items() if k not in ("ckpt_dir", "quiet", "debug")}
+
+
+def _show_watch_event(event, quiet: bool) -> None:
+    """Each checkpoint measured (stderr), and the verdict on stdout whenever it changes."""
+    for done in event.measured:
+        if done.error:
+            print(f"grokmon: error: step {done.step} ({done.checkpoint}): {done.error}", file=sys.stderr)
+        elif not quiet:
+            print(f"step {done.step} ({done.checkpoint}): {done.status}, {done.seconds:.2f} s", file=sys.stderr)
+    if event.changed:
+        report = event.report
+        typer.echo(f"step {report.steps[-1][0]}: {report.current_phase}, {report.advice} "
+                   f"(confidence {report.confidence:.2f}): {report.reason}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

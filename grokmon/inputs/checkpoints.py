@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, first_line
+from ..errors import CheckpointError, NoCheckpointsError, first_line
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
@@ -245,7 +245,7 @@ def discover_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset()) -> li
             "rename them like step_500.pt or store metadata {'step': '500'}"
         )
     if not checkpoints:
-        raise CheckpointError(
+        raise NoCheckpointsError(
             f"{ckpt_dir}: no checkpoints found (looked for {', '.join('*' + s for s in WEIGHT_SUFFIXES)} "
             "and checkpoint-N/ folders)"
         )

@@ -1,0 +1,97 @@
+"""Following a running job: `analyze` again every `interval` seconds, the verdict after every pass.
+
+Each pass is one `grokmon.analyze` of the folder: it resumes the results file, so it measures only the
+checkpoints saved since the last pass (and retries those that failed: a file met while the job was still
+writing it is measured on a later pass), and it writes the file after every checkpoint. A folder that holds no
+checkpoint yet is waited on. A pass that measured something new is judged with `grokmon.phases`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, GrokmonError, NoCheckpointsError
+from ..phasing import ADVICE, PhaseReport
+from .events import ProgressEvent
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One pass that measured something new (or the first), or the end of the watch (`finished`)."""
+
+    measured: tuple[ProgressEvent, ...] = ()  # the checkpoints of this pass, in order (failed ones too)
+    report: PhaseReport | None = None  # the verdict after the pass; None while no checkpoint could be judged
+    changed: bool = False  # the phase or the verdict differs from the last event's
+    finished: str | None = None  # "until": the verdict is one of `until`; "timeout": `timeout` seconds passed
+
+
+def parse_verdicts(until) -> tuple[str, ...]:
+    """Verdicts from a list or a comma-separated string, each one of grokmon.phasing.ADVICE.
+
+    >>> parse_verdicts("stop,roll-back")
+    ('stop', 'roll-back')
+    """
+    names = [v.strip() for v in until.split(",")] if isinstance(until, str) else list(until or ())
+    wrong = [v for v in names if v not in ADVICE]
+    if wrong:
+        raise ConfigError(f"Expected verdicts from {', '.join(ADVICE)}, but got {', '.join(wrong)}")
+    return tuple(names)
+
+
+def _judge(output: Path) -> PhaseReport | None:
+    from ..api import phases
+
+    try:
+        return phases(output)
+    except GrokmonError:  # no file yet, or every checkpoint so far failed
+        return None
+
+
+def watch(ckpt_dir: str | Path, output: str | Path | None = None, *, until=(), interval: float = 10.0,
+          timeout: float | None = None, overwrite: bool = False, progress: Callable[[ProgressEvent], None] | None = None,
+          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+          **options) -> Iterator[WatchEvent]:
+    """Analyse the checkpoints of a running job as they are saved; yield after every pass that measured something.
+
+    `options` are analyze's (model, data, points, ...); `overwrite` replaces the results file on the first pass
+    only. The watch ends with an event whose `finished` says why: "until" once the verdict is one of `until`
+    (verdicts, or a comma-separated string of them), "timeout" after `timeout` seconds; without either it runs
+    until interrupted (everything measured so far is in the results file).
+    """
+    from ..api import DEFAULT_OUTPUT_NAME, analyze
+
+    stop_at = parse_verdicts(until)
+    if not interval > 0 or (timeout is not None and not timeout > 0):
+        raise ConfigError(f"Expected interval and timeout to be positive seconds, but got {interval!r}, {timeout!r}")
+    output = Path(output) if output is not None else Path(ckpt_dir) / DEFAULT_OUTPUT_NAME
+    start, last, first = clock(), None, True
+    while True:
+        measured: list[ProgressEvent] = []
+
+        def collect(event: ProgressEvent) -> None:
+            if event.step is not None:
+                measured.append(event)
+            if progress is not None:
+                progress(event)
+
+        try:
+            analyze(ckpt_dir, output, overwrite=overwrite and first, progress=collect, **options)
+        except NoCheckpointsError:
+            pass  # nothing saved yet
+        if measured or first:
+            report = _judge(output)
+            now = None if report is None else (report.current_phase, report.advice)
+            yield WatchEvent(tuple(measured), report, changed=now != last and now is not None)
+            last = now if now is not None else last
+            if report is not None and report.advice in stop_at:
+                yield WatchEvent(report=report, finished="until")
+                return
+        first = False
+        left = None if timeout is None else timeout - (clock() - start)
+        if left is not None and left <= 0:
+            yield WatchEvent(report=_judge(output), finished="timeout")
+            return
+        sleep(interval if left is None else min(interval, left))

@@ -1,0 +1,111 @@
+"""GrokmonCallback in real Hugging Face Trainer runs of tiny models: rows per save or per N steps, the same values
+as `grokmon analyze` of the saved checkpoints, the log history, stopping on the verdict."""
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers", reason="needs the [integrations] extra (transformers)")
+
+from grokmon import analyze  # noqa: E402
+from grokmon.integrations.huggingface import GrokmonCallback  # noqa: E402
+from grokmon.results import read_results  # noqa: E402
+from loop_tasks import SETTINGS, mlp, save_probes, task  # noqa: E402
+
+FAST = dict(points=32, lc_directions=3)
+VALUES = ["accuracy", "loss", "centroid_alignment", "centroid_norm", "jacobian_erank", "jacobian_fro", "lc"]
+
+
+class Classifier(torch.nn.Module):
+    """What a Trainer trains: the loss from `labels`, the logits always."""
+
+    def __init__(self, width, dtype):
+        super().__init__()
+        self.model = mlp(width, dtype)
+
+    def forward(self, x, labels=None):
+        logits = self.model(x)
+        loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+        return {"loss": loss, "logits": logits}
+
+
+class Points(torch.utils.data.Dataset):
+    def __init__(self, probes):
+        self.x, self.y = probes["x_train"], probes["y_train"]
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+def train(root, kind, callback, steps, save_steps=None, dtype=torch.float64):
+    probes = task(kind, dtype=dtype)
+    width, lr = SETTINGS[kind]
+    args = transformers.TrainingArguments(
+        output_dir=str(root), max_steps=steps, per_device_train_batch_size=64, learning_rate=lr,
+        lr_scheduler_type="constant", save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500,
+        save_only_model=True, report_to="none", disable_tqdm=True, use_cpu=True, logging_strategy="no",
+        dataloader_num_workers=0, seed=0)
+    trainer = transformers.Trainer(model=Classifier(width, dtype), args=args, train_dataset=Points(probes),
+                                   callbacks=[callback] if callback else [])
+    trainer.train()
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory, one_thread):
+    root = tmp_path_factory.mktemp("hf")
+    probes = task("plateau", dtype=torch.float64)
+    callback = GrokmonCallback(probes, **FAST)
+    trainer = train(root / "out", "plateau", callback, steps=15, save_steps=5)
+    return root / "out", trainer, save_probes(probes, root / "probes.safetensors")
+
+
+def test_one_set_of_rows_per_save_named_by_its_folder(saved_run):
+    out, _, _ = saved_run
+    frame, metadata = read_results(out / "grokmon.parquet")
+    assert list(frame["step"]) == [5, 5, 5, 10, 10, 10, 15, 15, 15]
+    assert list(frame["checkpoint"].unique()) == ["checkpoint-5", "checkpoint-10", "checkpoint-15"]
+    assert metadata["config"]["dtype"] == "float64" and (frame["status"] == "ok").all()
+
+
+def test_values_equal_analyze_of_the_saved_checkpoints_which_resumes_the_file(saved_run, tmp_path):
+    out, _, probe_file = saved_run
+    live, _ = read_results(out / "grokmon.parquet")
+    offline = analyze(out, tmp_path / "offline.parquet", data=probe_file, dtype="float64", device="cpu", **FAST)
+    for column in VALUES:
+        torch.testing.assert_close(torch.tensor(live[column].to_numpy(dtype=float)),
+                                   torch.tensor(offline[column].to_numpy(dtype=float)), rtol=0, atol=1e-6,
+                                   equal_nan=True, msg=column)
+    events = []
+    analyze(out, data=probe_file, dtype="float64", device="cpu", progress=events.append, **FAST)
+    assert [(e.done, e.total) for e in events] == [(3, 3)]
+
+
+def test_the_log_history_holds_grokmon_values(saved_run):
+    out, trainer, _ = saved_run
+    frame, _ = read_results(out / "grokmon.parquet")
+    entries = [e for e in trainer.state.log_history if "grokmon/seconds" in e]
+    assert [e["step"] for e in entries] == [5, 10, 15]
+    train_rows = frame[frame.split == "train"]
+    assert [e["grokmon/train/lc"] for e in entries] == list(train_rows["lc"])
+    assert {"grokmon/phase", "grokmon/advice", "grokmon/random/centroid_alignment"} <= set(entries[-1])
+
+
+def test_every_n_steps_without_saves(tmp_path, one_thread):
+    train(tmp_path, "plateau", GrokmonCallback(task("plateau"), every_n_steps=2, metrics="accuracy"), steps=5,
+          dtype=torch.float32)
+    frame, _ = read_results(tmp_path / "grokmon.parquet")
+    assert sorted(set(frame["step"])) == [2, 4] and frame["checkpoint"].isna().all()
+
+
+@pytest.mark.parametrize("kind, stops", [("plateau", True), ("memorise", False)])
+def test_stop_on_stop_ends_a_plateaued_run_not_a_memorising_one(tmp_path, one_thread, kind, stops):
+    callback = GrokmonCallback(task(kind), metrics="accuracy", stop_on="stop", patience=2, points=64)
+    trainer = train(tmp_path, kind, callback, steps=40, save_steps=5, dtype=torch.float32)
+    assert (trainer.state.global_step < 40) is stops
+    reasons = [e["grokmon/stop"] for e in trainer.state.log_history if "grokmon/stop" in e]
+    assert len(reasons) == int(stops)
+    if stops:
+        assert reasons[0].startswith(f"grokmon: stopping at step {trainer.state.global_step}: the verdict has been stop")
