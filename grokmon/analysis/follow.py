@@ -2,8 +2,10 @@
 
 Each pass is one `grokmon.analyze` of the folder: it resumes the results file, so it measures only the
 checkpoints saved since the last pass (and retries those that failed: a file met while the job was still
-writing it is measured on a later pass), and it writes the file after every checkpoint. A folder that holds no
-checkpoint yet is waited on. A pass that measured something new is judged with `grokmon.phases`.
+writing it is measured on a later pass), and it writes the file after every checkpoint. The folder is the job's
+and changes under the watch, so a pass that fails on it (no checkpoint yet, none readable, a file without a
+step) is tried again at the next look; other errors (probe data, model, options) end the watch. A pass that
+measured something new is judged with `grokmon.phases`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, GrokmonError, NoCheckpointsError
+from ..errors import CheckpointError, ConfigError, GrokmonError, NoCheckpointsError
 from ..phasing import ADVICE, PhaseReport
 from .events import ProgressEvent
 
@@ -25,6 +27,7 @@ class WatchEvent:
     measured: tuple[ProgressEvent, ...] = ()  # the checkpoints of this pass, in order (failed ones too)
     report: PhaseReport | None = None  # the verdict after the pass; None while no checkpoint could be judged
     changed: bool = False  # the phase or the verdict differs from the last event's
+    error: str | None = None  # why this pass could not read the checkpoint folder (tried again next time)
     finished: str | None = None  # "until": the verdict is one of `until`; "timeout": `timeout` seconds passed
 
 
@@ -52,14 +55,15 @@ def _judge(output: Path) -> PhaseReport | None:
 
 def watch(ckpt_dir: str | Path, output: str | Path | None = None, *, until=(), interval: float = 10.0,
           timeout: float | None = None, overwrite: bool = False, progress: Callable[[ProgressEvent], None] | None = None,
-          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+          clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
           **options) -> Iterator[WatchEvent]:
     """Analyse the checkpoints of a running job as they are saved; yield after every pass that measured something.
 
     `options` are analyze's (model, data, points, ...); `overwrite` replaces the results file on the first pass
     only. The watch ends with an event whose `finished` says why: "until" once the verdict is one of `until`
     (verdicts, or a comma-separated string of them), "timeout" after `timeout` seconds; without either it runs
-    until interrupted (everything measured so far is in the results file).
+    until interrupted (everything measured so far is in the results file). The timeout is looked at between
+    passes; `clock` and `sleep` (default: time.monotonic, time.sleep) are what the watch tells time and waits with.
     """
     from ..api import DEFAULT_OUTPUT_NAME, analyze
 
@@ -67,6 +71,7 @@ def watch(ckpt_dir: str | Path, output: str | Path | None = None, *, until=(), i
     if not interval > 0 or (timeout is not None and not timeout > 0):
         raise ConfigError(f"Expected interval and timeout to be positive seconds, but got {interval!r}, {timeout!r}")
     output = Path(output) if output is not None else Path(ckpt_dir) / DEFAULT_OUTPUT_NAME
+    clock, sleep = clock or time.monotonic, sleep or time.sleep
     start, last, first = clock(), None, True
     while True:
         measured: list[ProgressEvent] = []
@@ -77,14 +82,17 @@ def watch(ckpt_dir: str | Path, output: str | Path | None = None, *, until=(), i
             if progress is not None:
                 progress(event)
 
+        error = None
         try:
             analyze(ckpt_dir, output, overwrite=overwrite and first, progress=collect, **options)
         except NoCheckpointsError:
             pass  # nothing saved yet
-        if measured or first:
+        except CheckpointError as exc:
+            error = str(exc)
+        if measured or first or error:
             report = _judge(output)
             now = None if report is None else (report.current_phase, report.advice)
-            yield WatchEvent(tuple(measured), report, changed=now != last and now is not None)
+            yield WatchEvent(tuple(measured), report, changed=now != last and now is not None, error=error)
             last = now if now is not None else last
             if report is not None and report.advice in stop_at:
                 yield WatchEvent(report=report, finished="until")

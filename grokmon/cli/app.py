@@ -313,8 +313,9 @@ def watch(
     try:
         from ..analysis.follow import watch as follow
 
+        errors: set[str] = set()
         for event in follow(ckpt_dir, until=until or (), interval=interval, timeout=timeout, **options):
-            _show_watch_event(event, quiet)
+            _show_watch_event(event, quiet, errors)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     if event.finished == "until":
@@ -330,8 +331,11 @@ def _analyze_options(ctx: typer.Context, ckpt_dir: Path) -> dict:
     return {k: v for k, v in parsed.items() if k not in ("ckpt_dir", "quiet", "debug")}
 
 
-def _show_watch_event(event, quiet: bool) -> None:
-    """Each checkpoint measured (stderr), and the verdict on stdout whenever it changes."""
+def _show_watch_event(event, quiet: bool, errors: set[str]) -> None:
+    """Each checkpoint measured and each new error of the folder (stderr), the verdict on stdout when it changes."""
+    if event.error and event.error not in errors:
+        errors.add(event.error)
+        print(f"grokmon: error: {event.error} (looking again)", file=sys.stderr)
     for done in event.measured:
         if done.error:
             print(f"grokmon: error: step {done.step} ({done.checkpoint}): {done.error}", file=sys.stderr)

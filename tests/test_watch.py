@@ -1,0 +1,100 @@
+"""grokmon watch: a run folder that another process fills while the watch follows it, a file met mid-write,
+--until, --timeout and Ctrl-C."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from conftest import train_states, write_probes, write_run
+from grokmon import phases, watch
+from grokmon.cli import app
+from grokmon.cli.app import ADVICE_EXIT_CODES
+from grokmon.results import read_results
+
+WRITER = Path(__file__).with_name("watch_writer.py")
+FAST = dict(points=16, lc_directions=2, device="cpu")
+CLI_FAST = ["--points", "16", "--lc-directions", "2", "--device", "cpu", "-q"]
+
+
+def test_watch_follows_a_folder_that_another_process_fills(tmp_path, one_thread):
+    staging, run = tmp_path / "staging", tmp_path / "run"
+    staging.mkdir(), run.mkdir()
+    for step, state in train_states([0, 5, 10, 20, 40]).items():
+        save_file(state, str(staging / f"step_{step}.safetensors"), metadata={"step": str(step)})
+    write_probes(run / "probes.safetensors")
+    # What the job does while the watch waits between two passes (the first pass finds no checkpoint yet).
+    script = [["copy step_0.safetensors", "copy step_5.safetensors"], ["half step_10.safetensors"],
+              ["rest step_10.safetensors", "copy step_20.safetensors"], [], ["copy step_40.safetensors"], []]
+    job = subprocess.Popen([sys.executable, str(WRITER), str(staging), str(run)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    clock, passes = [0.0], []
+
+    def sleep(seconds):  # the watch pauses: the job saves more
+        passes.append(clock[0])
+        for command in script[len(passes) - 1]:
+            job.stdin.write(command + "\n")
+            job.stdin.flush()
+            assert job.stdout.readline() == "ok\n"
+        clock[0] += seconds
+
+    try:
+        events = list(watch(run, interval=1.0, timeout=len(script), clock=lambda: clock[0], sleep=sleep, **FAST))
+    finally:
+        job.stdin.close()
+        job.wait(timeout=30)
+    measured = [[(e.step, e.status) for e in event.measured] for event in events]
+    assert measured[0] == [] and events[0].report is None  # nothing saved yet
+    assert measured[1] == [(0, "ok"), (5, "ok")]
+    assert (10, "ok") not in measured[2]  # met mid-write: not measured as it was (with #14's rule: skipped)
+    assert measured[3] == [(10, "ok"), (20, "ok")] and measured[4] == [(40, "ok")]
+    assert events[-1].finished == "timeout" and len(passes) == len(script)
+    frame, _ = read_results(run / "grokmon.parquet")
+    assert sorted(set(frame["step"])) == [0, 5, 10, 20, 40] and (frame["status"] == "ok").all()
+    assert events[-1].report == phases(run / "grokmon.parquet")
+
+
+def test_watch_exits_with_the_phases_code_once_the_verdict_is_reached(make_run):
+    run = make_run(steps=(0, 5, 20))
+    result = CliRunner().invoke(app, ["watch", str(run), "--until", ",".join(ADVICE_EXIT_CODES), "--interval", "0.01",
+                                      *CLI_FAST])
+    verdict = phases(run / "grokmon.parquet")
+    assert result.exit_code == ADVICE_EXIT_CODES[verdict.advice], result.output
+    assert result.stdout.startswith(f"step 20: {verdict.current_phase}, {verdict.advice} (confidence")
+
+
+def test_watch_exits_11_at_its_timeout(make_run):
+    run = make_run(steps=(0, 5))
+    result = CliRunner().invoke(app, ["watch", str(run), "--until", "roll-back", "--interval", "0.01",
+                                      "--timeout", "0.05", *CLI_FAST])
+    assert result.exit_code == 11, result.output
+    assert read_results(run / "grokmon.parquet")[0]["step"].nunique() == 2
+
+
+def test_ctrl_c_keeps_everything_measured(make_run, monkeypatch):
+    run = make_run(steps=(0, 5))
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("grokmon.analysis.follow.time.sleep", interrupt)
+    result = CliRunner().invoke(app, ["watch", str(run), *CLI_FAST])
+    assert result.exit_code == 130 and "results written so far are kept" in result.stderr
+    assert read_results(run / "grokmon.parquet")[0]["step"].nunique() == 2
+
+
+@pytest.mark.parametrize("args, message", [(["--until", "later"], "Expected verdicts from"),
+                                           (["--points", "0"], "--points"), (["--frobnicate"], "frobnicate")])
+def test_wrong_options_are_usage_errors(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["watch", str(tmp_path), *args])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_a_folder_with_no_checkpoints_yet_is_waited_on(tmp_path):
+    write_probes(tmp_path / "probes.safetensors")
+    events = list(watch(tmp_path, interval=1.0, timeout=2.0, clock=iter([0.0, 1.0, 2.0, 3.0]).__next__,
+                        sleep=lambda seconds: None, **FAST))
+    assert [e.finished for e in events] == [None, "timeout"] and events[-1].report is None
