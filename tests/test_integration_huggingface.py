@@ -39,7 +39,7 @@ class Points(torch.utils.data.Dataset):
         return {"x": self.x[i], "labels": self.y[i]}
 
 
-def train(root, kind, callback, steps, save_steps=None, dtype=torch.float64):
+def train(root, kind, callbacks, steps, save_steps=None, dtype=torch.float64):
     probes = task(kind, dtype=dtype)
     width, lr = SETTINGS[kind]
     args = transformers.TrainingArguments(
@@ -48,17 +48,18 @@ def train(root, kind, callback, steps, save_steps=None, dtype=torch.float64):
         save_only_model=True, report_to="none", disable_tqdm=True, use_cpu=True, logging_strategy="no",
         dataloader_num_workers=0, seed=0)
     trainer = transformers.Trainer(model=Classifier(width, dtype), args=args, train_dataset=Points(probes),
-                                   callbacks=[callback] if callback else [])
+                                   callbacks=callbacks)
     trainer.train()
     return trainer
 
 
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory, one_thread):
+    """A float64 run saving every 5 steps, measured at every save, and by a second callback every 2 steps."""
     root = tmp_path_factory.mktemp("hf")
     probes = task("plateau", dtype=torch.float64)
-    callback = GrokmonCallback(probes, **FAST)
-    trainer = train(root / "out", "plateau", callback, steps=15, save_steps=5)
+    every_two = GrokmonCallback(probes, root / "every_two.parquet", every_n_steps=2, metrics="accuracy")
+    trainer = train(root / "out", "plateau", [GrokmonCallback(probes, **FAST), every_two], steps=15, save_steps=5)
     return root / "out", trainer, save_probes(probes, root / "probes.safetensors")
 
 
@@ -86,26 +87,30 @@ def test_values_equal_analyze_of_the_saved_checkpoints_which_resumes_the_file(sa
 def test_the_log_history_holds_grokmon_values(saved_run):
     out, trainer, _ = saved_run
     frame, _ = read_results(out / "grokmon.parquet")
-    entries = [e for e in trainer.state.log_history if "grokmon/seconds" in e]
+    entries = [e for e in trainer.state.log_history if "grokmon/train/lc" in e]  # the save-mode callback's
     assert [e["step"] for e in entries] == [5, 10, 15]
     train_rows = frame[frame.split == "train"]
     assert [e["grokmon/train/lc"] for e in entries] == list(train_rows["lc"])
     assert {"grokmon/phase", "grokmon/advice", "grokmon/random/centroid_alignment"} <= set(entries[-1])
 
 
-def test_every_n_steps_without_saves(tmp_path, one_thread):
-    train(tmp_path, "plateau", GrokmonCallback(task("plateau"), every_n_steps=2, metrics="accuracy"), steps=5,
-          dtype=torch.float32)
-    frame, _ = read_results(tmp_path / "grokmon.parquet")
-    assert sorted(set(frame["step"])) == [2, 4] and frame["checkpoint"].isna().all()
+def test_every_n_steps_measures_at_those_steps_whether_saved_or_not(saved_run):
+    out, _, _ = saved_run
+    frame, _ = read_results(out.parent / "every_two.parquet")
+    assert sorted(set(frame["step"])) == [2, 4, 6, 8, 10, 12, 14]
+    names = frame.groupby("step")["checkpoint"].first().dropna().to_dict()
+    assert names == {10: "checkpoint-10"}  # the one step of them that was also saved
 
 
 @pytest.mark.parametrize("kind, stops", [("plateau", True), ("memorise", False)])
 def test_stop_on_stop_ends_a_plateaued_run_not_a_memorising_one(tmp_path, one_thread, kind, stops):
-    callback = GrokmonCallback(task(kind), metrics="accuracy", stop_on="stop", patience=2, points=64)
-    trainer = train(tmp_path, kind, callback, steps=40, save_steps=5, dtype=torch.float32)
-    assert (trainer.state.global_step < 40) is stops
+    callback = GrokmonCallback(task(kind), metrics="accuracy", stop_on="stop", patience=2, points=32)
+    trainer = train(tmp_path, kind, [callback], steps=35, save_steps=5, dtype=torch.float32)
+    assert (trainer.state.global_step < 35) is stops
     reasons = [e["grokmon/stop"] for e in trainer.state.log_history if "grokmon/stop" in e]
     assert len(reasons) == int(stops)
+    frame, _ = read_results(tmp_path / "grokmon.parquet")
+    last = frame[frame.step == frame.step.max()].set_index("split")["accuracy"]
+    assert last["train"] > 0.95 and (last["test"] < 0.7) is not stops  # fitted; generalised or memorised
     if stops:
         assert reasons[0].startswith(f"grokmon: stopping at step {trainer.state.global_step}: the verdict has been stop")

@@ -134,9 +134,9 @@ def _stopping(root, kind):
     log = logging.getLogger("lightning.pytorch.callbacks.grokmon")
     log.addHandler(handler)
     try:
-        callback = GrokmonCallback(task(kind), metrics="accuracy", stop_on="stop", patience=2, points=64)
+        callback = GrokmonCallback(task(kind), metrics="accuracy", stop_on="stop", patience=2, points=32)
         saves = ModelCheckpoint(dirpath=root, every_n_train_steps=5, save_top_k=-1)
-        trainer, _ = fit(root, kind, [callback, saves], steps=40, dtype=torch.float32)
+        trainer, _ = fit(root, kind, [callback, saves], steps=35, dtype=torch.float32)
     finally:
         log.removeHandler(handler)
     return trainer, messages
@@ -144,13 +144,14 @@ def _stopping(root, kind):
 
 def test_stop_on_stop_ends_a_plateaued_run_and_says_why(tmp_path, one_thread):
     trainer, messages = _stopping(tmp_path, "plateau")
-    assert trainer.global_step < 40
+    assert trainer.global_step < 35
     assert any(m.startswith(f"grokmon: stopping at step {trainer.global_step}: the verdict has been stop 2 time(s)")
                for m in messages)
 
 
 def test_stop_on_stop_lets_a_memorising_run_train_on(tmp_path, one_thread):
     trainer, messages = _stopping(tmp_path, "memorise")
-    assert trainer.global_step == 40 and not any("stopping" in m for m in messages)
+    assert trainer.global_step == 35 and not any("stopping" in m for m in messages)
     frame, _ = read_results(tmp_path / "grokmon.parquet")
-    assert frame[frame.split == "train"]["accuracy"].iloc[-1] == 1.0  # it did fit the training set
+    last = frame[frame.step == 35].set_index("split")["accuracy"]
+    assert last["train"] > 0.95 and last["test"] < 0.7  # fitted, not generalised: memorised

@@ -18,25 +18,14 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .monitor import LiveMonitor
-
-_log = logging.getLogger("transformers.integrations.grokmon")  # under the transformers verbosity setting
+from .monitor import MonitorCallback
 
 
-class GrokmonCallback(TrainerCallback):
-    """Measure the live model at every checkpoint save or every `every_n_steps` optimiser steps.
+class GrokmonCallback(MonitorCallback, TrainerCallback):
+    """Measure the live model at every checkpoint save or every `every_n_steps` optimiser steps (the arguments:
+    `grokmon.integrations.monitor.MonitorCallback`; by default the rows go to grokmon.parquet in `output_dir`)."""
 
-    probes: a probe file (as `--data`) or a dict of tensors (`x_train`, and `y_train`, `x_test`, `y_test`).
-    output: the results file [default: grokmon.parquet in `args.output_dir`].
-    metrics: analyze's metric groups [default: all]; options: analyze's (points, lc_radius, model, ...).
-    stop_on: "stop", "roll-back" or both: stop training once the verdict is one of them `patience` times in a row.
-    max_seconds: measuring takes at most this many seconds per call on average (calls over it are skipped).
-    """
-
-    def __init__(self, probes, output=None, every_n_steps=None, metrics=None, stop_on=None, patience=1,
-                 max_seconds=None, **options):
-        self.monitor = LiveMonitor(probes, output, every_n_steps, metrics, stop_on, patience, max_seconds, log=_log,
-                                   **options)
+    log = logging.getLogger("transformers.integrations.grokmon")  # under the transformers verbosity setting
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero:

@@ -16,9 +16,7 @@ from pathlib import Path
 
 from lightning.pytorch import Callback
 
-from .monitor import LiveMonitor
-
-_log = logging.getLogger("lightning.pytorch.callbacks.grokmon")  # shown by Lightning's console handler
+from .monitor import MonitorCallback
 
 
 def run_folder(trainer) -> Path:
@@ -29,20 +27,12 @@ def run_folder(trainer) -> Path:
     return Path(trainer.default_root_dir)
 
 
-class GrokmonCallback(Callback):
-    """Measure the live LightningModule at every checkpoint save or every `every_n_steps` optimiser steps.
+class GrokmonCallback(MonitorCallback, Callback):
+    """Measure the live LightningModule at every checkpoint save or every `every_n_steps` optimiser steps (the
+    arguments: `grokmon.integrations.monitor.MonitorCallback`; by default the rows go to grokmon.parquet in
+    the ModelCheckpoint's folder, else `default_root_dir`)."""
 
-    probes: a probe file (as `--data`) or a dict of tensors (`x_train`, and `y_train`, `x_test`, `y_test`).
-    output: the results file [default: grokmon.parquet in the run's checkpoint folder].
-    metrics: analyze's metric groups [default: all]; options: analyze's (points, lc_radius, model, ...).
-    stop_on: "stop", "roll-back" or both: stop training once the verdict is one of them `patience` times in a row.
-    max_seconds: measuring takes at most this many seconds per call on average (calls over it are skipped).
-    """
-
-    def __init__(self, probes, output=None, every_n_steps=None, metrics=None, stop_on=None, patience=1,
-                 max_seconds=None, **options):
-        self.monitor = LiveMonitor(probes, output, every_n_steps, metrics, stop_on, patience, max_seconds, log=_log,
-                                   **options)
+    log = logging.getLogger("lightning.pytorch.callbacks.grokmon")  # shown by Lightning's console handler
 
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:

@@ -216,3 +216,23 @@ class LiveMonitor:
                             f"{self.streak} time(s) in a row ({report.reason})")
             self.log.info(self.stopped)
         return self.stopped
+
+
+class MonitorCallback:
+    """The arguments both callbacks take (a framework's callback class comes after this one in its bases).
+
+    probes: a probe file (as `--data`) or a dict of tensors (`x_train`, and `y_train`, `x_test`, `y_test`).
+    output: the results file [default: grokmon.parquet in the folder of the run's checkpoints].
+    every_n_steps: None measures at every checkpoint save, N every N optimiser steps.
+    metrics: analyze's metric groups [default: all]; options: analyze's (points, lc_radius, model, ...).
+    stop_on: "stop", "roll-back" or both: stop training once the verdict is one of them `patience` times in a row.
+    max_seconds: measuring takes at most this many seconds per call on average (calls over it are skipped).
+    """
+
+    log = logging.getLogger("grokmon")  # where stops, skips and verdicts are said: the framework's log
+
+    def __init__(self, probes, output=None, every_n_steps=None, metrics=None, stop_on=None, patience=1,
+                 max_seconds=None, **options):
+        super().__init__()
+        self.monitor = LiveMonitor(probes, output, every_n_steps, metrics, stop_on, patience, max_seconds,
+                                   log=self.log, **options)
