@@ -1,6 +1,5 @@
 """End to end: tiny runs of every layout in, the Parquet table and its metadata out; resume; the CLI."""
 
-import hashlib
 import json
 import math
 import re
@@ -64,6 +63,7 @@ def test_accuracy_matches_the_trained_weights(make_run):
 def test_metadata_document(make_run):
     from grokmon import __version__
     from grokmon.analysis.session import METRICS_VERSION
+    from grokmon.inputs.probes import tensors_sha256
     from grokmon.results import SCHEMA_VERSION
 
     run = make_run()
@@ -81,7 +81,7 @@ def test_metadata_document(make_run):
                                  "layers": [{"in": 6, "out": 8, "bias": True}, {"in": 8, "out": 3, "bias": True}]}
     assert metadata["device"] == "cpu" and metadata["checkpoint_dir"] == str(run.resolve())
     assert metadata["probe_file"] == str(probes.resolve())
-    assert metadata["probe_hash"] == hashlib.sha256(probes.read_bytes()).hexdigest()
+    assert metadata["probe_hash"] == tensors_sha256(load_file(str(probes)))  # of the tensors, not the file's bytes
     assert metadata["probe_points"] == {"train": 16, "test": 16, "random": 16}
     radius = 0.5 * float(x_train.norm(dim=1).quantile(0.5))
     assert metadata["lc_radius_absolute"] == pytest.approx(radius, rel=1e-9)
