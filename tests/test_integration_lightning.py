@@ -116,12 +116,28 @@ def test_the_trainers_logger_receives_grokmon_values(saved_run):
     assert {"grokmon/phase", "grokmon/advice", "grokmon/confidence"} <= set(last)
 
 
+class Spy(pl.Callback):
+    """Notes the module's train/eval modes and gradients at the end of every batch."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.seen.append(([m.training for m in pl_module.modules()],
+                          [None if p.grad is None else p.grad.clone() for p in pl_module.parameters()]))
+
+
 def test_every_n_steps_without_checkpoints_leaves_the_training_as_it_was(tmp_path, one_thread):
     callback = GrokmonCallback(task("plateau"), every_n_steps=3, metrics="centroid,lc", **FAST)
-    _, measured = fit(tmp_path / "a", "plateau", [callback], steps=7, dtype=torch.float32, checkpoints=False)
+    before, after = Spy(), Spy()  # called just before and just after the callback
+    _, measured = fit(tmp_path / "a", "plateau", [before, callback, after], steps=7, dtype=torch.float32,
+                      checkpoints=False)
     _, plain = fit(tmp_path / "b", "plateau", [], steps=7, dtype=torch.float32, checkpoints=False)
     frame, _ = read_results(tmp_path / "a" / "grokmon.parquet")
     assert sorted(set(frame["step"])) == [3, 6] and frame["checkpoint"].isna().all()
+    for (modes, grads), (modes_after, grads_after) in zip(before.seen, after.seen):
+        assert modes == modes_after and all(modes)
+        assert all(torch.equal(a, b) for a, b in zip(grads, grads_after)) and None not in grads
     for (name, a), (_, b) in zip(measured.state_dict().items(), plain.state_dict().items()):
         assert torch.equal(a, b), name  # measuring changed neither the gradients nor the random stream
     assert measured.training == plain.training

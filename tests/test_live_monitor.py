@@ -45,10 +45,12 @@ def test_measuring_leaves_modes_and_gradients_as_they_were(tmp_path, one_thread)
     grads = [None if p.grad is None else p.grad.clone() for p in net.parameters()]
     monitor = LiveMonitor(probes, tmp_path / "out.parquet", every_n_steps=1, **FAST)
     monitor.open(net, tmp_path)
+    random_state = torch.get_rng_state()
     with torch.no_grad():  # hooks may run under the loop's no_grad or inference mode
         first = monitor.measure(1)
     with torch.inference_mode():
         second = monitor.measure(2)
+    assert torch.equal(torch.get_rng_state(), random_state)  # training's random stream is not drawn from
     assert [m.training for m in net.modules()] == modes
     for parameter, before in zip(net.parameters(), grads):
         assert (parameter.grad is None) == (before is None)
