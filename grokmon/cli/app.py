@@ -294,10 +294,10 @@ def _verdict_list(value: str) -> None:
     parse_verdicts(value)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             options_metavar="CKPT_DIR [ANALYZE OPTIONS] [OPTIONS]")
 def watch(
     ctx: typer.Context,
-    ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory a running job saves checkpoints to."),
     until: Optional[str] = typer.Option(None, callback=_checked(_verdict_list), help="Exit once the verdict is one of these (comma-separated), with the exit code of `phases --exit-code`."),
     interval: float = typer.Option(10.0, min=0.001, help="Seconds between looks at the folder."),
     timeout: Optional[float] = typer.Option(None, min=0.001, help="Exit 11 after this many seconds \\[default: never]."),
@@ -306,15 +306,16 @@ def watch(
 ) -> None:
     """Follow a running job: analyse each new checkpoint, print a line whenever the phase or verdict changes.
 
-    Takes every option of `grokmon analyze` (-o, --model, --data, --points, ...) and keeps its results file
-    current. Ctrl-C stops it (exit 130) and keeps everything measured.
+    CKPT_DIR is the folder a running job saves checkpoints to. Takes every option of `grokmon analyze` (-o,
+    --model, --data, --points, ...) and keeps its results file current. Ctrl-C stops it (exit 130) and keeps
+    everything measured.
     """
-    options = _analyze_options(ctx, ckpt_dir)
+    options = _analyze_options(ctx)
     try:
         from ..analysis.follow import watch as follow
 
         errors: set[str] = set()
-        for event in follow(ckpt_dir, until=until or (), interval=interval, timeout=timeout, **options):
+        for event in follow(until=until or (), interval=interval, timeout=timeout, **options):
             _show_watch_event(event, quiet, errors)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
@@ -323,12 +324,12 @@ def watch(
     raise typer.Exit(ADVICE_EXIT_CODES["inconclusive"])  # timeout: the verdict asked for was not reached
 
 
-def _analyze_options(ctx: typer.Context, ckpt_dir: Path) -> dict:
-    """The analyze options among watch's arguments, parsed and checked by the analyze command itself (a wrong one
-    is a usage error, exit 2), as keyword arguments of grokmon.analyze."""
+def _analyze_options(ctx: typer.Context) -> dict:
+    """CKPT_DIR and the analyze options among watch's arguments, parsed and checked by the analyze command itself
+    (a wrong one is a usage error, exit 2), as keyword arguments of grokmon.analyze."""
     analyze_command = typer.main.get_command(app).get_command(ctx, "analyze")
-    parsed = analyze_command.make_context("grokmon watch", [str(ckpt_dir), *ctx.args], parent=ctx).params
-    return {k: v for k, v in parsed.items() if k not in ("ckpt_dir", "quiet", "debug")}
+    parsed = analyze_command.make_context("watch", list(ctx.args), parent=ctx.parent).params
+    return {k: v for k, v in parsed.items() if k not in ("quiet", "debug")}
 
 
 def _show_watch_event(event, quiet: bool, errors: set[str]) -> None:
