@@ -1,9 +1,10 @@
 """What a training-loop callback costs per call: the sample run replayed through `LiveMonitor`.
 
 The sample run's network is the live module; before each call its weights are set to the next checkpoint's (as
-training would have left them), then `LiveMonitor.measure` runs as a callback would run it: the metrics of the
-three splits, the results file rewritten, the checkpoint names looked up, the verdict of the rows so far. Prints
-the seconds of each part per call (median and slowest over the run).
+training would have left them) and saved as a Lightning-style `.ckpt` into the run folder, then
+`LiveMonitor.measure` runs as a callback would run it at every save: the metrics of the three splits, the
+results file rewritten, the checkpoint names looked up (every saved file's step is read), the verdict of the
+rows so far. Prints the seconds of each part per call (median and slowest over the run).
 
     .venv/bin/python benchmarks/bench_callback.py --threads 1
     .venv/bin/python benchmarks/bench_callback.py --points 128 --metrics accuracy,centroid
@@ -62,8 +63,11 @@ def main() -> None:
         monitor.open(built.module, Path(folder))
         calls = []
         for ckpt in checkpoints:
+            step = ckpt.step + 1  # steps from 1, as a callback sees them
             load_weights(built, load_checkpoint(ckpt), ckpt.name)
-            calls.append(monitor.measure(max(ckpt.step, 1)).seconds)
+            torch.save({"global_step": step, "state_dict": built.module.state_dict()},
+                       Path(folder) / f"epoch=0-step={step}.ckpt")
+            calls.append(monitor.measure(step).seconds)
     rest = [c - m - v for c, m, v in zip(calls, metrics.seconds, verdict.seconds)]
     print(f"{len(calls)} calls on the sample run's MLP, {args.points} points per split, {args.threads} thread(s), "
           f"{args.device}; seconds per call, median (slowest):")
