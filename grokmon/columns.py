@@ -1,18 +1,42 @@
 """Names of the result table's columns: the one place the row layout is spelled out (no torch here)."""
 
-METRIC_GROUPS = ("accuracy", "centroid", "jacobian", "lc")
+METRIC_GROUPS = ("accuracy", "centroid", "jacobian", "lc", "robustness", "weights", "gradient", "llc")
+
+# What `--metrics` means when it is not given: every group except llc, which needs the optional extra
+# grokmon[devinterp] and costs several times all the others together (SGLD chains per checkpoint).
+DEFAULT_GROUPS = tuple(g for g in METRIC_GROUPS if g != "llc")
 
 GROUP_COLUMNS = {
     "accuracy": ("accuracy", "loss"),
     "centroid": ("centroid_alignment", "centroid_norm", "centroid_inner"),
     "jacobian": ("jacobian_erank", "jacobian_pc1", "jacobian_fro"),
     "lc": ("lc", "lc_layers"),
+    "robustness": ("robust_accuracy", "noise_accuracy"),
+    "weights": ("weight_norm", "weight_entropy"),
+    "gradient": ("grad_norm", "grad_entropy"),
+    "llc": ("llc", "llc_chain_ok"),
 }
+
+# Groups measured once per checkpoint, not per split: their values stand on every split row of the checkpoint.
+CHECKPOINT_GROUPS = ("weights", "llc")
+
+# Groups that differentiate or perturb the inputs themselves, and so need float inputs (not token ids).
+CONTINUOUS_INPUT_GROUPS = ("centroid", "jacobian", "lc", "robustness")
+
+# Groups that need no probe data at all.
+DATA_FREE_GROUPS = ("weights",)
+
+# Metrics that are one value, not a mean over points, and so have no `<metric>_se` column
+# (llc has one: the standard error over its chains).
+NO_SE = ("weight_norm", "weight_entropy", "grad_norm", "grad_entropy", "llc_chain_ok")
 
 LIST_COLUMNS = ("lc_layers", "lc_layers_se")
 
+BOOL_COLUMNS = ("llc_chain_ok",)
+
 METRIC_COLUMNS = tuple(
-    name for group in METRIC_GROUPS for metric in GROUP_COLUMNS[group] for name in (metric, f"{metric}_se")
+    name for group in METRIC_GROUPS for metric in GROUP_COLUMNS[group]
+    for name in ((metric,) if metric in NO_SE else (metric, f"{metric}_se"))
 )
 
 # The columns every row carries, before the metrics, with their kind ("int", "str", "float").

@@ -243,3 +243,64 @@ def summary(values):
     values = np.asarray(values, dtype=np.float64)
     se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else None
     return float(values.mean()), se
+
+
+def _loss_of_one(out, label):
+    """Loss of one point's outputs (K,): cross-entropy, or binary cross-entropy of a single logit, spelled out."""
+    if out.numel() == 1:
+        z = out[0]
+        return torch.log1p(torch.exp(-z)) if int(label) == 1 else torch.log1p(torch.exp(z))
+    return torch.logsumexp(out, dim=0) - out[int(label)]
+
+
+def _hit(out, label):
+    return float((int(out[0] > 0) if out.numel() == 1 else int(torch.argmax(out))) == int(label))
+
+
+def reference_pgd(model, x, y, eps, steps):
+    """(adversarial points, per-point robust accuracy): each point attacked alone, in float64."""
+    points, hits = [], []
+    for point, label in zip(x.double(), y):
+        adversarial = point.clone()
+        for _ in range(steps):
+            adversarial.requires_grad_(True)
+            loss = _loss_of_one(model(adversarial[None]).reshape(-1), label)
+            (grad,) = torch.autograd.grad(loss, adversarial)
+            with torch.no_grad():
+                adversarial = adversarial + 2.5 * eps / steps * torch.sign(grad)
+                adversarial = torch.clamp(adversarial, point - eps, point + eps)
+        with torch.no_grad():
+            hits.append(_hit(model(adversarial[None]).reshape(-1), label))
+        points.append(adversarial.detach())
+    return torch.stack(points), np.array(hits)
+
+
+def reference_noise_accuracy(model, x, y, noise):
+    """Per-point accuracy at x + noise, one point at a time."""
+    with torch.no_grad():
+        return np.array([_hit(model((p + n)[None]).reshape(-1), label) for p, n, label in zip(x, noise, y)])
+
+
+def abs_entropy(values):
+    """(L2 norm, -sum |v| log |v|) of a flat list of numbers, one number at a time (0 log 0 = 0)."""
+    square = sum(float(v) ** 2 for v in values)
+    entropy = -sum(abs(float(v)) * math.log(abs(float(v))) for v in values if v != 0)
+    return math.sqrt(square), entropy
+
+
+def all_parameter_values(tensors):
+    return [v for t in tensors for v in t.detach().double().reshape(-1).tolist()]
+
+
+def reference_gradient(model, x, y):
+    """The gradient of the mean loss w.r.t. every parameter: per point by autograd, averaged by hand."""
+    parameters = [p for p in model.parameters()]
+    total = [torch.zeros_like(p, dtype=torch.float64) for p in parameters]
+    for point, label in zip(x, y):
+        out = model(point[None]).reshape(-1)
+        loss = ((out - label.reshape(-1)) ** 2).mean() if label.is_floating_point() else _loss_of_one(out, label)
+        grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+        for acc, grad in zip(total, grads):
+            if grad is not None:
+                acc += grad.double() / len(x)
+    return total

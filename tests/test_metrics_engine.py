@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grokmon.columns import GROUP_COLUMNS, METRIC_COLUMNS
+from grokmon.columns import CHECKPOINT_GROUPS, DEFAULT_GROUPS, GROUP_COLUMNS, METRIC_COLUMNS, NO_SE
 from grokmon.errors import ConfigError, ModelError, ProbeError
 from grokmon.metrics import MetricOptions, compute_split_metrics, make_frame
 from grokmon.metrics.batching import activation_elements, batch_size
@@ -70,14 +70,18 @@ def test_columns_come_in_the_table_order_and_only_for_requested_groups():
     model, x = make(BiasFreeMLP, seed=11)
     frame = _frame(BiasFreeMLP)
     full = compute_split_metrics(model, x, _labels(model, x), options=OPTIONS, frame=frame)
-    assert tuple(full) == METRIC_COLUMNS
-    for groups in [("centroid", "lc"), ("jacobian",), ("accuracy",)]:
+    per_split = [g for g in DEFAULT_GROUPS if g not in CHECKPOINT_GROUPS]
+    assert tuple(full) == tuple(c for c in METRIC_COLUMNS if c.removesuffix("_se") in
+                                {m for g in per_split for m in GROUP_COLUMNS[g]})
+    for groups in [("centroid", "lc"), ("jacobian",), ("accuracy",), ("gradient", "weights")]:
         options = MetricOptions(groups=groups, lc_directions=4, lc_radius=0.2)
         got = compute_split_metrics(model, x, None, options=options, frame=frame if "lc" in groups else None)
-        expected = [c for g in groups for m in GROUP_COLUMNS[g] for c in (m, f"{m}_se")]
+        expected = [c for g in groups if g not in CHECKPOINT_GROUPS for m in GROUP_COLUMNS[g]
+                    for c in ((m,) if m in NO_SE else (m, f"{m}_se"))]
         assert sorted(got) == sorted(expected)
         for key in got:
-            assert got[key] == (None if full[key] is None or "accuracy" in groups else pytest.approx(full[key]))
+            unlabelled = {"accuracy", "gradient"} & set(groups)
+            assert got[key] == (None if full[key] is None or unlabelled else pytest.approx(full[key]))
     unlabelled = compute_split_metrics(model, x, None, options=MetricOptions(groups=("accuracy",)), frame=None)
     assert set(unlabelled.values()) == {None}
 

@@ -154,10 +154,13 @@ def analyze(
     activation: Optional[str] = typer.Option(None, callback=_config_value("activation"), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh \\[default: relu]."),
     data: Optional[Path] = typer.Option(None, help="Probe data (.safetensors, .pt, .npz) \\[default: manifest, else CKPT_DIR/probes.safetensors]."),
     points: Optional[int] = typer.Option(None, min=1, help="Points per split, a seeded subset \\[default: 512]."),
-    metrics: Optional[str] = typer.Option(None, callback=_config_value("metrics"), help="Comma-separated groups: accuracy,centroid,jacobian,lc \\[default: all]."),
+    metrics: Optional[str] = typer.Option(None, callback=_config_value("metrics"), help="Comma-separated groups: accuracy,centroid,jacobian,lc,robustness,weights,gradient,llc \\[default: all but llc]."),
     lc_directions: Optional[int] = typer.Option(None, min=1, help="Directions P of the LC cross-polytope \\[default: 25]."),
     lc_radius: Optional[str] = typer.Option(None, callback=_config_value("lc_radius"), help="LC radius: absolute (0.05) or relative to the median train norm (2%) \\[default: 50%]."),
-    seed: Optional[int] = typer.Option(None, min=0, help="Seed of the subsets, random points and LC frame \\[default: 0]."),
+    robust_eps: Optional[str] = typer.Option(None, callback=_config_value("robust_eps"), help="L-inf radius of the PGD attack: absolute (0.03) or relative to the train probes' value range (1%) \\[default: 1%]."),
+    robust_steps: Optional[int] = typer.Option(None, min=1, help="PGD steps, each of size 2.5 x eps / steps \\[default: 10]."),
+    noise_sigma: Optional[str] = typer.Option(None, callback=_config_value("noise_sigma"), help="Standard deviation of the Gaussian input noise: absolute or relative to the value range \\[default: 5%]."),
+    seed: Optional[int] = typer.Option(None, min=0, help="Seed of the subsets, random points, LC frame, input noise and SGLD chains \\[default: 0]."),
     device: str = typer.Option("auto", callback=_config_value("device"), help="auto, cpu, cuda or cuda:N."),
     dtype: Optional[str] = typer.Option(None, callback=_config_value("dtype"), help="float32 or float64 \\[default: float32]."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch \\[default: torch's own choice]; 1 is fastest on a busy machine."),
@@ -174,7 +177,8 @@ def analyze(
         with _failure_tracebacks(debug), AnalyzeProgress(_stderr(), quiet=quiet) as progress:
             frame = run_analyze(
                 ckpt_dir, destination, model=model, model_kwargs=model_kwargs, activation=activation, data=data,
-                points=points, metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius, seed=seed,
+                points=points, metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius,
+                robust_eps=robust_eps, robust_steps=robust_steps, noise_sigma=noise_sigma, seed=seed,
                 device=device, dtype=dtype, threads=threads, overwrite=overwrite, progress=progress,
             )
     except (Exception, KeyboardInterrupt) as exc:

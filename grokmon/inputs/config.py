@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..columns import METRIC_GROUPS
+from ..columns import DEFAULT_GROUPS, METRIC_GROUPS
 from ..errors import ConfigError
 
 MANIFEST_NAME = "grokmon.toml"
@@ -16,10 +16,15 @@ DTYPES = ("float32", "float64")
 # Activations of the inferred mlp: option value -> torch.nn class name.
 MLP_ACTIVATIONS = {"relu": "ReLU", "gelu": "GELU", "leaky_relu": "LeakyReLU", "tanh": "Tanh"}
 DEFAULT_LC_RADIUS = "50%"
+# PGD radius and noise scale, as shares of the train probes' value range (max - min over all their values).
+# On the sample run (one-hot inputs, range 1) these show robustness still rising after test accuracy settled.
+DEFAULT_ROBUST_EPS = "1%"
+DEFAULT_ROBUST_STEPS = 10
+DEFAULT_NOISE_SIGMA = "5%"
 
 MANIFEST_KEYS = (
     "model", "model_kwargs", "activation", "data", "points", "metrics",
-    "lc_directions", "lc_radius", "seed", "dtype", "phases",
+    "lc_directions", "lc_radius", "robust_eps", "robust_steps", "noise_sigma", "seed", "dtype", "phases",
 )
 
 
@@ -32,9 +37,12 @@ class AnalyzeConfig:
     activation: str = "relu"
     data: str | None = None
     points: int = 512
-    metrics: tuple[str, ...] = METRIC_GROUPS
+    metrics: tuple[str, ...] = DEFAULT_GROUPS
     lc_directions: int = 25
     lc_radius: str = DEFAULT_LC_RADIUS
+    robust_eps: str = DEFAULT_ROBUST_EPS
+    robust_steps: int = DEFAULT_ROBUST_STEPS
+    noise_sigma: str = DEFAULT_NOISE_SIGMA
     seed: int = 0
     dtype: str = "float32"
     phases: dict = field(default_factory=dict)  # threshold overrides for `grokmon phases`
@@ -91,6 +99,8 @@ _MANIFEST_TYPES = {
     "activation": (str, "a string"), "data": (str, "a file path"), "points": (int, "an integer"),
     "metrics": ((str, list), "a list like [\"centroid\", \"lc\"]"), "lc_directions": (int, "an integer"),
     "lc_radius": ((str, int, float), "a number or a percentage like \"2%\""), "seed": (int, "an integer"),
+    "robust_eps": ((str, int, float), "a number or a percentage like \"1%\""), "robust_steps": (int, "an integer"),
+    "noise_sigma": ((str, int, float), "a number or a percentage like \"5%\""),
     "dtype": (str, "\"float32\" or \"float64\""), "phases": (dict, "a table of phase thresholds"),
 }
 
@@ -138,17 +148,18 @@ def parse_model_kwargs(value: str | dict) -> dict:
 _RADIUS = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%?)\s*$")
 
 
-def resolve_radius(value: str | float, median_norm: float) -> float:
-    """The absolute LC radius: a number as given, or a percentage of the median train-probe norm.
+def resolve_radius(value: str | float, scale: float, name: str = "lc_radius") -> float:
+    """An absolute distance from a number as given, or a percentage of `scale` (for lc_radius the median
+    train-probe norm; for robust_eps and noise_sigma the train probes' value range).
 
     >>> resolve_radius("0.05", 10.0), resolve_radius("2%", 10.0)
     (0.05, 0.2)
     """
     match = _RADIUS.match(str(value))
     if not match or float(match.group(1)) <= 0:
-        raise ConfigError(f"Expected lc_radius to be a positive number or percentage like 2%, but got {value!r}")
+        raise ConfigError(f"Expected {name} to be a positive number or percentage like 2%, but got {value!r}")
     number = float(match.group(1))
-    return round(number / 100 * median_norm, 12) if match.group(2) else number
+    return round(number / 100 * scale, 12) if match.group(2) else number
 
 
 def resolve_config(ckpt_dir: Path, **options) -> AnalyzeConfig:
@@ -178,7 +189,7 @@ def check_values(values: dict) -> None:
     ...
     grokmon.errors.ConfigError: Expected points to be a positive integer, but got 0
     """
-    for name in ("points", "lc_directions", "seed"):
+    for name in ("points", "lc_directions", "robust_steps", "seed"):
         if name not in values:
             continue
         value, least = values[name], 0 if name == "seed" else 1
@@ -192,8 +203,9 @@ def check_values(values: dict) -> None:
     if "activation" in values and values["activation"] not in MLP_ACTIVATIONS:
         raise ConfigError(f"Expected activation to be one of {', '.join(MLP_ACTIVATIONS)}, but got "
                           f"{values['activation']!r}")
-    if "lc_radius" in values:
-        resolve_radius(values["lc_radius"], 1.0)
+    for name in ("lc_radius", "robust_eps", "noise_sigma"):
+        if name in values:
+            resolve_radius(values[name], 1.0, name)
     if "metrics" in values:
         parse_metrics(values["metrics"])
     if "model_kwargs" in values:

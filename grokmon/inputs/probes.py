@@ -39,14 +39,16 @@ class Split:
 @dataclass(frozen=True)
 class ProbeSet:
     """The probe data's splits after subsetting, its file (None for tensors given as a dict), the hash of its
-    tensors (`tensors_sha256`), and the size and median L2 norm of all its train points (the scale of a relative
-    LC radius, whatever `--points` takes)."""
+    tensors (`tensors_sha256`), and the size, median L2 norm (the scale of a relative LC radius) and value range,
+    max - min over all values (the scale of a relative PGD radius and noise level), of all its train points,
+    whatever `--points` takes."""
 
     path: Path | None
     sha256: str
     splits: tuple[Split, ...]
     train_size: int
     train_median_norm: float
+    train_value_range: float
 
     @property
     def source(self) -> str:
@@ -201,4 +203,5 @@ def _probe_set(data: dict[str, torch.Tensor], path: Path | None, points: int, se
     splits.append(Split("random", (low + (high - low) * uniform).to(dtype), None))
     norms = x_train.reshape(len(x_train), -1).norm(dim=1)
     return ProbeSet(path, tensors_sha256(data), tuple(splits), len(x_train),
-                    float(norms.quantile(0.5)))  # the middle of an even count, not its lower half
+                    float(norms.quantile(0.5)),  # the middle of an even count, not its lower half
+                    float(x_train.max() - x_train.min()))

@@ -84,9 +84,10 @@ def activation_elements(model: nn.Module, x: torch.Tensor) -> int:
 @dataclass(frozen=True)
 class BatchPlan:
     """Points per batch for each metric group that differentiates or perturbs, and cotangents per vmapped pass
-    of the Jacobian (None: all). A plain forward pass takes `batch_size(point_bytes, ...)` points."""
+    of the Jacobian (None: all). A plain forward pass takes `batch_size(point_bytes, ...)` points; `backward`
+    is for one forward and one backward pass (centroids, each PGD step, the parameter gradient)."""
 
-    centroid: int
+    backward: int
     jacobian: int
     jacobian_chunk: int | None
     lc: int
@@ -96,18 +97,19 @@ def plan_batches(point_bytes: int, input_elements: int, jacobian_rows: int, lc_v
                  device: torch.device | str, override: int | None = None) -> BatchPlan:
     """Batch sizes from what each metric keeps alive per point (`point_bytes`: input and activations).
 
-    Centroids: a forward and a backward pass. Jacobian: a forward pass, `jacobian_rows` backward passes at once
-    (K outputs, or the sketch's columns and rows) and the float64 Jacobian with its Gram matrix; when even one
-    point's rows do not fit the budget they go through in chunks. Local complexity: `lc_vertices` forward passes.
+    Centroids, PGD steps and parameter gradients: a forward and a backward pass. Jacobian: a forward pass,
+    `jacobian_rows` backward passes at once (K outputs, or the sketch's columns and rows) and the float64
+    Jacobian with its Gram matrix; when even one point's rows do not fit the budget they go through in chunks.
+    Local complexity: `lc_vertices` forward passes.
 
     >>> plan_batches(1024, 16, 10, 50, "cpu")
-    BatchPlan(centroid=21845, jacobian=4161, jacobian_chunk=None, lc=1310)
+    BatchPlan(backward=21845, jacobian=4161, jacobian_chunk=None, lc=1310)
     """
     budget = memory_budget(device)
     jacobian_bytes = point_bytes * (2 + jacobian_rows) + 24 * jacobian_rows * input_elements
     chunk = max(1, budget // max(1, 2 * point_bytes)) if point_bytes * jacobian_rows > budget else None
     return BatchPlan(
-        centroid=batch_size(3 * point_bytes, device, override),
+        backward=batch_size(3 * point_bytes, device, override),
         jacobian=batch_size(jacobian_bytes, device, override),
         jacobian_chunk=chunk,
         lc=batch_size(lc_vertices * point_bytes, device, override),

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .atomic import atomic_write
-from ..columns import LIST_COLUMNS, METRIC_COLUMNS, ROW_COLUMNS
+from ..columns import BOOL_COLUMNS, LIST_COLUMNS, METRIC_COLUMNS, ROW_COLUMNS
 from ..errors import ResultsError
 
 SCHEMA_VERSION = 1
@@ -29,7 +29,7 @@ def arrow_schema() -> pa.Schema:
     kinds = {"int": pa.int64(), "str": pa.string(), "float": pa.float64()}
     fields = [pa.field(name, kinds[kind]) for name, kind in ROW_COLUMNS.items()]
     for name in METRIC_COLUMNS:
-        kind = pa.list_(pa.float64()) if name in LIST_COLUMNS else pa.float64()
+        kind = pa.list_(pa.float64()) if name in LIST_COLUMNS else pa.bool_() if name in BOOL_COLUMNS else pa.float64()
         fields.append(pa.field(name, kind))
     return pa.schema(fields)
 
