@@ -27,9 +27,11 @@ from torch.func import functional_call, jacrev, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grokmon.columns import METRIC_GROUPS  # noqa: E402
-from grokmon.metrics import MetricOptions, compute_split_metrics, make_frame  # noqa: E402
+from grokmon.columns import CHECKPOINT_GROUPS, METRIC_GROUPS  # noqa: E402
+from grokmon.metrics import LLCSettings, MetricOptions, compute_checkpoint_metrics, compute_split_metrics  # noqa: E402
+from grokmon.metrics import make_frame  # noqa: E402
 from grokmon.metrics.jacobian import input_jacobians  # noqa: E402
+from grokmon.metrics.robustness import gaussian_noise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ACTIVATION_MODULES = (nn.ReLU, nn.GELU, nn.LeakyReLU, nn.Tanh, nn.SiLU, nn.ELU, nn.Sigmoid)
@@ -106,9 +108,11 @@ MODELS = {"sample": sample_model, "wide": wide_model, "cnn": cnn_model}
 
 # ------------------------------------------------------------------------------ per-point implementation
 def per_point(group: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, frame: torch.Tensor, radius: float):
-    """The straightforward implementation: one point at a time, autograd and hooks, no batching."""
+    """The straightforward implementation: one point at a time, autograd and hooks, no batching (the input
+    noise is drawn as grokmon draws it, so both sides see the same noisy points)."""
     values = []
-    for i in range(len(x)):
+    noise = gaussian_noise(x.shape, ATTACK["sigma"], 0, dtype=x.dtype, device=x.device)
+    for i in range(len(x) if group != "gradient" else 0):
         point = x[i : i + 1]
         if group == "accuracy":
             with torch.no_grad():
@@ -129,7 +133,46 @@ def per_point(group: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, fr
                            float(j.norm())))
         elif group == "lc":
             values.append(_lc_one_point(model, point, frame, radius))
+        elif group == "robustness":
+            with torch.no_grad():
+                noisy = float(model(point + noise[i : i + 1]).argmax(1) == y[i : i + 1])
+            values.append((_pgd_one_point(model, point, y[i : i + 1], ATTACK["eps"], ATTACK["steps"]), noisy))
+    if group == "gradient":
+        values.append(_gradient_one_point_at_a_time(model, x, y))
     return values
+
+
+ATTACK = {"eps": 0.01, "steps": 10, "sigma": 0.05}  # set from the command line in main()
+
+
+def _pgd_one_point(model: nn.Module, point: torch.Tensor, label: torch.Tensor, eps: float, steps: int) -> float:
+    adversarial = point.clone()
+    for _ in range(steps):
+        adversarial.requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(adversarial), label), adversarial)
+        adversarial = torch.clamp(adversarial.detach() + 2.5 * eps / steps * grad.sign(), point - eps, point + eps)
+    with torch.no_grad():
+        return float(model(adversarial).argmax(1) == label)
+
+
+def _gradient_one_point_at_a_time(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """The gradient of the mean loss as the average of per-point gradients, then its norm and entropy."""
+    total = [torch.zeros_like(p, dtype=torch.float64) for p in model.parameters()]
+    for i in range(len(x)):
+        grads = torch.autograd.grad(F.cross_entropy(model(x[i : i + 1]), y[i : i + 1]), list(model.parameters()))
+        for acc, grad in zip(total, grads):
+            acc += grad.double() / len(x)
+    return _norm_and_entropy(total)
+
+
+def _norm_and_entropy(tensors) -> tuple[float, float]:
+    flat = torch.cat([t.detach().double().reshape(-1) for t in tensors]).abs()
+    return float(flat.norm()), float(-(flat[flat > 0] * flat[flat > 0].log()).sum())
+
+
+def per_checkpoint(group: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """The straightforward data-free statistics (one concatenated vector); llc has no per-point form (None)."""
+    return _norm_and_entropy(model.parameters()) if group == "weights" else None
 
 
 def _lc_one_point(model: nn.Module, point: torch.Tensor, frame: torch.Tensor, radius: float) -> int:
@@ -170,16 +213,23 @@ def labels(model: nn.Module, splits: dict[str, torch.Tensor]) -> dict[str, torch
         return {name: model(x).argmax(1) for name, x in splits.items()}  # any labels do for timing
 
 
+def _options(group: str | None, frame: torch.Tensor, radius: float) -> MetricOptions:
+    groups = {} if group is None else {"groups": (group,)}
+    return MetricOptions(**groups, lc_directions=len(frame), lc_radius=radius, robust_eps=ATTACK["eps"],
+                         robust_steps=ATTACK["steps"], noise_sigma=ATTACK["sigma"], llc=LLCSettings())
+
+
 def check_agreement(model, splits, y, frame, radius, n_ref) -> str:
     """Largest relative difference between the engine and the per-point implementation on the subset."""
     worst = 0.0
     for name, x in splits.items():
         sub, ysub = x[:n_ref], y[name][:n_ref]
-        got = compute_split_metrics(model, sub, ysub, options=MetricOptions(lc_directions=len(frame), lc_radius=radius),
-                                    frame=frame)
+        got = compute_split_metrics(model, sub, ysub, options=_options(None, frame, radius), frame=frame)
         for group, columns in [("centroid", ("centroid_alignment", "centroid_norm", "centroid_inner")),
                                ("jacobian", ("jacobian_erank", "jacobian_pc1", "jacobian_fro")),
-                               ("accuracy", ("accuracy", "loss")), ("lc", ("lc",))]:
+                               ("accuracy", ("accuracy", "loss")), ("lc", ("lc",)),
+                               ("robustness", ("robust_accuracy", "noise_accuracy")),
+                               ("gradient", ("grad_norm", "grad_entropy"))]:
             rows = per_point(group, model, sub, ysub, frame, radius)
             for c, column in enumerate(columns):
                 mean = sum(r[c] if isinstance(r, tuple) else r for r in rows) / len(rows)
@@ -204,6 +254,29 @@ def jacobian_methods(model, splits, device, repeats) -> tuple[float, float]:
     return vjp_s, jacrev_s
 
 
+def group_line(group: str, model: nn.Module, splits: dict, y: dict, frame: torch.Tensor, args, device) -> str:
+    """One row of the table: seconds per checkpoint of the engine and of the straightforward implementation.
+
+    Per-checkpoint groups (weights, llc) run once per checkpoint, on the train split; llc has no per-point form.
+    """
+    options, n_ref, total = _options(group, frame, args.lc_radius), min(args.reference_points, args.points), \
+        3 * args.points
+    if group in CHECKPOINT_GROUPS:
+        train = (splits["train"], y["train"])
+        engine = timed(lambda: compute_checkpoint_metrics(model, train, options=options), device,
+                       1 if group == "llc" else args.repeats)[0]
+        if group == "llc":
+            return f"{group:<10} {engine:>14.3f} {'-':>13} {'-':>17} {'-':>16} {'-':>9}"
+        reference = timed(lambda: per_checkpoint(group, model, *train), device, args.repeats)[0]
+        return f"{group:<10} {engine:>14.4f} {'-':>13} {reference:>17.4f} {'-':>16} {reference / engine:>8.1f}x"
+    engine = sum(timed(lambda: compute_split_metrics(model, x, y[name], options=options, frame=frame),
+                       device, args.repeats)[0] for name, x in splits.items())
+    reference = sum(timed(lambda: per_point(group, model, x[:n_ref], y[name][:n_ref], frame, args.lc_radius),
+                          device, 1)[0] for name, x in splits.items()) * args.points / n_ref
+    return (f"{group:<10} {engine:>14.3f} {total / engine:>13.0f} {reference:>17.2f} {total / reference:>16.0f} "
+            f"{reference / engine:>8.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=512, help="points per split (default 512)")
@@ -214,11 +287,14 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--lc-directions", type=int, default=25)
     parser.add_argument("--lc-radius", type=float, default=0.05, help="absolute radius (default 0.05)")
+    parser.add_argument("--robust-eps", type=float, default=0.01, help="absolute PGD radius (default 0.01)")
+    parser.add_argument("--noise-sigma", type=float, default=0.05, help="absolute input noise (default 0.05)")
     parser.add_argument("--repeats", type=int, default=3, help="best of N timed runs for the engine (default 3)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads for both sides (default: torch's choice); on a CPU shared with other "
                              "busy processes, 1 avoids multi-threaded kernels waiting on descheduled threads")
     args = parser.parse_args()
+    ATTACK.update(eps=args.robust_eps, sigma=args.noise_sigma)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -248,17 +324,10 @@ def main() -> None:
         print(f"\n## {label}, D = {dim}, K = {model(splits['train'][:1]).shape[1]}")
         print(f"engine vs per-point agreement on the timed subset: max relative difference "
               f"{check_agreement(model, splits, y, frame, args.lc_radius, min(n_ref, 16))}")
-        print(f"{'group':<9} {'engine s/ckpt':>14} {'engine pts/s':>13} {'per-point s/ckpt':>17} "
+        print(f"{'group':<10} {'engine s/ckpt':>14} {'engine pts/s':>13} {'per-point s/ckpt':>17} "
               f"{'per-point pts/s':>16} {'speed-up':>9}")
         for group in METRIC_GROUPS:
-            options = MetricOptions(groups=(group,), lc_directions=len(frame), lc_radius=args.lc_radius)
-            engine = sum(timed(lambda: compute_split_metrics(model, x, y[name], options=options, frame=frame),
-                               device, args.repeats)[0] for name, x in splits.items())
-            reference = sum(timed(lambda: per_point(group, model, x[:n_ref], y[name][:n_ref], frame, args.lc_radius),
-                                  device, 1)[0] for name, x in splits.items()) * args.points / n_ref
-            total = 3 * args.points
-            print(f"{group:<9} {engine:>14.3f} {total / engine:>13.0f} {reference:>17.2f} {total / reference:>16.0f} "
-                  f"{reference / engine:>8.1f}x")
+            print(group_line(group, model, splits, y, frame, args, device))
         vjp_s, jacrev_s = jacobian_methods(model, splits, device, args.repeats)
         print(f"full Jacobians only, s/ckpt: vjp + vmap over cotangents {vjp_s:.3f}, "
               f"vmap over points of jacrev(functional_call) {jacrev_s:.3f} ({jacrev_s / vjp_s:.2f}x)")

@@ -29,6 +29,9 @@ def analyze(
     metrics: str | list[str] | None = None,
     lc_directions: int | None = None,
     lc_radius: str | float | None = None,
+    robust_eps: str | float | None = None,
+    robust_steps: int | None = None,
+    noise_sigma: str | float | None = None,
     seed: int | None = None,
     dtype: str | None = None,
     device: str = "auto",
@@ -55,7 +58,8 @@ def analyze(
         torch.set_num_threads(threads)
     inputs = resolve_inputs(ckpt_dir, device, model=model, model_kwargs=model_kwargs, activation=activation,
                             data=data, points=points, metrics=metrics, lc_directions=lc_directions,
-                            lc_radius=lc_radius, seed=seed, dtype=dtype)
+                            lc_radius=lc_radius, robust_eps=robust_eps, robust_steps=robust_steps,
+                            noise_sigma=noise_sigma, seed=seed, dtype=dtype)
     store = ResultsStore(Path(output) if output is not None else inputs.ckpt_dir / DEFAULT_OUTPUT_NAME, inputs,
                          overwrite)
     pending = store.pending(inputs.checkpoints)
@@ -74,7 +78,7 @@ class RunInfo:
 
     checkpoints: list  # of grokmon.checkpoints.Checkpoint
     model: dict
-    probe_file: Path
+    probe_file: Path | None  # None: only data-free metrics, no probe data read
     splits: dict[str, int]
     config: AnalyzeConfig
     device: str
@@ -94,6 +98,9 @@ def info(ckpt_dir: str | Path, *, device: str = "auto", **options) -> RunInfo:
     inputs = resolve_inputs(ckpt_dir, device, **options)
     state = load_checkpoint(inputs.checkpoints[-1]) if inputs.config.model == "mlp" else None
     built = build_model(inputs, state)
+    if inputs.probes is None:  # data-free metrics only: no probe data is read
+        return RunInfo(list(inputs.checkpoints), built.description, None, {}, inputs.config, str(inputs.device),
+                       "none read")
     config, probes = settle_inputs(inputs.config, inputs.probes, built.measured, inputs.dtype, inputs.device)
     kind = "numbers" if probes.splits[0].x.is_floating_point() else "token ids"
     return RunInfo(list(inputs.checkpoints), built.description, probes.path, probes.sizes(), config,

@@ -1,4 +1,8 @@
-"""One checkpoint measured: its weights into the session's model, every split's metrics, one row per split."""
+"""One checkpoint measured: its weights into the session's model, every split's metrics, one row per split.
+
+The per-checkpoint columns (weights, llc) are measured once and stand on every split row of the checkpoint;
+a session without probe data (data-free groups only) gives one row per checkpoint, split `train`, no points.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Callable
 
 from ..errors import GrokmonError, first_line
 from ..inputs.models import load_weights
-from ..metrics import compute_split_metrics
+from ..metrics import compute_checkpoint_metrics, compute_split_metrics
 from .loading import Loaded
 from .session import Session
 
@@ -28,6 +32,22 @@ def error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc, 300)}"
 
 
+def _row_splits(session: Session) -> list[tuple[str, int]]:
+    """(split, points) of every row a checkpoint gets: one per split, or a single `train` row without probes."""
+    return [(s.name, len(s.x)) for s in session.splits] or [("train", 0)]
+
+
+def _measured(session: Session, step: int, checkpoint: str | None) -> list[dict]:
+    model, options = session.model.measured, session.options
+    train = next(((s.x, s.y) for s in session.splits if s.name == "train"), None)
+    per_checkpoint = compute_checkpoint_metrics(model, train, options=options)
+    if not session.splits:
+        return [result_row(step, checkpoint, "train", 0, **per_checkpoint)]
+    return [result_row(step, checkpoint, s.name, len(s.x), **per_checkpoint,
+                       **compute_split_metrics(model, s.x, s.y, options=options, frame=session.frame))
+            for s in session.splits]
+
+
 def measure_rows(session: Session, step: int, checkpoint: str | None, failure: BaseException | None = None,
                  prepare: Callable[[], None] = lambda: None) -> list[dict]:
     """Every split's metrics of the session's model as it is after `prepare()`, or one error row per split
@@ -35,15 +55,12 @@ def measure_rows(session: Session, step: int, checkpoint: str | None, failure: B
     if failure is None:
         try:
             prepare()
-            model = session.model.measured
-            return [result_row(step, checkpoint, s.name, len(s.x),
-                               **compute_split_metrics(model, s.x, s.y, options=session.options, frame=session.frame))
-                    for s in session.splits]
+            return _measured(session, step, checkpoint)
         except Exception as exc:  # keys that do not fit, non-finite outputs, ...: this checkpoint's rows
             failure = exc
     _log.debug("checkpoint %s (step %s) failed", checkpoint, step, exc_info=failure)
     message = error_message(failure)
-    return [result_row(step, checkpoint, s.name, len(s.x), message) for s in session.splits]
+    return [result_row(step, checkpoint, name, points, message) for name, points in _row_splits(session)]
 
 
 def measure_checkpoint(session: Session, loaded: Loaded) -> list[dict]:

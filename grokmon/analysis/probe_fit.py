@@ -3,7 +3,8 @@
 Integer inputs are token ids when an embedding lookup consumes them (an `nn.Embedding`, `F.embedding`, or a
 model that casts them back to ids itself before embedding them); otherwise they are numbers (pixels, counts)
 and are measured like float inputs. A token model is measured on accuracy and loss alone, with no `random`
-split: the geometric metrics are defined on a continuous input space.
+split: the geometric metrics and the input perturbations of robustness are defined on a continuous input
+space (weights, gradient and llc are measured on token models too).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ..columns import CONTINUOUS_INPUT_GROUPS
 from ..errors import ConfigError, ProbeError, first_line
 from ..inputs.config import AnalyzeConfig
 from ..inputs.probes import ProbeSet, as_model_inputs
 from ..metrics.accuracy import check_labels
 
-GEOMETRY_GROUPS = ("centroid", "jacobian", "lc")
 # What a forward pass raises when the probe points do not fit the network (shapes, dtypes, indices).
 FORWARD_ERRORS = (RuntimeError, ValueError, TypeError, IndexError)
 
@@ -62,7 +63,7 @@ def settle_inputs(config: AnalyzeConfig, probes: ProbeSet, model: nn.Module, dty
         return config, probes
     tokens = embeds_tokens(model, probes.splits[0].x[:2].to(device))
     if tokens:
-        geometry = [g for g in config.metrics if g in GEOMETRY_GROUPS]
+        geometry = [g for g in config.metrics if g in CONTINUOUS_INPUT_GROUPS]
         if geometry and "metrics" in config.explicit:
             fix = ('set metrics = ["accuracy"] in the manifest' if "metrics" in config.from_manifest
                    else "pass --metrics accuracy")
@@ -71,7 +72,7 @@ def settle_inputs(config: AnalyzeConfig, probes: ProbeSet, model: nn.Module, dty
         if all(s.y is None for s in probes.splits):
             raise ProbeError(f"{probes.source}: x_train holds integer token ids that the model embeds, and no "
                              "labels: add y_train/y_test so that accuracy and loss can be measured")
-        config = replace(config, metrics=tuple(g for g in config.metrics if g not in GEOMETRY_GROUPS))
+        config = replace(config, metrics=tuple(g for g in config.metrics if g not in CONTINUOUS_INPUT_GROUPS))
     return config, as_model_inputs(probes, dtype, tokens)
 
 

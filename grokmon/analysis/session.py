@@ -22,6 +22,7 @@ from ..inputs.models import BuiltModel, build_from_factory, infer_mlp, load_weig
 from ..inputs.probes import Split
 from ..inputs.run import RunInputs
 from ..metrics import MetricOptions, make_frame
+from ..metrics.llc import require_devinterp
 from ..results import SCHEMA_VERSION
 from .loading import Loaded, load
 from .probe_fit import check_labels_exist, check_probes_fit, settle_inputs
@@ -37,7 +38,7 @@ class Session:
     inputs: RunInputs
     config: AnalyzeConfig  # as measured: a token model's has no geometry groups
     model: BuiltModel
-    splits: tuple[Split, ...]  # on the device, in the form the model takes
+    splits: tuple[Split, ...]  # on the device, in the form the model takes; none without probe data
     options: MetricOptions
     frame: torch.Tensor | None  # the LC directions, one frame for the whole run
     metadata: dict
@@ -69,13 +70,24 @@ def first_loadable(checkpoints: list[Checkpoint]) -> list[Loaded]:
 
 
 def metric_options(inputs: RunInputs, config: AnalyzeConfig) -> tuple[MetricOptions, torch.Tensor | None]:
-    """The metric options of the run (absolute LC radius, directions that fit the input) and its LC frame."""
-    dim = math.prod(inputs.probes.splits[0].x.shape[1:])
+    """The metric options of the run (absolute LC radius, PGD radius and noise level, directions that fit the
+    input) and its LC frame. Without probe data there is nothing to resolve them against: only data-free
+    groups are measured then."""
+    if "llc" in config.metrics:
+        require_devinterp()
+    if inputs.probes is None:
+        return MetricOptions(groups=config.metrics, seed=config.seed), None
+    probes = inputs.probes
+    dim = math.prod(probes.splits[0].x.shape[1:])
     directions = config.lc_directions
     if "lc_directions" not in config.explicit:
         directions = min(directions, dim)  # the default adapts to low-dimensional inputs; an explicit value must fit
-    radius = resolve_radius(config.lc_radius, inputs.probes.train_median_norm)
-    options = MetricOptions(groups=config.metrics, lc_directions=directions, lc_radius=radius, seed=config.seed)
+    options = MetricOptions(
+        groups=config.metrics, lc_directions=directions, seed=config.seed,
+        lc_radius=resolve_radius(config.lc_radius, probes.train_median_norm),
+        robust_eps=resolve_radius(config.robust_eps, probes.train_value_range, "robust_eps"),
+        robust_steps=config.robust_steps,
+        noise_sigma=resolve_radius(config.noise_sigma, probes.train_value_range, "noise_sigma"))
     frame = None
     if "lc" in options.groups:
         frame = make_frame(dim, directions, config.seed, dtype=inputs.dtype, device=inputs.device)
@@ -84,6 +96,7 @@ def metric_options(inputs: RunInputs, config: AnalyzeConfig) -> tuple[MetricOpti
 
 def run_metadata(inputs: RunInputs, model: BuiltModel, options: MetricOptions) -> dict:
     """The results file's `grokmon` document: what a result depends on, so it can be reproduced and resumed."""
+    probes = inputs.probes
     return {
         "grokmon_version": __version__,
         "schema_version": SCHEMA_VERSION,
@@ -93,12 +106,15 @@ def run_metadata(inputs: RunInputs, model: BuiltModel, options: MetricOptions) -
         "config": inputs.config.to_dict(),
         "lc_radius_absolute": options.lc_radius,
         "lc_directions_used": options.lc_directions,
+        "robust_eps_absolute": options.robust_eps,
+        "noise_sigma_absolute": options.noise_sigma,
+        "llc_sampler": options.llc.to_dict() if "llc" in options.groups else None,
         "model": model.description,
         "device": str(inputs.device),
         "torch_version": torch.__version__,
-        "probe_file": None if inputs.probes.path is None else str(inputs.probes.path.resolve()),
-        "probe_hash": inputs.probes.sha256,
-        "probe_points": inputs.probes.sizes(),
+        "probe_file": str(probes.path.resolve()) if probes is not None and probes.path is not None else None,
+        "probe_hash": probes.sha256 if probes is not None else None,
+        "probe_points": probes.sizes() if probes is not None else {},
     }
 
 
@@ -116,7 +132,12 @@ def open_session(inputs: RunInputs, pending: list[Checkpoint]) -> tuple[Session,
 def prepare_session(inputs: RunInputs, model: BuiltModel, load_first=lambda: None) -> Session:
     """The session of `model` (in eval mode): the probes settled to the way it takes them and checked against it
     with real weights (`load_first()` puts them in, after the checks that need no weights), the options, the
-    metadata. A model that is already trained (the live one of a training loop) needs no `load_first`."""
+    metadata. A model that is already trained (the live one of a training loop) needs no `load_first`. Without
+    probe data (data-free groups only) there is nothing to settle or check, and no split."""
+    if inputs.probes is None:
+        load_first()
+        options, frame = metric_options(inputs, inputs.config)
+        return Session(inputs, inputs.config, model, (), options, frame, run_metadata(inputs, model, options))
     config, probes = settle_inputs(inputs.config, inputs.probes, model.measured, inputs.dtype, inputs.device)
     check_labels_exist(config, probes)
     load_first()

@@ -53,7 +53,7 @@ class ResultsStore:
     def __init__(self, output: Path, inputs: RunInputs, overwrite: bool):
         check_writable(output)
         self.output = output
-        settings = comparable_settings(inputs.config.to_dict(), inputs.probes.sha256)
+        settings = comparable_settings(inputs.config.to_dict(), inputs.probes.sha256 if inputs.probes else None)
         self.rows = [] if overwrite or not output.exists() else self._previous_rows(settings)
 
     def _previous_rows(self, settings: dict) -> list[dict]:

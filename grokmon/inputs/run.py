@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..columns import DATA_FREE_GROUPS
 from ..errors import ConfigError
 from .checkpoints import Checkpoint, check_directory, discover_checkpoints
 from .config import AnalyzeConfig, check_values, resolve_config
@@ -15,12 +16,13 @@ from .probes import DEFAULT_PROBE_FILE, ProbeSet, load_probes
 
 @dataclass(frozen=True)
 class RunInputs:
-    """One run's inputs: where it lies, how to analyse it, its checkpoints in step order, its probe data."""
+    """One run's inputs: where it lies, how to analyse it, its checkpoints in step order, its probe data (None
+    when only data-free metric groups are asked for: then none is read)."""
 
     ckpt_dir: Path
     config: AnalyzeConfig
     checkpoints: tuple[Checkpoint, ...]
-    probes: ProbeSet
+    probes: ProbeSet | None
     device: torch.device
     dtype: torch.dtype
 
@@ -63,8 +65,12 @@ def resolve_inputs(ckpt_dir: str | Path, device: str = "auto", **options) -> Run
     check_directory(ckpt_dir)
     check_values({"device": device})
     config = resolve_config(ckpt_dir, **options)
-    probes_file = probe_path(ckpt_dir, config)
+    needs_probes = not set(config.metrics) <= set(DATA_FREE_GROUPS)
+    if needs_probes:
+        probes_file = probe_path(ckpt_dir, config)
+    else:  # not read, but a probe file lying there is still never a checkpoint
+        probes_file = Path(config.data) if config.data is not None else ckpt_dir / DEFAULT_PROBE_FILE
     checkpoints = discover_checkpoints(ckpt_dir, exclude={probes_file})
     dtype = getattr(torch, config.dtype)
-    probes = load_probes(probes_file, config.points, config.seed, dtype)
+    probes = load_probes(probes_file, config.points, config.seed, dtype) if needs_probes else None
     return RunInputs(ckpt_dir, config, tuple(checkpoints), probes, resolve_device(device), dtype)
