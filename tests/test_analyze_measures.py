@@ -82,7 +82,8 @@ def test_llc_without_devinterp_is_one_line_naming_the_extra(make_run, monkeypatc
     for name in [m for m in sys.modules if m == "devinterp" or m.startswith("devinterp.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "devinterp", None)
-    result = CliRunner().invoke(app, ["analyze", str(make_run(steps=(0,))), "--metrics", "llc", "--device", "cpu", "-q"])
+    args = ["analyze", str(make_run(steps=(0,))), "--metrics", "llc", "--device", "cpu", "-q"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert result.stderr.strip() == ("grokmon: error: the llc metric needs devinterp; install it with "
                                      "pip install 'grokmon[devinterp]'")
@@ -98,16 +99,16 @@ def test_llc_on_a_run_stands_on_every_split_row_with_its_chain_health(make_run):
     assert read_results(run / "grokmon.parquet")[1]["llc_sampler"] == LLCSettings().to_dict()
 
 
-def test_robust_accuracy_keeps_rising_after_test_accuracy_settled_on_the_digits_run(tmp_path):
+def test_robust_accuracy_rises_long_after_test_accuracy_settled_on_the_digits_run(tmp_path):
     frame = analyze(DELAYED, tmp_path / "digits.parquet", metrics="accuracy,robustness", robust_eps="5%",
-                    points=300, device="cpu")
+                    points=200, device="cpu")
     test = frame[frame["split"] == "test"].set_index("step")
     steps = list(test.index)
     settled = next(s for s in steps if (test.loc[s:, "accuracy"] > test["accuracy"].max() - 0.02).all())
     after = test.loc[settled:]
-    assert np.ptp(after["accuracy"]) < 0.03  # test accuracy flat from here on
+    assert np.ptp(after["accuracy"]) < 0.03 and settled < 1000  # test accuracy flat from early on
     low = after["robust_accuracy"].idxmin()
-    rise = after.loc[steps[-1], "robust_accuracy"] - after.loc[low, "robust_accuracy"]
-    noise = np.hypot(after.loc[steps[-1], "robust_accuracy_se"], after.loc[low, "robust_accuracy_se"])
-    assert low < steps[-1] and rise > 4 * noise  # robustness still growing long after generalisation
-    assert after.loc[steps[-1], "robust_accuracy"] < after.loc[steps[-1], "accuracy"]
+    high = after.loc[low:, "robust_accuracy"].idxmax()
+    rise = after.loc[high, "robust_accuracy"] - after.loc[low, "robust_accuracy"]
+    noise = np.hypot(after.loc[high, "robust_accuracy_se"], after.loc[low, "robust_accuracy_se"])
+    assert low > 2 * settled and high > 4 * low and rise > 4 * noise  # robustness grows long after generalising

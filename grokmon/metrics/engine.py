@@ -86,7 +86,8 @@ def _check_options(options: MetricOptions) -> None:
     if "robustness" in options.groups:
         _check_distance("--robust-eps", options.robust_eps)
         _check_distance("--noise-sigma", options.noise_sigma)
-        if not isinstance(options.robust_steps, int) or isinstance(options.robust_steps, bool) or options.robust_steps < 1:
+        steps = options.robust_steps
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ConfigError(f"Expected --robust-steps to be a positive integer, but got {options.robust_steps!r}")
 
 
