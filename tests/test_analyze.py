@@ -75,8 +75,9 @@ def test_metadata_document(make_run):
     assert (metadata["schema_version"], metadata["metrics_version"]) == (SCHEMA_VERSION, METRICS_VERSION)
     assert metadata["config"] == {
         "model": "mlp", "model_kwargs": {}, "activation": "relu", "data": None, "points": 16,
-        "metrics": ["accuracy", "centroid", "jacobian", "lc"], "lc_directions": 3, "lc_radius": "50%", "seed": 0,
-        "dtype": "float32", "phases": {}}
+        "metrics": ["accuracy", "centroid", "jacobian", "lc", "robustness", "weights", "gradient"],
+        "lc_directions": 3, "lc_radius": "50%", "robust_eps": "1%", "robust_steps": 10, "noise_sigma": "5%",
+        "seed": 0, "dtype": "float32", "phases": {}}
     assert metadata["model"] == {"kind": "mlp", "activation": "relu", "parameters": 6 * 8 + 8 + 8 * 3 + 3,
                                  "layers": [{"in": 6, "out": 8, "bias": True}, {"in": 8, "out": 3, "bias": True}]}
     assert metadata["device"] == "cpu" and metadata["checkpoint_dir"] == str(run.resolve())
@@ -86,6 +87,10 @@ def test_metadata_document(make_run):
     radius = 0.5 * float(x_train.norm(dim=1).quantile(0.5))
     assert metadata["lc_radius_absolute"] == pytest.approx(radius, rel=1e-9)
     assert metadata["lc_directions_used"] == 3
+    value_range = float(x_train.max() - x_train.min())
+    assert metadata["robust_eps_absolute"] == pytest.approx(0.01 * value_range, rel=1e-9)
+    assert metadata["noise_sigma_absolute"] == pytest.approx(0.05 * value_range, rel=1e-9)
+    assert metadata["llc_sampler"] is None
 
 
 def test_resume_computes_only_new_checkpoints(make_run):

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -37,14 +36,7 @@ def test_default_run_has_robustness_gradient_and_weights_on_every_split_row(make
     assert labelled[["robust_accuracy", "noise_accuracy", "grad_norm", "grad_entropy"]].notna().all().all()
     assert unlabelled[["robust_accuracy", "grad_norm"]].isna().all().all() and "llc" in frame
     assert frame["llc"].isna().all() and (labelled["robust_accuracy"] <= labelled["accuracy"] + 1e-12).all()
-    x_train = load_file(str(run / "probes.safetensors"))["x_train"]
-    value_range = float(x_train.max() - x_train.min())
-    assert metadata["robust_eps_absolute"] == pytest.approx(0.01 * value_range)
-    assert metadata["noise_sigma_absolute"] == pytest.approx(0.05 * value_range)
-    assert metadata["llc_sampler"] is None
-    assert {k: metadata["config"][k] for k in ("robust_eps", "robust_steps", "noise_sigma")} == \
-        {"robust_eps": "1%", "robust_steps": 10, "noise_sigma": "5%"}
-    assert "llc" not in metadata["config"]["metrics"]
+    assert "llc" not in metadata["config"]["metrics"]  # the rest of the metadata: test_analyze.py
 
 
 def test_weights_alone_need_no_probe_data_and_never_take_a_probe_file_for_a_checkpoint(make_run):
