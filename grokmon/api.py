@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
 from .errors import ConfigError, GrokmonError
-from .inputs.config import AnalyzeConfig
 from .results import read_results
 from .results.parquet import DEFAULT_NAME as DEFAULT_OUTPUT_NAME
 
 if TYPE_CHECKING:
     from .analysis.events import ProgressEvent
+    from .analysis.survey import RunInfo
 
 
 def analyze(
@@ -25,6 +24,7 @@ def analyze(
     model_kwargs: str | dict | None = None,
     activation: str | None = None,
     data: str | Path | None = None,
+    weights: str | None = None,
     points: int | None = None,
     metrics: str | list[str] | None = None,
     lc_directions: int | None = None,
@@ -41,10 +41,13 @@ def analyze(
 ) -> pd.DataFrame:
     """Measure every checkpoint of a run and write one Parquet row per (checkpoint, split).
 
-    Options left as None come from `CKPT_DIR/grokmon.toml`, else the defaults. An existing output with the
-    same configuration is resumed: only checkpoints without an `ok` row are computed. Rows are written
-    after every checkpoint, atomically. Failed checkpoints get `status = "error"` rows; the returned
-    DataFrame holds every row (check `df.status`). `threads` sets torch's CPU threads for the process.
+    Options left as None come from `CKPT_DIR/grokmon.toml`, else the defaults; `weights` names the model to
+    measure in checkpoint folders that hold several (accelerate's `model_1`). An existing output with the same
+    configuration is resumed: only checkpoints without an `ok` row for their files as they are now are computed
+    (a changed file is measured again, a deleted one's rows are dropped). Rows are written after every
+    checkpoint, atomically. Failed checkpoints get `status = "error"` rows; the returned DataFrame holds every
+    row (check `df.status`). Checkpoints still being written are skipped; the first progress event's `notes`
+    say so. `threads` sets torch's CPU threads for the process.
     """
     import torch
 
@@ -57,54 +60,32 @@ def analyze(
     if threads is not None:
         torch.set_num_threads(threads)
     inputs = resolve_inputs(ckpt_dir, device, model=model, model_kwargs=model_kwargs, activation=activation,
-                            data=data, points=points, metrics=metrics, lc_directions=lc_directions,
+                            data=data, weights=weights, points=points, metrics=metrics, lc_directions=lc_directions,
                             lc_radius=lc_radius, robust_eps=robust_eps, robust_steps=robust_steps,
                             noise_sigma=noise_sigma, seed=seed, dtype=dtype)
     store = ResultsStore(Path(output) if output is not None else inputs.ckpt_dir / DEFAULT_OUTPUT_NAME, inputs,
                          overwrite)
-    pending = store.pending(inputs.checkpoints)
+    pending = store.pending(inputs.checkpoints, writing={name for name, _ in inputs.found.in_progress})
+    store.save()
     total = len(inputs.checkpoints)
     notify = progress or (lambda event: None)
-    notify(ProgressEvent(done=total - len(pending), total=total, device=str(inputs.device)))
+    notify(ProgressEvent(done=total - len(pending), total=total, device=str(inputs.device),
+                         notes=(*inputs.found.messages(), *store.notes)))
     if pending:
         session, preloaded = open_session(inputs, pending)
         run_local(session, pending, preloaded, store, notify, done=total - len(pending), total=total)
     return store.frame()
 
 
-@dataclass(frozen=True)
-class RunInfo:
-    """What `analyze` would do, without computing anything."""
-
-    checkpoints: list  # of grokmon.checkpoints.Checkpoint
-    model: dict
-    probe_file: Path | None  # None: only data-free metrics, no probe data read
-    splits: dict[str, int]
-    config: AnalyzeConfig
-    device: str
-    inputs: str = "numbers"  # or "token ids": integer inputs the model embeds (accuracy and loss only)
-
-
 def info(ckpt_dir: str | Path, *, device: str = "auto", **options) -> RunInfo:
     """The checkpoints found, the model that would be built and the probe splits; nothing is computed.
 
-    Accepts the same options as `analyze` (model, model_kwargs, activation, data, points, ...).
+    Accepts the same options as `analyze` (model, model_kwargs, activation, data, weights, points, ...). Needs no
+    probe data and no checkpoint: what is missing is listed in `RunInfo.missing`, one line each with its fix.
     """
-    from .analysis.probe_fit import settle_inputs
-    from .analysis.session import build_model
-    from .inputs.checkpoints import load_checkpoint
-    from .inputs.run import resolve_inputs
+    from .analysis.survey import survey
 
-    inputs = resolve_inputs(ckpt_dir, device, **options)
-    state = load_checkpoint(inputs.checkpoints[-1]) if inputs.config.model == "mlp" else None
-    built = build_model(inputs, state)
-    if inputs.probes is None:  # data-free metrics only: no probe data is read
-        return RunInfo(list(inputs.checkpoints), built.description, None, {}, inputs.config, str(inputs.device),
-                       "none read")
-    config, probes = settle_inputs(inputs.config, inputs.probes, built.measured, inputs.dtype, inputs.device)
-    kind = "numbers" if probes.splits[0].x.is_floating_point() else "token ids"
-    return RunInfo(list(inputs.checkpoints), built.description, probes.path, probes.sizes(), config,
-                   str(inputs.device), kind)
+    return survey(ckpt_dir, device, **options)
 
 
 def _load_table(results) -> tuple[pd.DataFrame, dict]:

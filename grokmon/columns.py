@@ -39,9 +39,10 @@ METRIC_COLUMNS = tuple(
     for name in ((metric,) if metric in NO_SE else (metric, f"{metric}_se"))
 )
 
-# The columns every row carries, before the metrics, with their kind ("int", "str", "float").
+# The columns every row carries, before the metrics, with their kind ("int", "str", "float"). The file_* columns
+# are the checkpoint files' identity when measured (grokmon.inputs.identity): a changed file is measured again.
 ROW_COLUMNS = {"step": "int", "checkpoint": "str", "split": "str", "n_points": "int", "seconds": "float",
-               "status": "str", "error": "str"}
+               "status": "str", "error": "str", "file_size": "int", "file_mtime": "float", "file_fingerprint": "str"}
 
 SPLITS = ("train", "test", "random")  # in the order rows, tables and figures show them
 LABELLED_SPLITS = SPLITS[:2]  # the splits a probe file holds (x_train/y_train, x_test/y_test)

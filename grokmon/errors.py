@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI turns each into one line on stderr and exit code 1."""
 
+import re
+
 
 class GrokmonError(Exception):
     """Base class: something about the inputs or the environment that the user can fix."""
@@ -30,13 +32,24 @@ class ResultsError(GrokmonError):
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message, cut at `limit` characters; its type name when it has none.
+    """The first line of an exception's message, never cut inside a sentence: a line longer than `limit` keeps
+    the sentences that end within it (its first sentence whole when even that is longer); the exception's type
+    name when it has no message.
 
     >>> first_line(ValueError("shape mismatch\\n  at layer 2"))
     'shape mismatch'
+    >>> first_line(RuntimeError("Weights only load failed. This file can still be loaded, to do so ..."), limit=30)
+    'Weights only load failed.'
     """
     lines = str(exc).strip().splitlines()
-    return lines[0][:limit] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    line = lines[0].strip()
+    if len(line) <= limit:
+        return line
+    ends = [match.end() for match in re.finditer(r"[.!?](?=\s)", line)]
+    within = [end for end in ends if end <= limit]
+    return line[:within[-1]] if within else line[:ends[0]] if ends else line
 
 
 def failure_kind(error: str, checkpoint: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,13 @@ def train_states(steps: list[int], bias: bool = True, seed: int = 0) -> dict[int
         loss.backward()
         optimizer.step()
     return states
+
+
+def age(path: Path, seconds: float = 3600) -> Path:
+    """Date a file back: a broken file that has not changed for an hour is no longer being written, it is broken."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+    return path
 
 
 def write_probes(path: Path, n_train: int = 40, n_test: int = 30, labels: bool = True) -> Path:

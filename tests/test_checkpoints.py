@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import train_states
-from grokmon.inputs.checkpoints import discover_checkpoints, load_checkpoint, step_from_name
+from conftest import age, train_states
+from grokmon.inputs.checkpoints import discover_checkpoints, find_checkpoints, load_checkpoint, step_from_name
 from grokmon.errors import CheckpointError
 
 LAYOUTS = ["safetensors", "pt", "pth", "bin", "lightning", "hf", "hf-bin", "nested", "model-key", "ddp", "compiled"]
@@ -97,6 +97,43 @@ def test_name_without_step_lists_the_files(tmp_path):
         discover_checkpoints(tmp_path)
 
 
+@pytest.mark.parametrize("name, advice", [
+    ("final.pt", "torch.save({'step': 500, 'state_dict': model.state_dict()}, path)"),
+    ("final.safetensors", "save_file(tensors, path, metadata={'step': '500'})"),
+])
+def test_a_missing_step_says_how_to_store_one_for_that_format(tmp_path, name, advice):
+    if name.endswith(".safetensors"):
+        save_file({"w": torch.zeros(2)}, str(tmp_path / name))
+    else:
+        torch.save({"w": torch.zeros(2)}, tmp_path / name)
+    with pytest.raises(CheckpointError, match="no training step") as caught:
+        discover_checkpoints(tmp_path)
+    assert str(caught.value).endswith(f"rename them like step_500.pt, or save the step with the weights: {advice}")
+
+
+def test_files_sharing_a_key_are_not_shards(tmp_path):
+    folder = tmp_path / "checkpoint-3"
+    folder.mkdir()
+    state = train_states([3])[3]
+    save_file(state, str(folder / "model-00001-of-00002.safetensors"))
+    save_file({"2.bias": state["2.bias"]}, str(folder / "model-00002-of-00002.safetensors"))
+    with pytest.raises(CheckpointError, match=r"weight '2.bias' is in both model-00001-of-00002.safetensors and "
+                                              r"model-00002-of-00002.safetensors, so they are not shards of one model"):
+        load_checkpoint(discover_checkpoints(tmp_path)[0])
+
+
+def test_weights_naming_no_model_of_the_folder_lists_what_it_holds(tmp_path):
+    folder = tmp_path / "step_4"
+    folder.mkdir()
+    for name in ("model", "model_1"):
+        save_file({"w": torch.zeros(2)}, str(folder / f"{name}.safetensors"))
+    with pytest.raises(CheckpointError, match=r"step_4: no model 'model_2' here \(it holds model.safetensors, "
+                                              r"model_1.safetensors\); give --weights one of those"):
+        find_checkpoints(tmp_path, weights="model_2")
+    [ckpt] = find_checkpoints(tmp_path, weights="model_1").checkpoints
+    assert ckpt.files == (folder / "model_1.safetensors",) and ckpt.step == 4
+
+
 def test_duplicate_steps_list_the_files(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "step_5.pt")
     save_file({"w": torch.zeros(2)}, str(tmp_path / "ckpt_5.safetensors"))
@@ -133,18 +170,25 @@ def test_non_finite_weights_are_an_error(tmp_path):
         load_checkpoint(discover_checkpoints(tmp_path)[0])
 
 
-@pytest.mark.parametrize("content, match", [(b"", "empty file"), (b"\x00garbage" * 10, "not a readable PyTorch checkpoint")])
+@pytest.mark.parametrize("content, match", [
+    (b"", r"incomplete \(step_1.pt is empty\), and it is not being written any more"),
+    (b"\x00garbage" * 10, "not a readable PyTorch checkpoint"),
+])
 def test_unreadable_pickles_are_errors(tmp_path, content, match):
     (tmp_path / "step_1.pt").write_bytes(content)
+    age(tmp_path / "step_1.pt")
     with pytest.raises(CheckpointError, match=match):
         load_checkpoint(discover_checkpoints(tmp_path)[0])
 
 
-def test_truncated_safetensors_is_an_error(tmp_path):
+@pytest.mark.parametrize("keep, match", [(5000, r"incomplete \(step_1.safetensors holds 5000 of its 40\d+ bytes\)"),
+                                         (None, "not a readable safetensors file")])
+def test_truncated_or_corrupt_safetensors_is_an_error(tmp_path, keep, match):
     path = tmp_path / "step_1.safetensors"
     save_file({"w": torch.randn(100, 100)}, str(path))
-    path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+    path.write_bytes(path.read_bytes()[:keep] if keep else b"\x08" + bytes(7) + b"not json" + bytes(64))
+    age(path)
+    with pytest.raises(CheckpointError, match=match):
         load_checkpoint(discover_checkpoints(tmp_path)[0])
 
 

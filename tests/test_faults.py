@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from conftest import train_states, write_probes
+from conftest import age, train_states, write_probes
 from grokmon.cli import app
 from grokmon.results import read_results
 
@@ -43,6 +43,7 @@ class _Payload:
 def _break_truncated(run):
     path = run / "step_5.pt"
     path.write_bytes(path.read_bytes()[:300])
+    age(path)
 
 
 def _break_random_bytes(run):
@@ -51,6 +52,7 @@ def _break_random_bytes(run):
 
 def _break_empty(run):
     (run / "step_5.pt").write_bytes(b"")
+    age(run / "step_5.pt")
 
 
 def _break_nan(run):
@@ -76,16 +78,17 @@ def _break_truncated_safetensors(run):
     path = run / "step_5.safetensors"
     save_file(train_states([5])[5], str(path))
     path.write_bytes(path.read_bytes()[:-40])
+    age(path)
 
 
 @pytest.mark.parametrize("breaker, fragment", [
-    (_break_truncated, "not a readable PyTorch checkpoint"),
+    (_break_truncated, "incomplete (step_5.pt has no zip central directory"),
     (_break_random_bytes, "step_5.pt"),
-    (_break_empty, "empty file"),
+    (_break_empty, "incomplete (step_5.pt is empty)"),
     (_break_nan, "NaN or infinite"),
     (_break_keys, "missing 2.weight; unexpected head.weight"),
     (_break_shapes, "do not fit the model"),
-    (_break_truncated_safetensors, "not a readable safetensors file"),
+    (_break_truncated_safetensors, "not being written any more: the save did not finish"),
 ])
 def test_bad_checkpoint_among_good_ones_is_a_row_and_exit_1(make_run, breaker, fragment):
     run = make_run("pt", steps=(0, 5, 9))
@@ -108,6 +111,92 @@ def test_hostile_pickle_is_refused_and_never_runs(make_run, tmp_path):
     assert result.exit_code == 1
     assert "refused: this pickle needs arbitrary Python objects" in result.stderr
     assert not marker.exists()
+
+
+class _Calls:
+    """Unpickled for real, it would run `touch marker` through subprocess (a module torch does not block)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import subprocess
+
+        return (subprocess.call, (["touch", str(self.marker)],))
+
+
+class _Builds:
+    """Unpickled for real, its __setstate__ (pickle's BUILD) would create the marker."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __setstate__(self, state):
+        open(state["marker"], "w").close()
+
+
+def _lightning_like(state, **hyper_parameters):
+    return {"epoch": 0, "global_step": 5, "state_dict": state, "hyper_parameters": hyper_parameters}
+
+
+# (what the checkpoint holds, whether its weights can still be read, what the refusal names)
+HOSTILE = {
+    "os.system in hyper_parameters": (lambda s, m: _lightning_like(s, callback=_Payload(m)), False, "it names posix.system"),
+    "subprocess.call in hyper_parameters": (lambda s, m: _lightning_like(s, callback=_Calls(m)), True, None),
+    "a BUILD on a placeholder": (lambda s, m: _lightning_like(s, thing=_Builds(m)), True, None),
+    "weights that are objects": (lambda s, m: {**s, "0.weight": _Builds(m)}, False,
+                                 "its weights 0.weight are pickled test_faults._Builds objects"),
+    "the whole module, torch.save(model)": (lambda s, m: torch.nn.Sequential(torch.nn.Linear(6, 8)), False,
+                                            "it holds a pickled torch.nn.modules.container.Sequential"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_objects_in_a_torch_checkpoint_never_run_and_only_objects_as_weights_are_refused(make_run, tmp_path, case):
+    build, readable, named = HOSTILE[case]
+    run = make_run("pt", steps=(0, 9))
+    marker = tmp_path / "marker"
+    torch.save(build(train_states([5])[5], marker), run / "step_5.pt")
+    result = runner.invoke(app, ["analyze", str(run), *FAST, "--metrics", "accuracy"])
+    assert not marker.exists()
+    frame, _ = read_results(run / "grokmon.parquet")
+    if readable:
+        assert result.exit_code == 0 and set(frame["status"]) == {"ok"}, result.output
+        return
+    assert result.exit_code == 1 and set(frame[frame.step == 5]["status"]) == {"error"}
+    error = frame[frame.step == 5]["error"].iloc[0]
+    assert f"step_5.pt: refused: this pickle needs arbitrary Python objects to load ({named}" in error
+    assert error.endswith("(torch.save(model.state_dict(), ...)) or as .safetensors")
+
+
+@pytest.mark.parametrize("payload", [_Payload, _Calls, _Builds])
+def test_the_payloads_do_run_when_unpickled_for_real(tmp_path, payload):
+    marker = tmp_path / "marker"
+    pickle.loads(pickle.dumps(payload(marker)))  # what torch.load(weights_only=False) would do
+    assert marker.exists()
+
+
+def test_a_refused_last_ckpt_says_why_rather_than_that_it_has_no_step(make_run, tmp_path):
+    run = make_run("lightning", steps=(0, 5))
+    marker = tmp_path / "marker"
+    torch.save(_lightning_like(train_states([5])[5], callback=_Payload(marker)), run / "last.ckpt")
+    result = runner.invoke(app, ["analyze", str(run), *FAST, "--metrics", "accuracy"])
+    _one_error_line(result, "last.ckpt: refused: this pickle needs arbitrary Python objects to load (it names "
+                            "posix.system)")
+    assert "no training step" not in result.stderr and not marker.exists()
+
+
+def test_dcp_metadata_that_runs_code_is_refused(make_run, tmp_path):
+    run = make_run("pt", steps=(0, 9))
+    folder = run / "save_5"
+    folder.mkdir()
+    (folder / "__0_0.distcp").write_bytes(b"\0" * 64)
+    marker = tmp_path / "marker"
+    (folder / ".metadata").write_bytes(pickle.dumps(_Payload(marker)))
+    result = runner.invoke(app, ["analyze", str(run), *FAST, "--metrics", "accuracy"])
+    assert result.exit_code == 1 and not marker.exists()
+    assert "save_5/.metadata: not readable DCP metadata (it names posix.system, which DCP metadata never holds)" \
+        in result.stderr
 
 
 @pytest.mark.parametrize("setup, args, fragments", [

@@ -102,7 +102,9 @@ def test_analyze_of_the_checkpoints_resumes_the_callbacks_file(saved_run):
     events = []
     frame = analyze(ckpts, data=probe_file, dtype="float64", device="cpu", progress=events.append, **FAST)
     assert [(e.done, e.total) for e in events] == [(4, 4)]  # nothing left to compute
-    pd.testing.assert_frame_equal(frame, before)
+    identity = ["file_size", "file_mtime", "file_fingerprint"]  # the live rows take the saved files' identity
+    assert before[identity].isna().all().all() and frame[identity].notna().all().all()
+    pd.testing.assert_frame_equal(frame.drop(columns=identity), before.drop(columns=identity))
 
 
 def test_the_trainers_logger_receives_grokmon_values(saved_run):

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """Sent when a run starts (step None) and after every checkpoint."""
+    """Sent when a run starts (step None, with the notes about the run: checkpoints skipped because they are still
+    being written, a step saved twice, results dropped because their file changed or is gone) and after every
+    checkpoint."""
 
     done: int
     total: int
@@ -17,3 +19,4 @@ class ProgressEvent:
     seconds: float | None = None
     status: str | None = None
     error: str | None = None
+    notes: tuple[str, ...] = ()

@@ -109,7 +109,7 @@ def recorded_model(module: nn.Module, inputs: RunInputs) -> tuple[AnalyzeConfig,
     model was given (option or manifest) and does not."""
     config = inputs.config
     try:
-        built = build_model(inputs, module.state_dict())
+        built = build_model(inputs.config, inputs.ckpt_dir, module.state_dict(), inputs.device, inputs.dtype)
         reason = _differs(built, module, inputs)
     except GrokmonError as exc:
         built, reason = None, str(exc)

@@ -13,23 +13,28 @@ from dataclasses import dataclass
 import torch
 
 from ..inputs.checkpoints import Checkpoint, load_checkpoint
+from ..inputs.identity import FileIdentity, identity_of
 
 
 @dataclass
 class Loaded:
-    """One checkpoint's weights on the CPU, or why they could not be read."""
+    """One checkpoint's weights on the CPU, or why they could not be read, and its files' identity as they were
+    read (None when they could not even be looked at)."""
 
     checkpoint: Checkpoint
     state: dict[str, torch.Tensor] | None = None
     error: BaseException | None = None
+    identity: FileIdentity | None = None
 
 
 def load(ckpt: Checkpoint) -> Loaded:
     """Read one checkpoint; any failure (corrupt, refused, non-finite) is kept in the result, not raised."""
+    identity = None
     try:
-        return Loaded(ckpt, state=load_checkpoint(ckpt))
+        identity = identity_of(ckpt.files)  # before reading: a file that changes meanwhile is measured again later
+        return Loaded(ckpt, state=load_checkpoint(ckpt), identity=identity)
     except Exception as exc:  # every failure is this checkpoint's row, whatever raised it
-        return Loaded(ckpt, error=exc)
+        return Loaded(ckpt, error=exc, identity=identity)
 
 
 def prefetched(checkpoints: Sequence[Checkpoint], preloaded: Sequence[Loaded] = ()) -> Iterator[Loaded]:

@@ -64,7 +64,10 @@ def measure_rows(session: Session, step: int, checkpoint: str | None, failure: B
 
 
 def measure_checkpoint(session: Session, loaded: Loaded) -> list[dict]:
-    """Every split's metrics for one checkpoint, or one error row per split saying why it failed."""
+    """Every split's metrics for one checkpoint, or one error row per split saying why it failed; each row with the
+    identity of the checkpoint's files."""
     ckpt = loaded.checkpoint
-    return measure_rows(session, ckpt.step, ckpt.name, loaded.error,
+    rows = measure_rows(session, ckpt.step, ckpt.name, loaded.error,
                         lambda: load_weights(session.model, loaded.state, ckpt.name))
+    identity = loaded.identity.columns() if loaded.identity is not None else {}  # its files as they were read
+    return [{**row, **identity} for row in rows]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -44,15 +45,15 @@ class Session:
     metadata: dict
 
 
-def build_model(inputs: RunInputs, state: dict | None) -> BuiltModel:
-    """The run's network on its device and dtype, in eval mode: from the factory, or read off `state` (mlp)."""
-    config = inputs.config
+def build_model(config: AnalyzeConfig, ckpt_dir: Path, state: dict | None, device: torch.device,
+                dtype: torch.dtype) -> BuiltModel:
+    """The run's network on `device` and `dtype`, in eval mode: from the factory, or read off `state` (mlp)."""
     if config.model == "mlp":
         built = infer_mlp(state, config.activation)
     else:
-        built = build_from_factory(config.model, config.model_kwargs, inputs.ckpt_dir,
+        built = build_from_factory(config.model, config.model_kwargs, ckpt_dir,
                                    base_first="model" in config.from_manifest)
-    built.module.to(device=inputs.device, dtype=inputs.dtype).eval()
+    built.module.to(device=device, dtype=dtype).eval()
     return built
 
 
@@ -124,7 +125,7 @@ def open_session(inputs: RunInputs, pending: list[Checkpoint]) -> tuple[Session,
     Returns the session and the checkpoints read on the way (measure them first: they are not read again).
     """
     read = first_loadable(pending)
-    model = build_model(inputs, read[-1].state)
+    model = build_model(inputs.config, inputs.ckpt_dir, read[-1].state, inputs.device, inputs.dtype)
     first = read[-1]
     return prepare_session(inputs, model, lambda: load_weights(model, first.state, first.checkpoint.name)), read
 

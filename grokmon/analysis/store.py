@@ -1,8 +1,13 @@
 """The results file of a run as `analyze` keeps it: resumed when its configuration matches, rewritten after
-every checkpoint (atomically), so that a run killed part-way loses at most the checkpoint in flight."""
+every checkpoint (atomically), so that a run killed part-way loses at most the checkpoint in flight.
+
+The file describes the checkpoints as they are: rows whose checkpoint file changed since it was measured are
+measured again, and rows of a checkpoint that is gone are dropped (see `ResultsStore.pending`).
+"""
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -11,12 +16,14 @@ import pandas as pd
 from ..columns import SPLITS
 from ..errors import ConfigError, ResultsError
 from ..inputs.checkpoints import Checkpoint
+from ..inputs.identity import FileIdentity, identity_of, unchanged
 from ..inputs.run import RunInputs
 from ..results import read_results, rows_to_frame, write_results
 from .session import METRICS_VERSION
 
-# Settings that may differ between an existing results file and a new run without invalidating it.
-NOT_COMPARED = ("data", "phases")
+# Settings that may differ between an existing results file and a new run without invalidating it (a changed
+# [steps] entry invalidates the rows of that checkpoint alone).
+NOT_COMPARED = ("data", "phases", "steps")
 
 
 def comparable_settings(config: dict, probe_hash: str | None) -> dict:
@@ -47,12 +54,29 @@ def _sorted(rows: list[dict]) -> list[dict]:
                                        r["split"]))
 
 
+def _recorded(row: dict) -> FileIdentity | None:
+    """The file identity a row recorded; None for a row written before grokmon recorded one."""
+    size, mtime, fingerprint = row.get("file_size"), row.get("file_mtime"), row.get("file_fingerprint")
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (size, mtime, fingerprint)):
+        return None
+    return FileIdentity(int(size), float(mtime), str(fingerprint))
+
+
+def _steps_text(steps: list[int]) -> str:
+    shown = ", ".join(map(str, steps[:5])) + (", ..." if len(steps) > 5 else "")
+    return f"step{'s' if len(steps) > 1 else ''} {shown}"
+
+
 class ResultsStore:
     """The rows of one results file: those of an earlier run with the same settings, and every new one."""
 
     def __init__(self, output: Path, inputs: RunInputs, overwrite: bool):
         check_writable(output)
         self.output = output
+        self.ckpt_dir = inputs.ckpt_dir
+        self.metadata: dict = {}  # the existing file's, until a session writes its own
+        self.notes: list[str] = []  # what pending() changed, one line each
+        self._unsaved = False
         settings = comparable_settings(inputs.config.to_dict(), inputs.probes.sha256 if inputs.probes else None)
         self.rows = [] if overwrite or not output.exists() else self._previous_rows(settings)
 
@@ -77,12 +101,65 @@ class ResultsStore:
         if changed:
             raise ConfigError(f"{self.output}: holds results of another configuration ({'; '.join(changed)}); "
                               "pass --overwrite to replace them, or -o another file")
+        self.metadata = old
+        self._unsaved = len(frame) != int((frame["status"] == "ok").sum())  # failed rows are dropped
         return frame[frame["status"] == "ok"].to_dict("records")
 
-    def pending(self, checkpoints: tuple[Checkpoint, ...]) -> list[Checkpoint]:
-        """The checkpoints without an ok row, in step order."""
-        done = {r["step"] for r in self.rows}
-        return [c for c in checkpoints if c.step not in done]
+    def pending(self, checkpoints: tuple[Checkpoint, ...], writing: set[str] = frozenset()) -> list[Checkpoint]:
+        """The checkpoints without ok rows that describe their files as they are now, in step order.
+
+        Rows of a checkpoint whose files changed since they were measured (see grokmon.inputs.identity), or whose
+        step changed, are dropped and the checkpoint is measured again; rows of a checkpoint that is no longer in
+        the run are dropped; rows of one still being written (`writing`: names) are kept until it is complete.
+        Rows written before grokmon recorded file identities are taken to describe the files as they are now, and
+        so are rows a training callback measured live (no checkpoint name) at the step of a saved checkpoint; live
+        rows of a step that has no checkpoint are kept.
+        """
+        current = {c.name: c for c in checkpoints}
+        by_name: dict[str | None, list[dict]] = {}
+        for row in self.rows:
+            by_name.setdefault(row["checkpoint"], []).append(row)
+        live = by_name.pop(None, [])
+        saved = {c.step: c.name for c in checkpoints if c.name not in by_name}
+        for row in live:
+            if row["step"] in saved:
+                by_name.setdefault(saved[row["step"]], []).append({**row, "checkpoint": saved[row["step"]]})
+        kept = [row for row in live if row["step"] not in saved]
+        self._unsaved |= len(kept) != len(live)
+        changed, gone = [], []
+        for name, rows in by_name.items():
+            ckpt = current.get(name)
+            if ckpt is None:
+                if name in writing:
+                    kept += rows
+                else:
+                    gone.append(int(rows[0]["step"]))
+                continue
+            recorded = _recorded(rows[0])
+            identity = identity_of(ckpt.files) if recorded is None else unchanged(recorded, ckpt.files)
+            if identity is None or int(rows[0]["step"]) != ckpt.step:
+                changed.append(ckpt.step)
+                continue
+            self._unsaved |= identity != recorded
+            kept += [{**row, **identity.columns()} for row in rows]
+        self._note(changed, gone)
+        self.rows = kept
+        done = {row["checkpoint"] for row in kept}
+        return [c for c in checkpoints if c.name not in done]
+
+    def _note(self, changed: list[int], gone: list[int]) -> None:
+        if changed:
+            self.notes.append(f"{_steps_text(sorted(changed))}: the checkpoint changed since it was measured "
+                              "(overwritten in place); measuring it again")
+        if gone:
+            self.notes.append(f"{_steps_text(sorted(gone))}: no longer in {self.ckpt_dir}; its rows are dropped from "
+                              "the results")
+        self._unsaved |= bool(changed or gone)
+
+    def save(self) -> None:
+        """Write the rows kept by `pending` when it dropped or updated any (nothing else is to be measured)."""
+        if self._unsaved and self.metadata:
+            self.write(self.metadata)
 
     def add(self, rows: list[dict], metadata: dict) -> None:
         """Add one checkpoint's rows, in place of any earlier rows of its step, and rewrite the file atomically."""
@@ -93,6 +170,7 @@ class ResultsStore:
     def write(self, metadata: dict) -> None:
         """Rewrite the file atomically with every row."""
         write_results(self.output, _sorted(self.rows), metadata)
+        self.metadata, self._unsaved = metadata, False
 
     def name_checkpoints(self, names: dict[int, str]) -> bool:
         """Give rows without a checkpoint name the name of their step's checkpoint in `names`; whether any changed."""

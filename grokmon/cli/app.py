@@ -152,7 +152,8 @@ def analyze(
     model: Optional[str] = typer.Option(None, help="mlp, file.py:function or package.module:function \\[default: manifest, else mlp]."),
     model_kwargs: Optional[str] = typer.Option(None, callback=_config_value("model_kwargs"), help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
     activation: Optional[str] = typer.Option(None, callback=_config_value("activation"), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh \\[default: relu]."),
-    data: Optional[Path] = typer.Option(None, help="Probe data (.safetensors, .pt, .npz) \\[default: manifest, else CKPT_DIR/probes.safetensors]."),
+    data: Optional[Path] = typer.Option(None, help="Probe data (.safetensors, .pt, .npz) \\[default: manifest, else CKPT_DIR/probes.safetensors, .pt or .npz]."),
+    weights: Optional[str] = typer.Option(None, help="The model to measure in checkpoint folders that hold several (accelerate's model, model_1, ...)."),
     points: Optional[int] = typer.Option(None, min=1, help="Points per split, a seeded subset \\[default: 512]."),
     metrics: Optional[str] = typer.Option(None, callback=_config_value("metrics"), help="Comma-separated groups: accuracy,centroid,jacobian,lc,robustness,weights,gradient,llc \\[default: all but llc]."),
     lc_directions: Optional[int] = typer.Option(None, min=1, help="Directions P of the LC cross-polytope \\[default: 25]."),
@@ -177,7 +178,7 @@ def analyze(
         with _failure_tracebacks(debug), AnalyzeProgress(_stderr(), quiet=quiet) as progress:
             frame = run_analyze(
                 ckpt_dir, destination, model=model, model_kwargs=model_kwargs, activation=activation, data=data,
-                points=points, metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius,
+                weights=weights, points=points, metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius,
                 robust_eps=robust_eps, robust_steps=robust_steps, noise_sigma=noise_sigma, seed=seed,
                 device=device, dtype=dtype, threads=threads, overwrite=overwrite, progress=progress,
             )
@@ -276,15 +277,16 @@ def info(
     model_kwargs: Optional[str] = typer.Option(None, callback=_config_value("model_kwargs"), help="As for analyze."),
     activation: Optional[str] = typer.Option(None, callback=_config_value("activation"), help="As for analyze."),
     data: Optional[Path] = typer.Option(None, help="As for analyze."),
+    weights: Optional[str] = typer.Option(None, help="As for analyze."),
     points: Optional[int] = typer.Option(None, min=1, help="As for analyze."),
     debug: bool = DEBUG_OPTION,
 ) -> None:
-    """Show what `analyze` would do: checkpoints, model, probe splits. Nothing is computed."""
+    """Show what `analyze` would do: checkpoints, model, probe splits, and what is missing. Nothing is computed."""
     try:
         from ..api import info as run_info
 
         found = run_info(ckpt_dir, device="cpu", model=model, model_kwargs=model_kwargs,
-                         activation=activation, data=data, points=points)
+                         activation=activation, data=data, weights=weights, points=points)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     from .tables import info_tables

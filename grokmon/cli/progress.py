@@ -35,10 +35,13 @@ class AnalyzeProgress:
             self.bar.stop()
 
     def __call__(self, event) -> None:
-        if self.quiet:
-            return
         if event.step is None:
-            self._start(event)
+            for note in event.notes:  # not progress: shown under --quiet too
+                self.console.print(f"grokmon: note: {note}", highlight=False, markup=False, soft_wrap=True)
+            if not self.quiet:
+                self._start(event)
+            return
+        if self.quiet:
             return
         error = self._error_text(event)
         if self.plain:

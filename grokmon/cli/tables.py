@@ -56,30 +56,42 @@ def compare_table(comparison) -> list:
 
 
 def info_tables(found) -> list:
-    """Checkpoints, model and probe splits that `analyze` would use."""
-    checkpoints = Table(title=f"{len(found.checkpoints)} checkpoints", title_justify="left")
-    checkpoints.add_column("step", justify="right")
-    checkpoints.add_column("checkpoint")
-    checkpoints.add_column("format")
-    for ckpt in found.checkpoints:
-        checkpoints.add_row(str(ckpt.step), ckpt.name, ckpt.format)
-    model = Table(title="model", title_justify="left", show_header=False)
-    model.add_column("key")
-    model.add_column("value")
-    for key, value in found.model.items():
-        model.add_row(key, _short(value))
-    probes = Table(title=f"probe data: {found.probe_file} (inputs: {found.inputs})", title_justify="left")
-    probes.add_column("split")
-    probes.add_column("points", justify="right")
-    for split, size in found.splits.items():
-        probes.add_row(split, str(size))
+    """What `analyze` would use (checkpoints, model, probe splits, configuration) as far as it is there, then a
+    line per note and per missing part."""
+    parts = []
+    if found.checkpoints:
+        checkpoints = Table(title=f"{len(found.checkpoints)} checkpoints", title_justify="left")
+        checkpoints.add_column("step", justify="right")
+        checkpoints.add_column("checkpoint")
+        checkpoints.add_column("format")
+        for ckpt in found.checkpoints:
+            checkpoints.add_row(str(ckpt.step), ckpt.name, ckpt.format)
+        parts.append(checkpoints)
+    if found.model:
+        model = Table(title="model", title_justify="left", show_header=False)
+        model.add_column("key")
+        model.add_column("value")
+        for key, value in found.model.items():
+            model.add_row(key, _short(value))
+        parts.append(model)
+    if found.splits:
+        inputs = f" (inputs: {found.inputs})" if found.inputs else ""
+        probes = Table(title=f"probe data: {found.probe_file}{inputs}", title_justify="left")
+        probes.add_column("split")
+        probes.add_column("points", justify="right")
+        for split, size in found.splits.items():
+            probes.add_row(split, str(size))
+        parts.append(probes)
     config = Table(title="configuration", title_justify="left", show_header=False)
     config.add_column("option")
     config.add_column("value")
     for key, value in found.config.to_dict().items():
         config.add_row(key, _short(value))
     config.add_row("device", found.device)
-    return [checkpoints, model, probes, config]
+    parts.append(config)
+    lines = Text("\n").join([Text(f"note: {note}") for note in found.notes]
+                             + [Text(f"missing: {line}", style="yellow") for line in found.missing])
+    return parts + ([lines] if lines else [])
 
 
 def _short(value) -> str:

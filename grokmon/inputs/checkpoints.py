@@ -1,46 +1,28 @@
-"""Find, order and load the checkpoints of one training run.
+"""Find and order the checkpoints of one training run.
 
-Layouts: weight files directly in the directory (`*.safetensors`, `*.pt`, `*.pth`, `*.bin`, Lightning
-`*.ckpt`), or one sub-directory per checkpoint, Hugging Face Trainer style (`checkpoint-500/model.safetensors`).
-Pickles are only ever opened with `torch.load(..., weights_only=True)`: no code from a checkpoint runs.
+Where they lie: `layouts`; their steps: `steps`; still being written: `in_progress`; loading: `weights` (no code
+from a checkpoint ever runs). The probe data file and the manifest are never checkpoints.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import warnings
-import zipfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from ..errors import CheckpointError, NoCheckpointsError
+from .in_progress import in_progress
+from .layouts import LAST_COPY, Candidate, find_candidates
+from .steps import WEIGHT_SUFFIXES, missing_step_advice, numbers_saves, step_from_name, stored_step, \
+    trainer_state_step
+from .weights import load_checkpoint, unwrap_state_dict
 
-from ..errors import CheckpointError, NoCheckpointsError, first_line
+__all__ = ["Checkpoint", "FoundCheckpoints", "check_directory", "discover_checkpoints", "find_checkpoints",
+           "load_checkpoint", "step_from_name", "unwrap_state_dict"]
 
-WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-
-# Files a trainer saves beside the weights; never a checkpoint of the model.
-NOT_WEIGHTS = re.compile(
-    r"^(optimizer|scheduler|scaler|rng_state(_\d+)?|training_args|training_state|trainer_state"
-    r"|probes|ema_state|lr_scheduler|random_states(_\d+)?)\.",
-    re.IGNORECASE,
-)
-
-_STEP_PATTERNS = (
-    re.compile(r"checkpoint[-_](\d+)", re.IGNORECASE),
-    re.compile(r"(?:global_)?step[=_-]?(\d+)", re.IGNORECASE),
-    re.compile(r"ckpt[-_]?(\d+)", re.IGNORECASE),
-)
-_LAST_INTEGER = re.compile(r"(\d+)(?!.*\d)")
-# Shards of one checkpoint, as Hugging Face writes them: model-00001-of-00003.safetensors.
-_SHARD = re.compile(r"-\d+-of-\d+\.[a-z]+$", re.IGNORECASE)
 _HF_FOLDER = re.compile(r"^checkpoint-\d+$")
-# Lightning's save_last copy of the newest checkpoint: last.ckpt, last-v1.ckpt.
-_LAST_COPY = re.compile(r"^last(-v\d+)?\.ckpt$", re.IGNORECASE)
-
-# Where trainers nest the model's weights inside a saved dict, most specific first.
-_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
+_COPY_NUMBER = re.compile(r"-v(\d+)(?=\.ckpt$)", re.IGNORECASE)  # Lightning's epoch=0-step=4-v1.ckpt
 
 
 @dataclass(frozen=True)
@@ -51,153 +33,37 @@ class Checkpoint:
     path: Path
     files: tuple[Path, ...]
     name: str  # path relative to the checkpoint directory, as written in the results
-    format: str  # "safetensors" or "pickle", and "(N shards)" when split
+    format: str  # "safetensors", "pickle" or "dcp", and "(N shards)" when split
 
 
-def step_from_name(name: str) -> int | None:
-    """The training step a file or folder name announces, or None.
+@dataclass(frozen=True)
+class FoundCheckpoints:
+    """The run's checkpoints in step order, what the user should know about them (one line each), and those still
+    being written: (name, why), skipped."""
 
-    >>> step_from_name("checkpoint-500"), step_from_name("epoch=3-step=1200.ckpt"), step_from_name("w_0042.pt")
-    (500, 1200, 42)
-    """
-    stem = name
-    for suffix in WEIGHT_SUFFIXES:
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-    for pattern in _STEP_PATTERNS:
-        match = pattern.search(stem)
-        if match:
-            return int(match.group(1))
-    match = _LAST_INTEGER.search(stem)
-    return int(match.group(1)) if match else None
+    checkpoints: tuple[Checkpoint, ...]
+    notes: tuple[str, ...] = ()
+    in_progress: tuple[tuple[str, str], ...] = ()
+
+    def messages(self) -> tuple[str, ...]:
+        """The notes and a line per checkpoint in progress, as the CLI shows them."""
+        return (*(f"{name}: {why}; skipped, the next analyze measures it" for name, why in self.in_progress),
+                *self.notes)
 
 
-def _is_weight_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES and not NOT_WEIGHTS.match(path.name)
+@dataclass(frozen=True)
+class _Stepped:
+    candidate: Candidate
+    name: str
+    step: int
 
 
-def _format_of(files: tuple[Path, ...]) -> str:
+def _format_of(path: Path, files: tuple[Path, ...]) -> str:
+    if path.is_dir() and any(f.suffix == ".distcp" for f in files):
+        return "dcp"
     kinds = {"safetensors" if f.suffix == ".safetensors" else "pickle" for f in files}
     kind = "+".join(sorted(kinds))
     return kind if len(files) == 1 else f"{kind} ({len(files)} shards)"
-
-
-def _folder_weights(folder: Path, exclude: set[Path]) -> list[Path]:
-    files = [f for f in sorted(folder.iterdir()) if _is_weight_file(f) and f.resolve() not in exclude]
-    safetensors = [f for f in files if f.suffix == ".safetensors"]
-    return safetensors or files  # HF folders often hold both formats of the same weights
-
-
-def _is_run(files: list[Path]) -> bool:
-    """Several weight files, not shards, each naming its own step (Lightning's `last.ckpt` aside): checkpoints
-    of a run, not one checkpoint."""
-    if len(files) < 2 or all(_SHARD.search(f.name) for f in files):
-        return False
-    steps = [step_from_name(f.name) for f in files if not _LAST_COPY.match(f.name)]
-    return bool(steps) and None not in steps and len(set(steps)) == len(steps)
-
-
-def _candidates(ckpt_dir: Path, exclude: set[Path]) -> list[tuple[Path, tuple[Path, ...]]]:
-    """(checkpoint path, weight files) pairs: flat files, and sub-folders holding one checkpoint (maybe sharded).
-
-    A directory whose checkpoints all lie in its one sub-folder (Lightning's `version_0/checkpoints/`) is
-    read through to that folder.
-    """
-    found, runs, folders = [], [], []
-    for entry in sorted(ckpt_dir.iterdir()):
-        if entry.resolve() in exclude or entry.name.startswith("."):
-            continue
-        folders += [entry] if entry.is_dir() else []
-        if _is_weight_file(entry):
-            found.append((entry, (entry,)))
-        elif entry.is_dir():
-            files = _folder_weights(entry, exclude)
-            if _is_run(files):
-                runs.append(entry)
-            elif files:
-                found.append((entry, tuple(files)))
-    if runs and not found and len(runs) == 1:
-        return _candidates(runs[0], exclude)
-    if not found and not runs and len(folders) == 1:  # version_0/ holding checkpoints/ and logs
-        return _candidates(folders[0], exclude)
-    if runs:
-        raise CheckpointError(
-            f"{runs[0]}: holds {len(_folder_weights(runs[0], exclude))} weight files that are not shards of one "
-            f"checkpoint; point grokmon at that folder (grokmon analyze {runs[0]})"
-        )
-    return found
-
-
-def _trainer_state_step(folder: Path) -> int | None:
-    """`global_step` of a Hugging Face `trainer_state.json` in `folder`, if there is a readable one."""
-    state = folder / "trainer_state.json"
-    if not state.is_file():
-        return None
-    try:
-        step = json.loads(state.read_text()).get("global_step")
-        return int(step) if step is not None else None
-    except (ValueError, OSError, TypeError, AttributeError):
-        return None
-
-
-def _step_from_metadata(path: Path, files: tuple[Path, ...]) -> int | None:
-    if path.is_dir():
-        return _trainer_state_step(path)
-    if files[0].suffix == ".safetensors":
-        metadata = _safetensors_metadata(files[0])
-        for key in ("step", "global_step"):
-            if key in metadata:
-                try:
-                    return int(metadata[key])
-                except ValueError:
-                    return None
-        return None
-    return _pickle_step(files[0])
-
-
-def _pickle_step(path: Path) -> int | None:
-    """`step`/`global_step` stored in a pickled checkpoint, read through mmap so no tensor is copied (only
-    torch's zip format maps; the legacy format of `_use_new_zipfile_serialization=False` is read whole)."""
-    try:
-        obj = _torch_load(path, mmap=zipfile.is_zipfile(path))
-    except Exception:  # unreadable or refused: reported with its own row when it is loaded
-        return None
-    return _stored_step(obj) if isinstance(obj, dict) else None
-
-
-def _stored_step(obj: dict) -> int | None:
-    import numpy as np
-
-    for key in ("global_step", "step"):
-        value = obj.get(key)
-        if isinstance(value, (int, np.integer)) or (isinstance(value, torch.Tensor) and value.numel() == 1):
-            return int(value)
-    return None
-
-
-def _numpy_scalar_globals() -> list:
-    """What a pickled numpy scalar (`{'step': np.int64(500)}`) needs: plain data, no code."""
-    import numpy as np
-
-    core = getattr(np, "_core", None) or np.core
-    dtype_classes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
-    return [core.multiarray.scalar, np.dtype, *dtype_classes]
-
-
-def _torch_load(path: Path, mmap: bool = False):
-    with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_scalar_globals()):
-        warnings.simplefilter("ignore")  # torch warns about pickle protocols; the outcome is what matters
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-
-
-def _safetensors_metadata(path: Path) -> dict:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return handle.metadata() or {}
-    except Exception:  # a corrupt file is reported when it is loaded, with its own row
-        return {}
 
 
 def check_directory(ckpt_dir: Path) -> None:
@@ -209,160 +75,171 @@ def check_directory(ckpt_dir: Path) -> None:
 
 
 def discover_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset()) -> list[Checkpoint]:
-    """Every checkpoint of the run in `ckpt_dir`, in step order.
+    """Every complete checkpoint of the run in `ckpt_dir`, in step order (see `find_checkpoints`)."""
+    return list(find_checkpoints(ckpt_dir, exclude).checkpoints)
 
-    The step comes from metadata (safetensors `__metadata__["step"]`, a pickled dict's `step` or
-    `global_step`, HF `trainer_state.json`) or else from the name. Files in `exclude` (probe data) are
-    never checkpoints.
+
+def find_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset(), weights: str | None = None,
+                     steps: dict[str, int] | None = None) -> FoundCheckpoints:
+    """The run's checkpoints in `ckpt_dir`, in step order, and those still being written.
+
+    The step comes from `steps` (the manifest's `[steps]` table: checkpoint name -> step), else from what the
+    checkpoint stores, else from its name. `weights` picks one model in folders that hold several. Files in
+    `exclude` (probe data) are never checkpoints. CheckpointError when a step is missing, shared or a save count.
     """
     ckpt_dir = Path(ckpt_dir)
     check_directory(ckpt_dir)
     exclude = {Path(p).resolve() for p in exclude}
-    checkpoints, nameless = [], []
-    for path, files in _candidates(ckpt_dir, exclude):
-        step = _step_from_metadata(path, files)
-        if step is None:
-            step = step_from_name(path.name)
-        name = path.relative_to(ckpt_dir).as_posix()
-        if step is None:
-            nameless.append((name, path, files))
-            continue
-        checkpoints.append(Checkpoint(step, path, files, name, _format_of(files)))
-    if nameless and any(c.path.is_dir() and _HF_FOLDER.match(c.path.name) for c in checkpoints):
-        # A Trainer output_dir: the step-less weights beside checkpoint-N/ are trainer.save_model()'s final
-        # copy. It is the run's newest state when the output_dir's trainer_state.json names a step that no
-        # checkpoint-N/ holds; otherwise a copy of one of them.
-        final = [(name, path, files) for name, path, files in nameless if "/" not in name and path.is_file()]
-        final_step = _trainer_state_step(ckpt_dir)
-        if len(final) == 1 and final_step is not None and final_step not in {c.step for c in checkpoints}:
-            name, path, files = final[0]
-            checkpoints.append(Checkpoint(final_step, path, files, name, _format_of(files)))
-        nameless = [entry for entry in nameless if entry not in final]
-    nameless = [name for name, _, _ in nameless]
-    if nameless:
-        raise CheckpointError(
-            f"{ckpt_dir}: no training step in the name or metadata of {', '.join(nameless)}; "
-            "rename them like step_500.pt or store metadata {'step': '500'}"
-        )
-    if not checkpoints:
+    now, located, writing = time.time(), [], []
+    for candidate in find_candidates(ckpt_dir, exclude, weights):
+        name = candidate.path.relative_to(ckpt_dir).as_posix()
+        why = in_progress(candidate.path, candidate.files, now)
+        if why:
+            writing.append((name, why))
+        else:
+            located.append((candidate, name))
+    stepped = _with_steps(ckpt_dir, located, steps or {})
+    if not stepped and not writing:
         raise NoCheckpointsError(
-            f"{ckpt_dir}: no checkpoints found (looked for {', '.join('*' + s for s in WEIGHT_SUFFIXES)} "
-            "and checkpoint-N/ folders)"
+            f"{ckpt_dir}: no checkpoints found (looked for {', '.join('*' + s for s in WEIGHT_SUFFIXES)}, "
+            "checkpoint-N/ and torch.distributed.checkpoint folders)"
         )
-    checkpoints = _without_last_copies(checkpoints)
-    by_step: dict[int, list[str]] = {}
-    for ckpt in checkpoints:
-        by_step.setdefault(ckpt.step, []).append(ckpt.name)
-    clashes = [f"step {step}: {', '.join(names)}" for step, names in sorted(by_step.items()) if len(names) > 1]
-    if clashes:
+    kept, notes = _one_save_per_step(ckpt_dir, _without_last_copies(stepped))
+    checkpoints = tuple(Checkpoint(s.step, s.candidate.path, s.candidate.files, s.name,
+                                   _format_of(s.candidate.path, s.candidate.files))
+                        for s in sorted(kept, key=lambda s: s.step))
+    return FoundCheckpoints(checkpoints, tuple(notes), tuple(writing))
+
+
+def _step_of(candidate: Candidate, name: str, table: dict[str, int]) -> tuple[int | None, str | None]:
+    """The candidate's step, or None and the reason it could not be read (None when it stores none)."""
+    if name in table:
+        return table[name], None
+    try:
+        stored, problem = stored_step(candidate.path, candidate.files), None
+    except CheckpointError as exc:  # unreadable: the name may still give the step
+        stored, problem = None, str(exc)
+    if stored is not None or numbers_saves(candidate.path):
+        return stored, problem
+    step = step_from_name(candidate.path.name)
+    return step, (problem if step is None else None)
+
+
+def _with_steps(ckpt_dir: Path, located: list[tuple[Candidate, str]], table: dict[str, int]) -> list[_Stepped]:
+    unknown = sorted(set(table) - {name for _, name in located})
+    if unknown:
+        raise CheckpointError(f"{ckpt_dir}: grokmon.toml [steps] names {', '.join(unknown)}, which is not a "
+                              "checkpoint here; use the names `grokmon info` lists")
+    stepped, nameless, counted, problems = [], [], [], []
+    for candidate, name in located:
+        step, problem = _step_of(candidate, name, table)
+        if step is not None:
+            stepped.append(_Stepped(candidate, name, step))
+        elif numbers_saves(candidate.path):
+            counted.append(name)
+        else:
+            nameless.append((candidate, name))
+            problems += [problem] if problem else []
+    if counted:
         raise CheckpointError(
-            f"{ckpt_dir}: several checkpoints share a step ({'; '.join(clashes)}); keep one per step"
+            f"{ckpt_dir}: {_few(counted)}: accelerate's automatic_checkpoint_naming numbers saves (checkpoint_0, "
+            "checkpoint_1, ...), not training steps, and these folders store no step; register an object whose "
+            "state_dict() holds {'step': step} with accelerator.register_for_checkpointing(...), or list the steps "
+            f"in grokmon.toml under [steps] (\"{counted[0]}\" = 500)"
         )
-    return sorted(checkpoints, key=lambda c: c.step)
+    final, nameless = _trainer_final_model(ckpt_dir, stepped, nameless)
+    stepped += final
+    if problems and nameless:
+        raise CheckpointError(problems[0])
+    if nameless:
+        names = [name for _, name in nameless]
+        raise CheckpointError(f"{ckpt_dir}: no training step in the name or metadata of {', '.join(names)}; "
+                              f"{missing_step_advice(names)}")
+    return stepped
 
 
-def _without_last_copies(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+def _trainer_final_model(ckpt_dir: Path, stepped: list[_Stepped],
+                         nameless: list[tuple[Candidate, str]]) -> tuple[list[_Stepped], list[tuple[Candidate, str]]]:
+    """A Trainer output_dir: the step-less weights beside checkpoint-N/ are trainer.save_model()'s final copy.
+    It is the run's newest state when the output_dir's trainer_state.json names a step that no checkpoint-N/
+    holds; otherwise a copy of one of them, and dropped. Returns (that checkpoint, if any; the still nameless)."""
+    if not any(_HF_FOLDER.match(s.candidate.path.name) for s in stepped):
+        return [], nameless
+    final = [(c, n) for c, n in nameless if "/" not in n and c.path.is_file()]
+    rest = [entry for entry in nameless if entry not in final]
+    final_step = trainer_state_step(ckpt_dir)
+    if len(final) == 1 and final_step is not None and final_step not in {s.step for s in stepped}:
+        return [_Stepped(final[0][0], final[0][1], final_step)], rest
+    return [], rest
+
+
+def _without_last_copies(stepped: list[_Stepped]) -> list[_Stepped]:
     """Drop Lightning's `last.ckpt` (`last-v1.ckpt`, ...) when another checkpoint has its step: it is a copy."""
-    steps = {c.step for c in checkpoints if not _LAST_COPY.match(c.path.name)}
+    steps = {s.step for s in stepped if not LAST_COPY.match(s.candidate.path.name)}
     kept = []
-    for ckpt in sorted(checkpoints, key=lambda c: c.name.removesuffix(".ckpt")):  # last.ckpt before last-v1
-        if _LAST_COPY.match(ckpt.path.name):
-            if ckpt.step in steps:
+    for entry in sorted(stepped, key=lambda s: s.name.removesuffix(".ckpt")):  # last.ckpt before last-v1
+        if LAST_COPY.match(entry.candidate.path.name):
+            if entry.step in steps:
                 continue
-            steps.add(ckpt.step)
-        kept.append(ckpt)
+            steps.add(entry.step)
+        kept.append(entry)
     return kept
 
 
-def _load_file(path: Path) -> dict:
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file; delete it or re-save the checkpoint")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu")
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(
-                f"{path}: not a readable safetensors file ({first_line(exc)}); it may be truncated or corrupt, re-save it"
-            ) from exc
-    try:
-        return _torch_load(path)
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        if _wants_objects(path, str(exc)):
-            raise CheckpointError(
-                f"{path}: refused: this pickle needs arbitrary Python objects to load, and grokmon never runs "
-                "code from a checkpoint; re-save it as a plain state dict (torch.save(model.state_dict(), ...)) "
-                "or as .safetensors"
-            ) from exc
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({first_line(exc)}); it may be truncated or corrupt, re-save it"
-        ) from exc
+def _copy_rank(entry: _Stepped, versions: list[Path]) -> tuple[int, int]:
+    """Which of several saves of one step is the newest: the later version_N folder, then Lightning's -vN."""
+    number = _COPY_NUMBER.search(entry.candidate.path.name)
+    version = versions.index(entry.candidate.version) if entry.candidate.version in versions else -1
+    return version, int(number.group(1)) if number else 0
 
 
-_OBJECT_OPCODES = {"GLOBAL", "STACK_GLOBAL", "REDUCE", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "BUILD"}
-
-
-def _wants_objects(path: Path, message: str) -> bool:
-    """Whether a pickle that weights_only refused asks for Python objects (rather than being corrupt).
-    Reads opcodes with pickletools, which never executes anything."""
-    if "Unsupported global" in message:
+def _is_resave(group: list[_Stepped]) -> bool:
+    """Saves of one step by a resumed run: from different version_N folders, or names that differ only in
+    Lightning's -vN suffix (its answer to a file name already taken)."""
+    versions = [s.candidate.version for s in group]
+    if None not in versions and len(set(versions)) == len(versions):
         return True
-    if "Weights only load failed" not in message:
-        return False
-    import pickletools
-    import zipfile
+    bases = {(s.candidate.path.parent, _COPY_NUMBER.sub("", s.candidate.path.name)) for s in group}
+    return len(bases) == 1
 
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
-                data = archive.read(name)
+
+def _one_save_per_step(ckpt_dir: Path, stepped: list[_Stepped]) -> tuple[list[_Stepped], list[str]]:
+    """One checkpoint per step, with notes. A step saved twice by a resumed run is taken from the newer save;
+    any other step saved twice is an error that lists the files. Lightning version_N folders are one run only
+    when each version starts after the first step of the one before (a resumed job); otherwise they are
+    separate runs, and an error lists them."""
+    versions = list(dict.fromkeys(s.candidate.version for s in stepped if s.candidate.version))
+    _check_one_run(ckpt_dir, stepped, versions)
+    by_step: dict[int, list[_Stepped]] = {}
+    for entry in stepped:
+        by_step.setdefault(entry.step, []).append(entry)
+    kept, notes, clashes = [], [], []
+    for step, group in sorted(by_step.items()):
+        if len(group) == 1:
+            kept += group
+        elif _is_resave(group):
+            newest = max(group, key=lambda s: _copy_rank(s, versions))
+            kept.append(newest)
+            notes.append(f"step {step} is saved {len(group)} times ({', '.join(s.name for s in group)}), by a "
+                         f"resumed run; the newest, {newest.name}, is used")
         else:
-            data = path.read_bytes()
-        return any(op.name in _OBJECT_OPCODES for op, _, _ in pickletools.genops(data))
-    except Exception:
-        return False
+            clashes.append(f"step {step}: {', '.join(s.name for s in group)}")
+    if clashes:
+        raise CheckpointError(f"{ckpt_dir}: several checkpoints share a step ({'; '.join(clashes)}); keep one per step")
+    return kept, notes
 
 
-def unwrap_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:
-    """The tensors of a saved object, nested under `state_dict`, `model_state_dict`, `model`, ... or not.
-
-    A nesting key wins over tensors beside it: `{'model_state_dict': {...}, 'loss': tensor(0.5)}` is the
-    tutorial's checkpoint, and its state dict is the nested one.
-    """
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{source}: holds a {type(obj).__name__}, not a state dict; save model.state_dict()")
-    current = obj
-    while True:
-        nested = next((current[k] for k in _NESTED_KEYS if _holds_tensors(current.get(k))), None)
-        if nested is None:
-            break
-        current = nested
-    tensors = {str(k): v for k, v in current.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointError(
-            f"{source}: no tensors found (keys: {', '.join(map(str, list(current)[:8]))}); "
-            "expected a state dict, possibly under 'state_dict', 'model_state_dict' or 'model'"
-        )
-    return tensors
+def _check_one_run(ckpt_dir: Path, stepped: list[_Stepped], versions: list[Path]) -> None:
+    spans = {v: sorted(s.step for s in stepped if s.candidate.version == v) for v in versions}
+    firsts = [spans[v][0] for v in versions]
+    if all(later > earlier for earlier, later in zip(firsts, firsts[1:])):
+        return
+    listed = "; ".join(f"{v.name}: steps {spans[v][0]}-{spans[v][-1]}" for v in versions)
+    raise CheckpointError(
+        f"{ckpt_dir}: holds {len(versions)} separate runs ({listed}): a run resumed from a checkpoint saves steps "
+        f"after the first step of the run before it; point grokmon at one run (grokmon analyze {versions[-1]})"
+    )
 
 
-def _holds_tensors(value: object) -> bool:
-    if not isinstance(value, dict):
-        return False
-    return any(isinstance(v, torch.Tensor) or _holds_tensors(v) for v in value.values())
-
-
-def load_checkpoint(ckpt: Checkpoint) -> dict[str, torch.Tensor]:
-    """Load the weights of one checkpoint on the CPU (shards merged), refusing non-finite values."""
-    state: dict[str, torch.Tensor] = {}
-    for path in ckpt.files:
-        state.update(unwrap_state_dict(_load_file(path), str(path)))
-    for key, tensor in state.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise CheckpointError(
-                f"{ckpt.path}: weight {key!r} holds NaN or infinite values; the run diverged before this step"
-            )
-    return state
+def _few(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 3 else f"{', '.join(names[:2])}, ... ({len(names)} folders)"

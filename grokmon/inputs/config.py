@@ -24,7 +24,7 @@ DEFAULT_NOISE_SIGMA = "5%"
 
 MANIFEST_KEYS = (
     "model", "model_kwargs", "activation", "data", "points", "metrics",
-    "lc_directions", "lc_radius", "robust_eps", "robust_steps", "noise_sigma", "seed", "dtype", "phases",
+    "lc_directions", "lc_radius", "robust_eps", "robust_steps", "noise_sigma", "seed", "dtype", "phases", "weights", "steps",
 )
 
 
@@ -46,6 +46,8 @@ class AnalyzeConfig:
     seed: int = 0
     dtype: str = "float32"
     phases: dict = field(default_factory=dict)  # threshold overrides for `grokmon phases`
+    weights: str | None = None  # the model to measure in checkpoint folders that hold several (model_1)
+    steps: dict = field(default_factory=dict)  # checkpoint name -> step, for checkpoints that store none
     explicit: frozenset = field(default=frozenset(), compare=False, repr=False)  # set by flag or manifest
     from_manifest: frozenset = field(default=frozenset(), compare=False, repr=False)  # set by the manifest
 
@@ -102,6 +104,8 @@ _MANIFEST_TYPES = {
     "robust_eps": ((str, int, float), "a number or a percentage like \"1%\""), "robust_steps": (int, "an integer"),
     "noise_sigma": ((str, int, float), "a number or a percentage like \"5%\""),
     "dtype": (str, "\"float32\" or \"float64\""), "phases": (dict, "a table of phase thresholds"),
+    "weights": (str, "a model name like \"model_1\""),
+    "steps": (dict, "a table of checkpoint name = step, like \"checkpoints/checkpoint_0\" = 500"),
 }
 
 
@@ -210,3 +214,6 @@ def check_values(values: dict) -> None:
         parse_metrics(values["metrics"])
     if "model_kwargs" in values:
         parse_model_kwargs(values["model_kwargs"])
+    for name, step in values.get("steps", {}).items():
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ConfigError(f"Expected steps.{name} to be a non-negative integer step, but got {step!r}")

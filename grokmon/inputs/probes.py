@@ -21,9 +21,10 @@ import torch
 from ..columns import LABELLED_SPLITS
 from ..errors import ProbeError, first_line
 
-DEFAULT_PROBE_FILE = "probes.safetensors"
 TENSORS_SOURCE = "the probe tensors"  # how messages name probe data given as a dict
 PROBE_SUFFIXES = (".safetensors", ".pt", ".pth", ".npz")
+# The probe file found beside the checkpoints without --data: probes.safetensors, probes.pt, ...
+DEFAULT_PROBE_NAMES = tuple(f"probes{suffix}" for suffix in PROBE_SUFFIXES)
 KNOWN_KEYS = tuple(f"{kind}_{split}" for split in LABELLED_SPLITS for kind in ("x", "y"))
 
 
@@ -76,6 +77,16 @@ def tensors_sha256(data: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def default_probe_file(ckpt_dir: Path) -> Path | None:
+    """The probe file in the checkpoint directory (one of DEFAULT_PROBE_NAMES), None without one; ProbeError when
+    there are several, since which one is meant cannot be told."""
+    present = [Path(ckpt_dir) / name for name in DEFAULT_PROBE_NAMES if (Path(ckpt_dir) / name).is_file()]
+    if len(present) > 1:
+        raise ProbeError(f"{ckpt_dir}: several probe files ({', '.join(p.name for p in present)}); keep one, or "
+                         "choose with --data FILE")
+    return present[0] if present else None
+
+
 def _read(path: Path) -> dict[str, torch.Tensor]:
     suffix = path.suffix.lower()
     try:
@@ -97,7 +108,10 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
             raise ProbeError(f"{path}: holds arrays of Python objects, which would need unpickling to load and are "
                              "refused; save numeric arrays (np.asarray(x, dtype=np.float32)) with numpy.savez") from exc
-        raise ProbeError(f"{path}: cannot read probe data ({first_line(exc)}); write it with safetensors or numpy.savez") from exc
+        reason = first_line(exc)
+        if "Weights only load failed" in str(exc):  # torch's long text says how to load unsafely: not our advice
+            reason = "not a torch.save file of plain tensors"
+        raise ProbeError(f"{path}: cannot read probe data ({reason}); write it with safetensors or numpy.savez") from exc
     raise ProbeError(f"Expected probe data to end in {', '.join(PROBE_SUFFIXES)}, but got {path.name}")
 
 

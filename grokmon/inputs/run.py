@@ -9,15 +9,16 @@ import torch
 
 from ..columns import DATA_FREE_GROUPS
 from ..errors import ConfigError
-from .checkpoints import Checkpoint, check_directory, discover_checkpoints
+from .checkpoints import Checkpoint, FoundCheckpoints, check_directory, find_checkpoints
 from .config import AnalyzeConfig, check_values, resolve_config
-from .probes import DEFAULT_PROBE_FILE, ProbeSet, load_probes
+from .probes import DEFAULT_PROBE_NAMES, ProbeSet, default_probe_file, load_probes
 
 
 @dataclass(frozen=True)
 class RunInputs:
-    """One run's inputs: where it lies, how to analyse it, its checkpoints in step order, its probe data (None
-    when only data-free metric groups are asked for: then none is read)."""
+    """One run's inputs: where it lies, how to analyse it, its complete checkpoints in step order, its probe data
+    (None when only data-free metric groups are asked for: then none is read), and what discovery found beside
+    the checkpoints (those still being written, skipped; notes)."""
 
     ckpt_dir: Path
     config: AnalyzeConfig
@@ -25,6 +26,7 @@ class RunInputs:
     probes: ProbeSet | None
     device: torch.device
     dtype: torch.dtype
+    found: FoundCheckpoints = FoundCheckpoints(())
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,16 +46,21 @@ def resolve_device(name: str) -> torch.device:
 
 
 def probe_path(ckpt_dir: Path, config: AnalyzeConfig) -> Path:
-    """The probe data file: `--data` or the manifest's, else `probes.safetensors` in the run's folder."""
+    """The probe data file: `--data` or the manifest's, else the one of DEFAULT_PROBE_NAMES in the run's folder."""
     if config.data is not None:
         return Path(config.data)
-    default = ckpt_dir / DEFAULT_PROBE_FILE
-    if default.is_file():
+    default = default_probe_file(ckpt_dir)
+    if default is not None:
         return default
     raise ConfigError(
-        f"{ckpt_dir}: no probe data; pass --data FILE (x_train, and y_train, x_test, y_test) "
-        f"or put {DEFAULT_PROBE_FILE} in the checkpoint directory"
+        f"{ckpt_dir}: no probe data; pass --data FILE (x_train, and y_train, x_test, y_test) or put "
+        f"{DEFAULT_PROBE_NAMES[0]} (or {', '.join(DEFAULT_PROBE_NAMES[1:])}) in the checkpoint directory"
     )
+
+
+def reads_probes(config: AnalyzeConfig) -> bool:
+    """Whether the run's metric groups need probe data (all but the data-free ones do)."""
+    return not set(config.metrics) <= set(DATA_FREE_GROUPS)
 
 
 def resolve_inputs(ckpt_dir: str | Path, device: str = "auto", **options) -> RunInputs:
@@ -65,12 +72,11 @@ def resolve_inputs(ckpt_dir: str | Path, device: str = "auto", **options) -> Run
     check_directory(ckpt_dir)
     check_values({"device": device})
     config = resolve_config(ckpt_dir, **options)
-    needs_probes = not set(config.metrics) <= set(DATA_FREE_GROUPS)
-    if needs_probes:
-        probes_file = probe_path(ckpt_dir, config)
-    else:  # not read, but a probe file lying there is still never a checkpoint
-        probes_file = Path(config.data) if config.data is not None else ckpt_dir / DEFAULT_PROBE_FILE
-    checkpoints = discover_checkpoints(ckpt_dir, exclude={probes_file})
+    needs_probes = reads_probes(config)
+    # when no probe data is read, a probe file lying there is still never a checkpoint (nor is probes.*)
+    probes_file = probe_path(ckpt_dir, config) if needs_probes else Path(config.data) if config.data else None
+    found = find_checkpoints(ckpt_dir, exclude={probes_file} if probes_file else set(), weights=config.weights,
+                             steps=config.steps)
     dtype = getattr(torch, config.dtype)
     probes = load_probes(probes_file, config.points, config.seed, dtype) if needs_probes else None
-    return RunInputs(ckpt_dir, config, tuple(checkpoints), probes, resolve_device(device), dtype)
+    return RunInputs(ckpt_dir, config, found.checkpoints, probes, resolve_device(device), dtype, found)

@@ -1,0 +1,94 @@
+"""What `analyze` would measure in a run, found without measuring anything: `grokmon info`.
+
+Each part (probe data, checkpoints, model) is looked for on its own, so that one that is missing (no probe data
+yet, no checkpoint yet) hides none of the others: what is found is listed, what is missing is said, with its fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+from ..errors import GrokmonError
+from ..inputs.checkpoints import Checkpoint, FoundCheckpoints, check_directory, find_checkpoints, load_checkpoint
+from ..inputs.config import AnalyzeConfig, check_values, resolve_config
+from ..inputs.models import BuiltModel
+from ..inputs.probes import ProbeSet, load_probes
+from ..inputs.run import probe_path, reads_probes, resolve_device
+from .probe_fit import settle_inputs
+from .session import build_model
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What `analyze` would do, without computing anything. `missing` says what it lacks (one line each, with
+    the fix); `notes` what else to know (checkpoints still being written, a step saved twice)."""
+
+    checkpoints: list[Checkpoint]
+    model: dict  # the model's description; empty when it cannot be built yet
+    probe_file: Path | None
+    splits: dict[str, int]  # points per split; empty without probe data
+    config: AnalyzeConfig
+    device: str
+    inputs: str | None = None  # "numbers" or "token ids" (accuracy and loss only) once probes and model are known;
+    # "none read" when only data-free metric groups are asked for
+    notes: tuple[str, ...] = ()
+    missing: tuple[str, ...] = field(default=())
+
+
+def _attempt(missing: list[str], part: Callable[[], T]) -> T | None:
+    """`part()`, or None with its error's message added to `missing`."""
+    try:
+        return part()
+    except GrokmonError as exc:
+        missing.append(str(exc))
+        return None
+
+
+def _model(config: AnalyzeConfig, ckpt_dir: Path, checkpoints: tuple[Checkpoint, ...], device: torch.device,
+           dtype: torch.dtype) -> BuiltModel | None:
+    """The model as analyze would build it; an inferred mlp needs a checkpoint to read it off (the newest)."""
+    if config.model == "mlp" and not checkpoints:
+        return None
+    state = load_checkpoint(checkpoints[-1]) if config.model == "mlp" else None
+    return build_model(config, ckpt_dir, state, device, dtype)
+
+
+def survey(ckpt_dir: str | Path, device: str = "auto", **options) -> RunInfo:
+    """The checkpoints, model and probe splits `analyze` would use with these options (those of analyze), and
+    what is missing."""
+    ckpt_dir = Path(ckpt_dir)
+    check_directory(ckpt_dir)
+    check_values({"device": device})
+    config = resolve_config(ckpt_dir, **options)
+    torch_device, dtype = resolve_device(device), getattr(torch, config.dtype)
+    missing: list[str] = []
+    needs_probes = reads_probes(config)  # else no probe data is read, and none is missing
+    if needs_probes:
+        probes_file = _attempt(missing, lambda: probe_path(ckpt_dir, config))
+    else:
+        probes_file = Path(config.data) if config.data else None
+    exclude = {probes_file} if probes_file else set()
+    found = _attempt(missing, lambda: find_checkpoints(ckpt_dir, exclude, config.weights, config.steps))
+    found = found or FoundCheckpoints(())
+    if not found.checkpoints and found.in_progress:
+        missing.append(f"{ckpt_dir}: no complete checkpoint yet ({len(found.in_progress)} still being written)")
+    built = _attempt(missing, lambda: _model(config, ckpt_dir, found.checkpoints, torch_device, dtype))
+    probes: ProbeSet | None = None
+    if probes_file is not None and needs_probes:
+        probes = _attempt(missing, lambda: load_probes(probes_file, config.points, config.seed, dtype))
+    kind = None if needs_probes else "none read"
+    if probes is not None and built is not None:
+        settled = _attempt(missing, lambda: settle_inputs(config, probes, built.measured, dtype, torch_device))
+        if settled is not None:
+            config, probes = settled
+            kind = "numbers" if probes.splits[0].x.is_floating_point() else "token ids"
+    return RunInfo(list(found.checkpoints), built.description if built else {}, probes_file,
+                   probes.sizes() if probes else {}, config, str(torch_device), kind, found.messages(),
+                   tuple(missing))
