@@ -29,6 +29,10 @@ class ResultsError(GrokmonError):
     """A results Parquet file that cannot be read, written, or is not grokmon's."""
 
 
+class ExecutorError(GrokmonError):
+    """Workers that cannot be started or all died (several devices, Ray)."""
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message, cut at `limit` characters; its type name when it has none.
 
