@@ -12,7 +12,7 @@ from grokmon.analysis.devices import ThreadWorker
 from grokmon.analysis.dispatch import MAX_ATTEMPTS, run_workers
 from grokmon.analysis.executors import choose_executor
 from grokmon.analysis.store import ResultsStore
-from grokmon.analysis.threads import cgroup_cpu_quota, cpu_threads
+from grokmon.analysis.threads import cgroup_cpu_quota, cpu_threads, usable_cores
 from grokmon.cli import app
 from grokmon.errors import ConfigError, ExecutorError
 from grokmon.inputs.run import resolve_inputs
@@ -136,3 +136,32 @@ def test_thread_default_reads_a_cgroup_quota(tmp_path):
     (tmp_path / "none").write_text("max 100000\n")
     assert cgroup_cpu_quota(tmp_path / "cpu.max") == 1.5 and cgroup_cpu_quota(tmp_path / "none") is None
     assert cgroup_cpu_quota(tmp_path / "missing") is None
+
+
+def test_cpu_threads_sets_the_default_or_the_given_count_and_restores_it():
+    import torch
+
+    before = torch.get_num_threads()
+    with cpu_threads(1) as chosen:
+        assert chosen == 1 and torch.get_num_threads() == 1
+    with cpu_threads(None) as chosen:
+        assert 1 <= chosen <= usable_cores() and torch.get_num_threads() == chosen
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="the pinned, non-blocking copy path needs CUDA"))])
+def test_loaded_weights_reach_the_device_equal(run_and_reference, device):
+    import torch
+
+    from grokmon.analysis.loading import load, ready
+
+    run, _ = run_and_reference
+    ckpt = resolve_inputs(run, "cpu", points=8).checkpoints[0]
+    on_cpu, loaded = load(ckpt), load(ckpt, torch.device(device))
+    assert (loaded.copied is not None) == (device == "cuda")
+    ready(loaded)
+    assert loaded.copied is None
+    for key, tensor in on_cpu.state.items():
+        assert loaded.state[key].device.type == device
+        torch.testing.assert_close(loaded.state[key].cpu(), tensor, rtol=0, atol=0)

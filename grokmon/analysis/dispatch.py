@@ -63,8 +63,14 @@ class Driver:
                 self._start(slot)
             while self.running:
                 done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._finished(future)
+                measured = [rows for rows in map(self._finished, done) if rows is not None]
+                self._assign_idle()
+                if measured:
+                    self._write(measured)
+                if self.queue and not self.workers:
+                    raise ExecutorError(f"every worker died; {len(self.queue)} checkpoints are not measured (rows "
+                                        "written so far are kept): run again to resume, or use the local executor "
+                                        "to see why")
         finally:
             for worker in self.workers:
                 worker.stop()
@@ -74,22 +80,19 @@ class Driver:
         self.workers[worker] = slot
         self.running[worker.info()] = (worker, None, time.perf_counter())
 
-    def _finished(self, future: Future) -> None:
+    def _finished(self, future: Future) -> list[dict] | None:
+        """The rows of a finished checkpoint (None for a worker's start, or a death to retry); the worker gets
+        its next checkpoint first, so that it works while the driver writes."""
         worker, ckpt, started = self.running.pop(future)
         try:
             result = future.result()
         except Exception as exc:  # the worker died (or broke outside the measuring): its checkpoint goes on
-            self._lost(worker, ckpt, exc, time.perf_counter() - started)
-        else:
-            if ckpt is None:
-                self._opened(result)
-            else:
-                self._write(result)
-            self._assign(worker)
-        self._assign_idle()
-        if self.queue and not self.workers:
-            raise ExecutorError(f"every worker died; {len(self.queue)} checkpoints are not measured (rows written "
-                                "so far are kept): run again to resume, or use the local executor to see why")
+            return self._lost(worker, ckpt, exc, time.perf_counter() - started)
+        if ckpt is None:
+            self._opened(result)
+            result = None
+        self._assign(worker)
+        return result
 
     def _opened(self, info: WorkerInfo | GrokmonError) -> None:
         if isinstance(info, GrokmonError):
@@ -97,11 +100,13 @@ class Driver:
         if self.info is None:
             self.info = info
 
-    def _write(self, rows: list[dict]) -> None:
-        metadata = {**self.info.metadata, "device": self.device}
-        self.store.add(rows, metadata)
-        self.done += 1
-        self.notify(finished(rows, self.done, self.total, self.device))
+    def _write(self, measured: list[list[dict]]) -> None:
+        """Every checkpoint finished since the last write, in one rewrite of the results file (its cost grows
+        with the file: on a fast cluster several checkpoints finish while one is written)."""
+        self.store.add([row for rows in measured for row in rows], {**self.info.metadata, "device": self.device})
+        for rows in measured:
+            self.done += 1
+            self.notify(finished(rows, self.done, self.total, self.device))
 
     def _assign(self, worker: WorkerHandle) -> None:
         """The worker's next checkpoint: the one it loaded ahead, else the first waiting one (else one that
@@ -124,30 +129,31 @@ class Driver:
             if worker not in busy and self.info is not None:
                 self._assign(worker)
 
-    def _lost(self, worker: WorkerHandle, ckpt: Checkpoint | None, exc: Exception, seconds: float) -> None:
-        """A dead worker: its checkpoints go back to the front of the queue (or become error rows after
-        MAX_ATTEMPTS), and a new worker takes its place while replacements last."""
+    def _lost(self, worker: WorkerHandle, ckpt: Checkpoint | None, exc: Exception,
+              seconds: float) -> list[dict] | None:
+        """A dead worker: its checkpoints go back to the front of the queue (or, after MAX_ATTEMPTS, its
+        checkpoint's error rows are returned), and a new worker takes its place while replacements last."""
         worker.stop()
         slot = self.workers.pop(worker)
         following = self.ahead.pop(worker, None)
         if following is not None:
             self.queue.appendleft(following)
+        rows = None
         if ckpt is not None:
             self.attempts[ckpt] += 1
             if self.attempts[ckpt] < MAX_ATTEMPTS:
                 self.queue.appendleft(ckpt)
             else:
-                self._write(self._error_rows(ckpt, exc, seconds))
+                rows = self._error_rows(ckpt, exc, seconds)
         if self.replacements > 0 and (self.queue or self.ahead):
             self.replacements -= 1
             self._start(slot)
+        return rows
 
     def _error_rows(self, ckpt: Checkpoint, exc: Exception, seconds: float) -> list[dict]:
         message = (f"the worker measuring it died {self.attempts[ckpt]} times (last: {type(exc).__name__}: "
                    f"{first_line(exc)}); it may need more memory than a worker has: analyse it with the local "
                    "executor to see why")
-        if self.info is None:
-            raise ExecutorError(f"{ckpt.name}: {message}") from exc
         rows = [result_row(Loaded(ckpt), name, points, message) for name, points in self.info.splits]
         for row in rows:
             row["seconds"] = seconds
