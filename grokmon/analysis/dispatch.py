@@ -20,7 +20,6 @@ from typing import Protocol
 from ..errors import ExecutorError, GrokmonError, first_line
 from ..inputs.checkpoints import Checkpoint
 from .events import ProgressEvent, finished
-from .loading import Loaded
 from .measure import result_row
 from .store import ResultsStore
 from .worker import WorkerInfo
@@ -154,7 +153,7 @@ class Driver:
         message = (f"the worker measuring it died {self.attempts[ckpt]} times (last: {type(exc).__name__}: "
                    f"{first_line(exc)}); it may need more memory than a worker has: analyse it with the local "
                    "executor to see why")
-        rows = [result_row(Loaded(ckpt), name, points, message) for name, points in self.info.splits]
+        rows = [result_row(ckpt.step, ckpt.name, name, points, message) for name, points in self.info.splits]
         for row in rows:
             row["seconds"] = seconds
         return rows
