@@ -60,7 +60,7 @@ class Driver:
         try:
             for slot in range(workers):
                 self._start(slot)
-            while self.running:
+            while self._work_left():
                 done, _ = wait(list(self.running), return_when=FIRST_COMPLETED)
                 measured = [rows for rows in map(self._finished, done) if rows is not None]
                 self._assign_idle()
@@ -73,6 +73,10 @@ class Driver:
         finally:
             for worker in self.workers:
                 worker.stop()
+
+    def _work_left(self) -> bool:
+        """Checkpoints waiting or being measured (a worker still starting, with nothing left for it, is not)."""
+        return bool(self.queue or self.ahead or any(ckpt is not None for _, ckpt, _ in self.running.values()))
 
     def _start(self, slot: int) -> None:
         worker = self.spawn(slot)
