@@ -18,7 +18,7 @@ from ..errors import GrokmonError
 from ..inputs.checkpoints import Checkpoint
 from ..inputs.run import RunInputs, resolve_device
 from .loading import load, ready
-from .measure import measure_checkpoint
+from .measure import measure_checkpoint, row_splits
 from .session import open_session
 
 
@@ -56,8 +56,7 @@ class Worker:
         """The session's metadata and splits, or the user error that kept it from opening."""
         if self.failure is not None:
             return self.failure
-        splits = tuple((split.name, len(split.x)) for split in self.session.splits)
-        return WorkerInfo(self.session.metadata, splits, str(self.session.inputs.device))
+        return WorkerInfo(self.session.metadata, tuple(row_splits(self.session)), str(self.session.inputs.device))
 
     def measure(self, ckpt: Checkpoint, following: Checkpoint | None = None) -> list[dict]:
         """The rows of `ckpt` (with `seconds`: waiting for its load and measuring it); `following`, the checkpoint
