@@ -36,6 +36,8 @@ def analyze(
     dtype: str | None = None,
     device: str = "auto",
     threads: int | None = None,
+    executor: str = "local",
+    workers: int | None = None,
     overwrite: bool = False,
     progress: Callable[[ProgressEvent], None] | None = None,
 ) -> pd.DataFrame:
@@ -47,33 +49,33 @@ def analyze(
     (a changed file is measured again, a deleted one's rows are dropped). Rows are written after every
     checkpoint, atomically. Failed checkpoints get `status = "error"` rows; the returned DataFrame holds every
     row (check `df.status`). Checkpoints still being written are skipped; the first progress event's `notes`
-    say so. `threads` sets torch's CPU threads for the process.
+    say so. `threads` sets torch's CPU threads while it runs (default: the cores other processes leave idle,
+    see grokmon/analysis/threads.py). `device` may name several devices (`"cuda:0,cuda:1"`, `"cuda:all"`): one
+    worker each. `executor="ray"` measures on Ray actors, one per GPU of the cluster (or `workers` on CPUs); the
+    results are the same whichever executor ran them.
     """
-    import torch
-
     from .analysis.events import ProgressEvent
-    from .analysis.local import run_local
-    from .analysis.session import open_session
+    from .analysis.executors import choose_executor
     from .analysis.store import ResultsStore
+    from .analysis.threads import cpu_threads
     from .inputs.run import resolve_inputs
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    inputs = resolve_inputs(ckpt_dir, device, model=model, model_kwargs=model_kwargs, activation=activation,
-                            data=data, weights=weights, points=points, metrics=metrics, lc_directions=lc_directions,
-                            lc_radius=lc_radius, robust_eps=robust_eps, robust_steps=robust_steps,
-                            noise_sigma=noise_sigma, seed=seed, dtype=dtype)
-    store = ResultsStore(Path(output) if output is not None else inputs.ckpt_dir / DEFAULT_OUTPUT_NAME, inputs,
-                         overwrite)
-    pending = store.pending(inputs.checkpoints, writing={name for name, _ in inputs.found.in_progress})
-    store.save()
-    total = len(inputs.checkpoints)
-    notify = progress or (lambda event: None)
-    notify(ProgressEvent(done=total - len(pending), total=total, device=str(inputs.device),
-                         notes=(*inputs.found.messages(), *store.notes)))
-    if pending:
-        session, preloaded = open_session(inputs, pending)
-        run_local(session, pending, preloaded, store, notify, done=total - len(pending), total=total)
+    execution = choose_executor(executor, device, workers, threads)
+    with cpu_threads(threads):
+        inputs = resolve_inputs(ckpt_dir, execution.driver_device, model=model, model_kwargs=model_kwargs,
+                                activation=activation, data=data, weights=weights, points=points, metrics=metrics,
+                                lc_directions=lc_directions, lc_radius=lc_radius, robust_eps=robust_eps,
+                                robust_steps=robust_steps, noise_sigma=noise_sigma, seed=seed, dtype=dtype)
+        store = ResultsStore(Path(output) if output is not None else inputs.ckpt_dir / DEFAULT_OUTPUT_NAME, inputs,
+                             overwrite)
+        pending = store.pending(inputs.checkpoints, writing={name for name, _ in inputs.found.in_progress})
+        store.save()
+        total = len(inputs.checkpoints)
+        notify = progress or (lambda event: None)
+        notify(ProgressEvent(done=total - len(pending), total=total, device=execution.description,
+                             notes=(*inputs.found.messages(), *store.notes)))
+        if pending:
+            execution.run(inputs, pending, store, notify, done=total - len(pending), total=total)
     return store.frame()
 
 

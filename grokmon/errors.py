@@ -31,6 +31,10 @@ class ResultsError(GrokmonError):
     """A results Parquet file that cannot be read, written, or is not grokmon's."""
 
 
+class ExecutorError(GrokmonError):
+    """Workers that cannot be started or all died (several devices, Ray)."""
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message, never cut inside a sentence: a line longer than `limit` keeps
     the sentences that end within it (its first sentence whole when even that is longer); the exception's type

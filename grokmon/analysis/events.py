@@ -20,3 +20,14 @@ class ProgressEvent:
     status: str | None = None
     error: str | None = None
     notes: tuple[str, ...] = ()
+
+
+def finished(rows: list[dict], done: int, total: int, device: str) -> ProgressEvent:
+    """The event of one finished checkpoint, read off its rows (they carry its step, name, seconds and status).
+
+    >>> finished([{"step": 5, "checkpoint": "step_5.pt", "seconds": 0.5, "status": "ok", "error": None}], 2, 9, "cpu").done
+    2
+    """
+    first = rows[0]
+    return ProgressEvent(done=done, total=total, device=device, step=first["step"], checkpoint=first["checkpoint"],
+                         seconds=first["seconds"], status=first["status"], error=first["error"])

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from ..inputs.checkpoints import Checkpoint
-from .events import ProgressEvent
+from .events import ProgressEvent, finished
 from .loading import Loaded, prefetched
 from .measure import measure_checkpoint
 from .session import Session
@@ -20,16 +20,14 @@ def run_local(session: Session, pending: list[Checkpoint], preloaded: list[Loade
     `seconds` of a checkpoint is the wall time from the end of the previous one: waiting for its load (which
     overlaps with measuring the previous one) and measuring every split.
     """
-    device = str(session.inputs.device)
+    device = session.inputs.device
     start = time.perf_counter()
-    for index, loaded in enumerate(prefetched(pending, preloaded)):
+    for index, loaded in enumerate(prefetched(pending, preloaded, device)):
         rows = measure_checkpoint(session, loaded)
         loaded.state = None  # the weights are in the model now; the next checkpoint may load
         seconds = time.perf_counter() - start
         for row in rows:
             row["seconds"] = seconds
         store.add(rows, session.metadata)
-        notify(ProgressEvent(done=done + index + 1, total=total, device=device, step=loaded.checkpoint.step,
-                             checkpoint=loaded.checkpoint.name, seconds=seconds, status=rows[0]["status"],
-                             error=rows[0]["error"]))
+        notify(finished(rows, done + index + 1, total, str(device)))
         start = time.perf_counter()

@@ -32,7 +32,7 @@ def error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc, 300)}"
 
 
-def _row_splits(session: Session) -> list[tuple[str, int]]:
+def row_splits(session: Session) -> list[tuple[str, int]]:
     """(split, points) of every row a checkpoint gets: one per split, or a single `train` row without probes."""
     return [(s.name, len(s.x)) for s in session.splits] or [("train", 0)]
 
@@ -60,7 +60,7 @@ def measure_rows(session: Session, step: int, checkpoint: str | None, failure: B
             failure = exc
     _log.debug("checkpoint %s (step %s) failed", checkpoint, step, exc_info=failure)
     message = error_message(failure)
-    return [result_row(step, checkpoint, name, points, message) for name, points in _row_splits(session)]
+    return [result_row(step, checkpoint, name, points, message) for name, points in row_splits(session)]
 
 
 def measure_checkpoint(session: Session, loaded: Loaded) -> list[dict]:

@@ -162,7 +162,7 @@ class ResultsStore:
             self.write(self.metadata)
 
     def add(self, rows: list[dict], metadata: dict) -> None:
-        """Add one checkpoint's rows, in place of any earlier rows of its step, and rewrite the file atomically."""
+        """Add checkpoints' rows, in place of any earlier rows of their steps, and rewrite the file atomically."""
         steps = {r["step"] for r in rows}
         self.rows = [r for r in self.rows if r["step"] not in steps] + rows
         self.write(metadata)

@@ -162,9 +162,11 @@ def analyze(
     robust_steps: Optional[int] = typer.Option(None, min=1, help="PGD steps, each of size 2.5 x eps / steps \\[default: 10]."),
     noise_sigma: Optional[str] = typer.Option(None, callback=_config_value("noise_sigma"), help="Standard deviation of the Gaussian input noise: absolute or relative to the value range \\[default: 5%]."),
     seed: Optional[int] = typer.Option(None, min=0, help="Seed of the subsets, random points, LC frame, input noise and SGLD chains \\[default: 0]."),
-    device: str = typer.Option("auto", callback=_config_value("device"), help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", callback=_config_value("device"), help="auto, cpu, cuda, cuda:N, or several (cuda:0,cuda:1 or cuda:all: one worker each)."),
     dtype: Optional[str] = typer.Option(None, callback=_config_value("dtype"), help="float32 or float64 \\[default: float32]."),
-    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch \\[default: torch's own choice]; 1 is fastest on a busy machine."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch \\[default: the cores other processes leave idle, at least 1]."),
+    executor: str = typer.Option("local", callback=_choice("local", "ray"), help="local, or ray: one worker per GPU of a Ray cluster (RAY_ADDRESS, else a local instance); needs grokmon\\[ray]."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Ray workers when the cluster has no GPUs \\[default: one per CPU]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output instead of resuming it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     debug: bool = DEBUG_OPTION,
@@ -180,7 +182,8 @@ def analyze(
                 ckpt_dir, destination, model=model, model_kwargs=model_kwargs, activation=activation, data=data,
                 weights=weights, points=points, metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius,
                 robust_eps=robust_eps, robust_steps=robust_steps, noise_sigma=noise_sigma, seed=seed,
-                device=device, dtype=dtype, threads=threads, overwrite=overwrite, progress=progress,
+                device=device, dtype=dtype, threads=threads, executor=executor, workers=workers,
+                overwrite=overwrite, progress=progress,
             )
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)

@@ -21,6 +21,8 @@ DEFAULT_LC_RADIUS = "50%"
 DEFAULT_ROBUST_EPS = "1%"
 DEFAULT_ROBUST_STEPS = 10
 DEFAULT_NOISE_SIGMA = "5%"
+# --device: one device, several (one worker each), or every CUDA device.
+DEVICE_NAMES = r"cuda:all|(auto|cpu|cuda(:\d+)?)(,(auto|cpu|cuda(:\d+)?))*"
 
 MANIFEST_KEYS = (
     "model", "model_kwargs", "activation", "data", "points", "metrics",
@@ -200,8 +202,9 @@ def check_values(values: dict) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             kind = "a non-negative" if least == 0 else "a positive"
             raise ConfigError(f"Expected {name} to be {kind} integer, but got {value!r}")
-    if "device" in values and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(values["device"])):
-        raise ConfigError(f"Expected device to be auto, cpu, cuda or cuda:N, but got {values['device']!r}")
+    if "device" in values and not re.fullmatch(DEVICE_NAMES, str(values["device"])):
+        raise ConfigError("Expected device to be auto, cpu, cuda, cuda:N, a comma-separated list of them (cuda:0,cuda:1) "
+                          f"or cuda:all, but got {values['device']!r}")
     if "dtype" in values and values["dtype"] not in DTYPES:
         raise ConfigError(f"Expected dtype to be {' or '.join(DTYPES)}, but got {values['dtype']!r}")
     if "activation" in values and values["activation"] not in MLP_ACTIVATIONS:

@@ -45,6 +45,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def resolve_devices(name: str) -> tuple[torch.device, ...]:
+    """The devices `--device` names: one, a comma-separated list (one worker each), or `cuda:all`.
+
+    >>> resolve_devices("cpu,cpu")
+    (device(type='cpu'), device(type='cpu'))
+    """
+    check_values({"device": name})
+    if name == "cuda:all":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda:all: CUDA is not available here; use --device cpu or auto")
+        return tuple(torch.device("cuda", index) for index in range(torch.cuda.device_count()))
+    return tuple(resolve_device(part) for part in name.split(","))
+
+
 def probe_path(ckpt_dir: Path, config: AnalyzeConfig) -> Path:
     """The probe data file: `--data` or the manifest's, else the one of DEFAULT_PROBE_NAMES in the run's folder."""
     if config.data is not None:
