@@ -19,6 +19,7 @@ from typing import Protocol
 
 from ..errors import ExecutorError, GrokmonError, first_line
 from ..inputs.checkpoints import Checkpoint
+from ..inputs.identity import identity_of
 from .events import ProgressEvent, finished
 from .measure import result_row
 from .store import ResultsStore
@@ -157,10 +158,12 @@ class Driver:
         message = (f"the worker measuring it died {self.attempts[ckpt]} times (last: {type(exc).__name__}: "
                    f"{first_line(exc)}); it may need more memory than a worker has: analyse it with the local "
                    "executor to see why")
-        rows = [result_row(ckpt.step, ckpt.name, name, points, message) for name, points in self.info.splits]
-        for row in rows:
-            row["seconds"] = seconds
-        return rows
+        try:
+            identity = identity_of(ckpt.files).columns()  # as measure_checkpoint records it for every row
+        except OSError:  # gone meanwhile: the next run drops its rows
+            identity = {}
+        return [{**result_row(ckpt.step, ckpt.name, name, points, message), **identity, "seconds": seconds}
+                for name, points in self.info.splits]
 
 
 def run_workers(spawn: Callable[[int], WorkerHandle], workers: int, pending: list[Checkpoint], store: ResultsStore,
