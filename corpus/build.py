@@ -1,0 +1,95 @@
+"""Build the corpus: train every run, analyse it with grokmon and store it as a results fixture.
+
+    nice -n 10 python -m corpus.build                 # every run not stored yet (CPU minutes each)
+    nice -n 10 python -m corpus.build --run cnn/c16-wd0 --force
+    nice -n 10 python -m corpus.build --sample        # re-analyse sample_checkpoints/ into its fixture
+
+The sample run's results (sample_checkpoints/, analysed with the defaults: 512 points) are stored as
+tests/fixtures/sample.parquet; its truth curve is sample_checkpoints/training_curve.csv.
+
+Each run becomes tests/fixtures/corpus/FAMILY--RUN.parquet: the results table of `grokmon analyze`
+(POINTS probe points per split, one thread; per-layer LC dropped) whose metadata also holds, under
+`corpus`, the family, the run's settings, the collapse event if any, and the truth curve (accuracy on the
+whole train and test sets at every saved step). Run from the repository root (the CNN factory is
+`corpus.cnn:build`). Needs the `corpus` extra (scikit-learn) and torch.
+
+A new family (the transformer family, once token geometry lands) is a module with `RUNS` (name -> task
+arguments) and `task(**arguments) -> Task`, added to FAMILIES below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import cnn, collapse, modular, omnigrok, xor
+from .common import analyse_and_store, describe, slim, train
+from .load import SAMPLE_FIXTURE
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "corpus"
+FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor}
+
+
+def runs() -> dict[str, tuple[str, str, callable]]:
+    """"family/run" -> (family, scenario, a function making its Task)."""
+    out = {}
+    for family, module in FAMILIES.items():
+        for name, arguments in module.RUNS.items():
+            out[f"{family}/{name}"] = (family, "plain", lambda m=module, a=arguments: m.task(**a))
+    for name, (family, events, arguments) in collapse.RUNS.items():
+        out[f"{family}/{name}"] = (family, "collapse", lambda f=family, e=events, a=arguments: collapse.task(f, e, a))
+    return out
+
+
+def fixture_path(key: str) -> Path:
+    family, name = key.split("/")
+    return FIXTURES / f"{family}--{name}.parquet"
+
+
+def build(key: str, family: str, scenario: str, make) -> None:
+    task = make()
+    about = {"family": family, "run": key.split("/")[1], "scenario": scenario, "settings": describe(task)}
+    with tempfile.TemporaryDirectory(prefix="grokmon-corpus-") as folder:
+        truth = train(task, Path(folder))
+        analyse_and_store(Path(folder), fixture_path(key), task, truth, about)
+
+
+def build_sample() -> None:
+    """Analyse sample_checkpoints/ with the defaults into tests/fixtures/sample.parquet."""
+    import grokmon
+    from grokmon.results.parquet import read_results, write_results
+
+    sample = Path(__file__).resolve().parents[1] / "sample_checkpoints"
+    with tempfile.TemporaryDirectory(prefix="grokmon-sample-") as folder:
+        scratch = Path(folder) / "grokmon.parquet"
+        grokmon.analyze(sample, scratch, device="cpu", threads=1)
+        frame, metadata = read_results(scratch)
+    write_results(SAMPLE_FIXTURE, slim(frame).to_dict("records"), metadata)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="append", help="FAMILY/RUN to build (repeatable; default: all)")
+    parser.add_argument("--force", action="store_true", help="rebuild runs already stored")
+    parser.add_argument("--sample", action="store_true", help="only re-analyse the sample run into its fixture")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.sample:
+        build_sample()
+        return
+    todo = runs()
+    unknown = set(args.run or ()) - set(todo)
+    if unknown:
+        raise SystemExit(f"unknown run(s) {', '.join(sorted(unknown))}; known: {', '.join(todo)}")
+    for key, (family, scenario, make) in todo.items():
+        if (args.run and key not in args.run) or (fixture_path(key).exists() and not args.force):
+            continue
+        print(f"{key} ({scenario})", flush=True)
+        build(key, family, scenario, make)
+
+
+if __name__ == "__main__":
+    main()

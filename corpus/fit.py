@@ -1,0 +1,208 @@
+"""Fit the geometry model and the calibrations on the corpus and write grokmon/phasing/model.json.
+
+    python -m corpus.fit        # needs the `corpus` extra (scikit-learn); a few seconds
+
+- Labels: the true phase of every checkpoint (corpus/truth.py, from the truth curves).
+- Features: grokmon.phasing.geometry_features at the default thresholds, the same code `phases` runs.
+- Model: scikit-learn's LogisticRegression (multinomial, L2) on the standardised features; the phase chain's
+  rates per decade from the labelled sequences (transitions / decades spent, plus a small pseudo-count on
+  the transitions docs/phases.md allows); the regularisation C and the temper chosen by the log-loss of the
+  filtered advice probabilities on held-out families.
+- Calibration: isotonic regression (scikit-learn) of "the advice was right" on the raw confidence, per
+  advice, on held-out predictions (each family predicted by the model fitted without it); the accuracy
+  mode's on its rules' raw strengths.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import replace
+
+import numpy as np
+
+from grokmon.phasing.accuracy_mode import AccuracyJudge
+from grokmon.phasing.geometry_features import design_matrix, feature_names, group_evidence
+from grokmon.phasing.model import MODEL_FILE, Calibration, Fitted, GeometryModel, advice_probabilities
+from grokmon.phasing.table import RunTable
+from grokmon.phasing.types import ADVICE_FOR_PHASE, PHASES, PhaseThresholds
+
+from .load import Run, corpus_runs
+
+K = len(PHASES)
+# transitions the chain may make (besides those seen): forward through the phases, a plateau that resumes
+# generalising, a collapse that recovers, a fitted set that is lost
+ALLOWED = {("fitting", "memorisation"), ("fitting", "generalisation"), ("fitting", "robustness_plateau"),
+           ("memorisation", "generalisation"), ("generalisation", "robustness_plateau"),
+           ("robustness_plateau", "generalisation"), ("generalisation", "collapse"), ("robustness_plateau", "collapse"),
+           ("collapse", "generalisation"), ("collapse", "robustness_plateau"), ("memorisation", "collapse"),
+           ("fitting", "collapse")}
+PSEUDO_COUNT, PSEUDO_DECADES = 0.2, 1.0
+C_GRID, TEMPER_GRID = (0.03, 0.1, 0.3, 1.0), (0.3, 0.5, 0.7, 1.0)
+IDENTITY = Calibration({})
+ADVICE_ORDER = list(advice_probabilities(np.eye(K)))
+
+
+class Prepared:
+    """A run's design matrix, axis and labels, computed once."""
+
+    def __init__(self, run: Run, th: PhaseThresholds):
+        self.run = run
+        table = RunTable(run.table, th.se_floor_fraction)
+        self.x = table.x
+        self.design, self.count = design_matrix(group_evidence(table, th.trend_decades, th.slope_sigma), len(table.x))
+        self.labels = np.array([PHASES.index(p) for p in run.phases])
+        train, test = table.track("accuracy", "train"), table.track("accuracy", "test")
+        self.accuracy = AccuracyJudge(table.steps, table.x, train, test, None, th).readings()
+
+
+def fit_logistic(prepared: list[Prepared], c: float) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    rows = np.vstack([p.design[p.count > 0] for p in prepared])
+    y = np.concatenate([p.labels[p.count > 0] for p in prepared])
+    mean, scale = rows.mean(axis=0), rows.std(axis=0)
+    scale[scale < 1e-9] = 1.0
+    lr = LogisticRegression(C=c, max_iter=5000).fit((rows - mean) / scale, y)
+    coef, intercept = np.zeros((K, rows.shape[1])), np.full(K, -30.0)  # a phase never seen: never predicted
+    coef[lr.classes_], intercept[lr.classes_] = lr.coef_, lr.intercept_
+    prior = np.bincount(y, minlength=K) / len(y)
+    return {"mean": mean, "scale": scale, "coef": coef, "intercept": intercept, "prior": np.maximum(prior, 1e-6)}
+
+
+def fit_chain(prepared: list[Prepared]) -> dict:
+    """Transition rates per decade and the first checkpoint's phase distribution, from the labels."""
+    counts, time = np.zeros((K, K)), np.zeros(K)
+    first = np.zeros(K)
+    for p in prepared:
+        first[p.labels[0]] += 1
+        for a, b, gap in zip(p.labels[:-1], p.labels[1:], np.diff(p.x)):
+            time[a] += gap
+            if a != b:
+                counts[a, b] += 1
+    for a, b in ALLOWED:
+        counts[PHASES.index(a), PHASES.index(b)] += PSEUDO_COUNT
+    rates = counts / (time + PSEUDO_DECADES)[:, None]
+    np.fill_diagonal(rates, 0.0)
+    np.fill_diagonal(rates, -rates.sum(axis=1))
+    return {"rates": rates, "initial": (first + 0.1) / (first + 0.1).sum()}
+
+
+def model_for(prepared: list[Prepared], c: float, temper: float, calibration: Calibration = IDENTITY) -> GeometryModel:
+    return GeometryModel(tuple(feature_names()), temper=temper, calibration=calibration,
+                         **fit_logistic(prepared, c), **fit_chain(prepared))
+
+
+def predictions(model: GeometryModel, p: Prepared) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """Per checkpoint: predicted advice, the phase read, the advice's raw probability, all advice probabilities
+    (as geometry_mode reads them)."""
+    posterior = model.filtered(p.design, p.x, p.count > 0)
+    by_advice = advice_probabilities(posterior)
+    stacked = np.column_stack([by_advice[a] for a in ADVICE_ORDER])
+    advice = [ADVICE_ORDER[k] for k in stacked.argmax(axis=1)]
+    phases = [max((k for k, ph in enumerate(PHASES) if ADVICE_FOR_PHASE[ph] == a), key=lambda k: posterior[i, k])
+              for i, a in enumerate(advice)]
+    return advice, [PHASES[k] for k in phases], stacked.max(axis=1), stacked
+
+
+def held_out(prepared: list[Prepared], c: float, temper: float) -> dict[str, GeometryModel]:
+    families = sorted({p.run.family for p in prepared})
+    return {f: model_for([p for p in prepared if p.run.family != f], c, temper) for f in families}
+
+
+def log_loss(prepared: list[Prepared], models: dict[str, GeometryModel]) -> float:
+    """Mean -log P(true advice) of the filtered advice probabilities, each run by its family's held-out model."""
+    total, count = 0.0, 0
+    for p in prepared:
+        _, _, _, stacked = predictions(models[p.run.family], p)
+        ok = p.count > 0
+        truth = [ADVICE_ORDER.index(a) for a in p.run.advice]
+        picked = stacked[np.arange(len(truth)), truth]
+        total -= float(np.sum(np.log(np.clip(picked[ok], 1e-6, 1.0))))
+        count += int(ok.sum())
+    return total / max(count, 1)
+
+
+def isotonic(samples: list[tuple[str, float, bool]]) -> Calibration:
+    """Per phase read, the isotonic map from raw confidence to the share whose advice was right."""
+    from sklearn.isotonic import IsotonicRegression
+
+    maps = {}
+    for phase in sorted({a for a, _, _ in samples}):
+        raw = np.array([r for a, r, _ in samples if a == phase])
+        right = np.array([float(ok) for a, _, ok in samples if a == phase])
+        if len(raw) < 10:
+            continue
+        fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, right)
+        maps[phase] = (np.asarray(fit.X_thresholds_, float), np.asarray(fit.y_thresholds_, float))
+    return Calibration(maps)
+
+
+def geometry_samples(prepared: list[Prepared], models: dict[str, GeometryModel]) -> dict[str, list]:
+    """Held-out (phase read, raw probability, advice right) per family."""
+    out: dict[str, list] = {}
+    for p in prepared:
+        advice, phases, raw, _ = predictions(models[p.run.family], p)
+        for i in np.flatnonzero(p.count > 0):
+            out.setdefault(p.run.family, []).append((phases[i], float(raw[i]), advice[i] == p.run.advice[i]))
+    return out
+
+
+def accuracy_samples(prepared: list[Prepared]) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for p in prepared:
+        for reading, truth in zip(p.accuracy, p.run.advice):
+            if reading.phase is not None:
+                right = ADVICE_FOR_PHASE[reading.phase] == truth
+                out.setdefault(p.run.family, []).append((reading.phase, reading.strength, right))
+    return out
+
+
+def pooled(samples: dict[str, list], leave: str | None = None) -> list:
+    return [s for f, group in samples.items() if f != leave for s in group]
+
+
+def choose(prepared: list[Prepared]) -> tuple[float, float]:
+    scores = {(c, t): log_loss(prepared, held_out(prepared, c, t)) for c, t in itertools.product(C_GRID, TEMPER_GRID)}
+    return min(scores, key=scores.get)
+
+
+def fold_models(prepared: list[Prepared], c: float, temper: float) -> tuple[dict[str, Fitted], Fitted]:
+    """Per family, the Fitted a held-out evaluation uses (model and calibrations without that family), and the
+    Fitted to ship (model on every run, calibrations on every family's held-out predictions)."""
+    models = held_out(prepared, c, temper)
+    geo, acc = geometry_samples(prepared, models), accuracy_samples(prepared)
+    folds = {f: Fitted(replace(m, calibration=isotonic(pooled(geo, f))), isotonic(pooled(acc, f)))
+             for f, m in models.items()}
+    final = Fitted(model_for(prepared, c, temper, isotonic(pooled(geo))), isotonic(pooled(acc)))
+    return folds, final
+
+
+def to_json(fitted: Fitted, c: float) -> dict:
+    def cal(calibration: Calibration) -> dict:
+        return {a: {"x": xs.tolist(), "y": ys.tolist()} for a, (xs, ys) in calibration.maps.items()}
+
+    g = fitted.geometry
+    return {"fitted_by": "corpus/fit.py", "C": c, "phases": list(PHASES),
+            "geometry": {"features": list(g.features), "mean": g.mean.tolist(), "scale": g.scale.tolist(),
+                         "coef": g.coef.tolist(), "intercept": g.intercept.tolist(), "prior": g.prior.tolist(),
+                         "initial": g.initial.tolist(), "rates": g.rates.tolist(), "temper": g.temper,
+                         "calibration": cal(g.calibration)},
+            "accuracy_calibration": cal(fitted.accuracy)}
+
+
+def prepare_all(th: PhaseThresholds | None = None) -> list[Prepared]:
+    th = th or PhaseThresholds()
+    return [Prepared(run, th) for run in corpus_runs()]
+
+
+def main() -> None:
+    prepared = prepare_all()
+    c, temper = choose(prepared)
+    _, final = fold_models(prepared, c, temper)
+    MODEL_FILE.write_text(json.dumps(to_json(final, c), indent=1) + "\n")
+    print(f"{len(prepared)} runs, C={c}, temper={temper}: wrote {MODEL_FILE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The stored corpus: every fixture with its family, results table, truth curve and true labels."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import truth
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "corpus"
+SAMPLE_FIXTURE = ROOT / "tests" / "fixtures" / "sample.parquet"
+SAMPLE_CURVE = ROOT / "sample_checkpoints" / "training_curve.csv"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One stored run: its results table and the truth read from its truth curve, aligned on its checkpoints."""
+
+    name: str
+    family: str
+    scenario: str
+    table: pd.DataFrame
+    steps: np.ndarray
+    train: np.ndarray   # truth: accuracy on the whole train set (clean labels) at each checkpoint
+    test: np.ndarray    # truth: accuracy on the whole test set
+
+    @cached_property
+    def phases(self) -> list[str]:
+        return truth.phases(self.train, self.test, self.steps)
+
+    @cached_property
+    def advice(self) -> list[str]:
+        return [truth.ADVICE[p] for p in self.phases]
+
+    @cached_property
+    def onset(self) -> int | None:
+        return truth.onset_index(self.train, self.test, self.steps)
+
+    @cached_property
+    def never_loses(self) -> bool:
+        return truth.never_loses(self.train, self.test)
+
+    def prefix(self, i: int) -> pd.DataFrame:
+        """The results table cut after checkpoint i: what `phases` saw when step i was the newest."""
+        return self.table[self.table["step"] <= self.steps[i]]
+
+
+def _run(path: Path, table: pd.DataFrame, about: dict, curve: list[dict]) -> Run:
+    steps = np.array(sorted(table.loc[table["status"] == "ok", "step"].unique()), dtype=np.int64)
+    by_step = {int(row["step"]): row for row in curve}
+    train = np.array([float(by_step[int(s)]["train_accuracy"]) for s in steps])
+    test = np.array([float(by_step[int(s)]["test_accuracy"]) for s in steps])
+    return Run(about.get("run", path.stem), about.get("family", "sample"), about.get("scenario", "plain"),
+               table, steps, train, test)
+
+
+def corpus_runs(folder: Path = FIXTURES) -> list[Run]:
+    """Every corpus fixture, in name order."""
+    from grokmon.results.parquet import read_results
+
+    runs = []
+    for path in sorted(folder.glob("*.parquet")):
+        table, metadata = read_results(path)
+        about = metadata["corpus"]
+        runs.append(_run(path, table, about, about["truth"]))
+    return runs
+
+
+def sample_run() -> Run:
+    """The shipped sample run's stored results, with the truth curve make_samples.py wrote."""
+    from grokmon.results.parquet import read_results
+
+    table, _ = read_results(SAMPLE_FIXTURE)
+    with open(SAMPLE_CURVE, newline="") as handle:
+        curve = list(csv.DictReader(handle))
+    return _run(SAMPLE_FIXTURE, table, {"run": "sample", "family": "sample"}, curve)
