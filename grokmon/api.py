@@ -96,33 +96,23 @@ def _load_table(results) -> tuple[pd.DataFrame, dict]:
     return read_results(Path(results))
 
 
-def phases(results, *, mode: str = "auto", overrides: dict | None = None):
-    """Label every checkpoint of a results file (path) or table (DataFrame) with a phase; give the verdict.
+def phases(results, thresholds=None, *, mode: str = "auto"):
+    """Label every checkpoint of a results file (path) or table (DataFrame) with a phase; give the verdict at
+    every checkpoint (`PhaseReport.history`) and for the last one.
 
-    Threshold overrides come from the run's manifest `[phases]` (as it is now when the run's directory is
-    still there, else as stored in the results' metadata), then `overrides`.
+    `thresholds`: a PhaseThresholds (None: the defaults). Nothing else is read, so a results file means the
+    same on every machine; `grokmon phases` resolves the manifest's `[phases]` and `--set` into thresholds
+    (`grokmon.inputs.config.phase_thresholds`).
     """
     from .phasing.classifier import classify
 
-    frame, metadata = _load_table(results)
-    return classify(frame, _thresholds(metadata, overrides), mode=mode)
+    frame, _ = _load_table(results)
+    return classify(frame, thresholds, mode=mode)
 
 
-def _thresholds(metadata: dict, overrides: dict | None):
-    """The phase thresholds of a run: its manifest's `[phases]` as it is now (else the stored copy), then `overrides`."""
-    from .inputs.config import manifest_phase_overrides
-    from .phasing.classifier import PhaseThresholds
-
-    stored = metadata.get("config", {}).get("phases", {}) or {}
-    run_dir = metadata.get("checkpoint_dir")
-    current = manifest_phase_overrides(Path(run_dir)) if run_dir else None
-    if current is not None:
-        stored = current
-    return PhaseThresholds().with_overrides({**stored, **(overrides or {})})
-
-
-def report(results, output: str | Path | None = None, *, mode: str = "auto", overrides: dict | None = None) -> Path:
-    """Render a results file as a self-contained HTML report or a single figure (by `output`'s suffix)."""
+def report(results, output: str | Path | None = None, *, mode: str = "auto", thresholds=None) -> Path:
+    """Render a results file as a self-contained HTML report or a single figure (by `output`'s suffix); phases
+    judged with `thresholds` (a PhaseThresholds; None: the defaults)."""
     from .reporting.writer import render_report
 
     frame, metadata = _load_table(results)
@@ -130,32 +120,36 @@ def report(results, output: str | Path | None = None, *, mode: str = "auto", ove
         if isinstance(results, pd.DataFrame):
             raise ConfigError("report() of a DataFrame needs an output path")
         output = Path(results).with_suffix(".html")
-    phase_report = phases(frame if not metadata else results, mode=mode, overrides=overrides)
+    phase_report = phases(frame, thresholds, mode=mode)
     return render_report(frame, metadata, phase_report, Path(output))
 
 
 def compare(runs, output: str | Path | None = None, *, names: list[str] | None = None, mode: str = "auto",
-            overrides: dict | None = None):
+            thresholds=None):
     """Compare runs: for each, when it fitted, generalised and reached test accuracy 0.5 and 0.95, and its verdict.
 
     `runs` are results files, checkpoint directories holding `grokmon.parquet`, or DataFrames. `names` label them
-    (default: the folder or file name). With `output` (.html, .png, .svg, .pdf) the comparison figure or page is
-    written too. Returns a `grokmon.reporting.Comparison` (`.summaries`, `.to_dict()`, `.headline()`).
+    (default: the folder or file name). `thresholds`: a PhaseThresholds for every run, or one per run (None: the
+    defaults). With `output` (.html, .png, .svg, .pdf) the comparison figure or page is written too. Returns a
+    `grokmon.reporting.Comparison` (`.summaries`, `.to_dict()`, `.headline()`).
     """
+    from .phasing import PhaseThresholds
     from .reporting.compare import ComparedRun, Comparison, names_for, summarise
     from .reporting.writer import render_comparison
     from .results.parquet import results_file
 
     runs = list(runs)
     paths = [None if isinstance(run, pd.DataFrame) else results_file(run) for run in runs]
+    each = list(thresholds) if isinstance(thresholds, (list, tuple)) else [thresholds] * len(runs)
     compared = []
-    for name, run, path in zip(names_for(paths, names), runs, paths):
+    for name, run, path, settings in zip(names_for(paths, names), runs, paths, each):
         frame, metadata = _load_table(run if path is None else path)
+        settings = settings or PhaseThresholds()
         try:
-            report = phases(frame if path is None else path, mode=mode, overrides=overrides)
+            report = phases(frame, settings, mode=mode)
         except GrokmonError as exc:
             raise type(exc)(f"{path or name}: {exc}") from exc
-        fitted = _thresholds(metadata, overrides).fitted_accuracy
+        fitted = settings.fitted_accuracy
         compared.append(ComparedRun(summarise(name, path, frame, report, fitted), frame, report, metadata))
     comparison = Comparison(tuple(compared))
     if output is not None:

@@ -159,23 +159,31 @@ def test_manifest_values_of_the_wrong_kind_are_one_line_errors(make_run, line, m
 
 def test_phases_follow_the_manifest_as_it_is_now(make_run):
     from grokmon import phases
+    from grokmon.inputs.config import phase_thresholds
+    from grokmon.results import read_metadata
 
     run = make_run(steps=tuple(range(0, 60, 10)))
+    results = run / "grokmon.parquet"
+
+    def reason() -> str:  # as `grokmon phases` resolves them: the manifest now, else the stored copy
+        return phases(results, phase_thresholds(read_metadata(results))).reason
+
     (run / "grokmon.toml").write_text("[phases]\nmin_checkpoints = 50\n")
     analyze(run, **FAST)
-    assert "min_checkpoints=50" in phases(run / "grokmon.parquet").reason
+    assert "min_checkpoints=50" in reason()
+    assert "min_checkpoints=50" not in phases(results).reason  # the Python API reads no manifest: the defaults
     (run / "grokmon.toml").write_text("[phases]\nmin_checkpoints = 1000\n")
-    assert "min_checkpoints=1000" in phases(run / "grokmon.parquet").reason
+    assert "min_checkpoints=1000" in reason()
     (run / "grokmon.toml").write_text("[phases]\nslope_sigma = -1\n")
     with pytest.raises(ConfigError, match="grokmon.toml: \\[phases\\]"):
-        phases(run / "grokmon.parquet")
+        reason()
     (run / "grokmon.toml").write_text('model = "unterminated\n[phases]\nmin_checkpoints = 1000\n')
-    assert "min_checkpoints=50" in phases(run / "grokmon.parquet").reason  # unreadable: the stored copy
+    assert "min_checkpoints=50" in reason()  # unreadable: the stored copy
     (run / "grokmon.toml").write_text("points = 1.5\n[phases]\nmin_checkpoints = 7\n")
-    assert "min_checkpoints=7" in phases(run / "grokmon.parquet").reason  # other keys are analyze's business
+    assert "min_checkpoints=7" in reason()  # other keys are analyze's business
     (run / "grokmon.toml").write_text("[phases]\nfitted_accuracy = true\n")
     with pytest.raises(ConfigError, match="fitted_accuracy to be a finite float"):
-        phases(run / "grokmon.parquet")
+        reason()
 
 
 def test_factory_model_with_kwargs(make_run, tmp_path):

@@ -17,7 +17,7 @@ def test_api_functions_stay_callable_after_every_submodule_is_imported(make_run,
     figure = grokmon.report(run / "grokmon.parquet", tmp_path / "run.png")
     assert figure.stat().st_size > 1000
     assert callable(grokmon.phases) and callable(grokmon.report) and callable(grokmon.analyze)
-    assert grokmon.phases(df, overrides={"min_checkpoints": 99}).advice == "inconclusive"
+    assert grokmon.phases(df, grokmon.PhaseThresholds(min_checkpoints=99)).advice == "inconclusive"
     assert grokmon.PhaseThresholds().min_checkpoints != 99
 
 

@@ -45,10 +45,13 @@ def parse_verdicts(until) -> tuple[str, ...]:
 
 
 def _judge(output: Path) -> PhaseReport | None:
+    """The verdict on the results so far, with the run's manifest `[phases]` as `grokmon phases` reads it."""
     from ..api import phases
+    from ..inputs.config import phase_thresholds
+    from ..results.parquet import read_metadata
 
     try:
-        return phases(output)
+        return phases(output, phase_thresholds(read_metadata(output)))
     except GrokmonError:  # no file yet, or every checkpoint so far failed
         return None
 

@@ -197,11 +197,20 @@ def analyze(
         raise typer.Exit(1)
 
 
+def _thresholds(results: Path, overrides: dict):
+    """The run's manifest `[phases]` (as it is now, else as stored with the results), then --set."""
+    from ..inputs.config import phase_thresholds
+    from ..results.parquet import read_metadata
+
+    return phase_thresholds(read_metadata(results), overrides)
+
+
 @app.command()
 def phases(
     results: Path = typer.Argument(..., metavar="RESULTS", help="Results Parquet written by `grokmon analyze`."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
     exit_code: bool = typer.Option(False, "--exit-code", help="Exit 0 stop, 10 keep-training, 11 inconclusive, 12 roll-back."),
+    history: bool = typer.Option(False, "--history", help="Also the verdict at every checkpoint, as it was given when that checkpoint was the newest."),
     mode: str = typer.Option("auto", callback=_choice("auto", "accuracy", "geometry"), help="auto, accuracy or geometry (ignore labels)."),
     set_: list[str] = typer.Option([], "--set", help="Override a phase threshold, NAME=VALUE (repeatable)."),
     debug: bool = DEBUG_OPTION,
@@ -211,15 +220,15 @@ def phases(
     try:
         from ..api import phases as run_phases
 
-        verdict = run_phases(results, mode=mode, overrides=overrides)
+        verdict = run_phases(results, _thresholds(results, overrides), mode=mode)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     if as_json:
-        typer.echo(json.dumps(verdict.to_dict(), indent=2))
+        typer.echo(json.dumps(verdict.to_dict(history=history), indent=2))
     else:
-        from .tables import phase_tables
+        from .tables import history_table, phase_tables
 
-        _stdout().print(*phase_tables(verdict))
+        _stdout().print(*([history_table(verdict)] if history else []), *phase_tables(verdict))
     if exit_code:
         raise typer.Exit(ADVICE_EXIT_CODES[verdict.advice])
 
@@ -237,7 +246,7 @@ def report(
     try:
         from ..api import report as run_report
 
-        written = run_report(results, output, mode=mode, overrides=overrides)
+        written = run_report(results, output, mode=mode, thresholds=_thresholds(results, overrides))
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     typer.echo(str(written))
@@ -259,8 +268,10 @@ def compare(
     overrides = _overrides(set_)
     try:
         from ..api import compare as run_compare
+        from ..results.parquet import results_file
 
-        comparison = run_compare(runs, output, names=names or None, mode=mode, overrides=overrides)
+        thresholds = [_thresholds(results_file(run), overrides) for run in runs]
+        comparison = run_compare(runs, output, names=names or None, mode=mode, thresholds=thresholds)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     if as_json:

@@ -55,6 +55,20 @@ def compare_table(comparison) -> list:
     return [table, Text(comparison.headline())]
 
 
+def history_table(verdict) -> Table:
+    """The verdict at every checkpoint, as `phases` gave it when that checkpoint was the newest."""
+    table = Table(title=f"Verdict at every checkpoint ({verdict.mode} mode)", title_justify="left")
+    table.add_column("step", justify="right")
+    table.add_column("phase")
+    table.add_column("advice")
+    table.add_column("confidence", justify="right")
+    table.add_column("reason", overflow="fold")
+    for v in verdict.history:
+        table.add_row(str(v.step), v.phase or "-", Text(v.advice, style=ADVICE_STYLE.get(v.advice, "bold")),
+                      f"{v.confidence:.2f}", v.reason)
+    return table
+
+
 def info_tables(found) -> list:
     """What `analyze` would use (checkpoints, model, probe splits, configuration) as far as it is there, then a
     line per note and per missing part."""

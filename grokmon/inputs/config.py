@@ -125,6 +125,18 @@ def manifest_phase_overrides(ckpt_dir: Path) -> dict | None:
     return phases
 
 
+def phase_thresholds(metadata: dict, overrides: dict | None = None):
+    """The thresholds `grokmon phases` and `report` judge a results file with: the defaults, replaced by the
+    `[phases]` table of the run's manifest as it is now (the copy stored in the results' metadata when the
+    manifest cannot be read there), then by `overrides` (--set)."""
+    from ..phasing.types import PhaseThresholds
+
+    stored = metadata.get("config", {}).get("phases", {}) or {}
+    run_dir = metadata.get("checkpoint_dir")
+    current = manifest_phase_overrides(Path(run_dir)) if run_dir else None
+    return PhaseThresholds().with_overrides({**(stored if current is None else current), **(overrides or {})})
+
+
 def parse_metrics(value: str | list | tuple) -> tuple[str, ...]:
     """Metric groups from 'centroid,lc' or a list, in canonical order.
 

@@ -20,57 +20,53 @@ ADVICE_FOR_PHASE = {"fitting": "keep-training", "memorisation": "keep-training",
 class PhaseThresholds:
     """Every threshold of the classifier, named, with its default. docs/phases.md explains each one.
 
-    Series (each metric on one split, on the log10(step) axis, judged in units of its noise):
+    Both modes:
 
     - `min_checkpoints` (5): fewer analysed checkpoints than this: advice `inconclusive`.
-    - `se_floor_fraction` (0.25): a checkpoint's noise is at least this fraction of the series' 90th percentile
-      SE (an accuracy of exactly 0 or 1 has SE 0); it grows when neighbouring checkpoints scatter more than
-      their SEs allow.
-    - `changepoint_penalty` (3.0): ruptures Pelt penalty per change point, times ln(checkpoints), in
-      chi-square units: a new straight piece must explain this much squared noise.
-    - `min_piece_checkpoints` (3): shortest straight piece (fewer in runs under 12 checkpoints, never under 2).
-    - `slope_sigma` (3.0): significance, in noise units, of a piece's slope and of any difference between two
-      checkpoints (a gain, a drop, a jump between pieces).
-    - `min_relative_change` (0.1): a significant piece also has to move at least this fraction of the series'
-      range over the run per decade of steps to count as rising or falling.
+    - `se_floor_fraction` (0.25): a series' noise is the scatter of its checkpoints about their local trend,
+      but at least this fraction of the table's standard error.
+    - `slope_sigma` (3.0): significance, in noise units, of a trend or of a difference between checkpoints.
+    - `trend_decades` (0.3): trends are judged over the checkpoints of the last this many decades of steps.
+    - `min_confidence` (0.5): a verdict less confident than this (calibrated: right this often) is
+      `inconclusive`.
+    - `act_confidence` (0.7): `stop` and `roll-back`, which a CI job acts on, need at least this confidence;
+      below it they are `inconclusive`.
+    - `min_points` (32): with fewer probe points per split than this, confidence is scaled by points / this.
+    - `min_phase_checkpoints` (2): in the labels of past checkpoints, a run of one phase shorter than this
+      between two runs of another phase is absorbed by them.
 
     Accuracy mode:
 
-    - `fitted_accuracy` (0.95): train accuracy at or above this (within its noise): the train set is fitted.
+    - `fitted_accuracy` (0.95): the median of the last three train accuracies at or above this: the train set
+      is fitted (from then on, until it is lost: collapse).
     - `generalised_ratio` (0.9): test accuracy at this fraction of train accuracy counts as generalised.
-    - `min_gain` (0.1): a significant rise of test accuracy over its memorisation level must also cover this
-      fraction of the gap up to train accuracy to count as generalisation (same for train accuracy's rise).
-    - `early_generalised` (0.6): test accuracy that has come this fraction of the way from its lowest level to
-      train accuracy by the time the train set is fitted rose with it (ordinary learning: flat afterwards is a
-      plateau, not memorisation); before the fit, test accuracy at `generalised_ratio` of train accuracy that
-      has come this fraction of the way to the run's best train accuracy has generalised already (a run then
-      fitting label noise loses it: collapse). Test and train rising together near chance is neither.
-    - `collapse_drop` (0.1): after generalising, losing this fraction of the gain (peak minus memorisation level)
-      of test accuracy (centroid alignment in geometry mode), significantly, is collapse.
+    - `onset_gain` (0.02): test accuracy has left its memorisation level once it is above it significantly and
+      by at least this much (a few probe points changing their answer is not generalisation yet).
+    - `min_gain` (0.1): a rise of test accuracy over its memorisation level generalises once it covers this
+      fraction of the gap up to train accuracy.
+    - `early_generalised` (0.6): test accuracy that came this fraction of the way from its lowest level to
+      train accuracy by the time the train set was fitted rose with it (ordinary learning).
+    - `collapse_drop` (0.05): losing this much test accuracy from its peak once generalised (or train accuracy
+      once fitted), at `collapse_checkpoints` checkpoints in a row and significantly, is collapse.
+    - `collapse_checkpoints` (2): a drop must hold at this many checkpoints in a row (a loss spike does not).
+    - `plateau_decades` (0.3): `stop` only once test accuracy has been flat over this many decades of steps
+      (0.3: while the step count doubled).
+    - `plateau_gain` (0.02): flat means gaining (or losing) less than this accuracy over that span.
+    - `partial_decades` (0.6): a run that generalised from a memorisation stage but whose test accuracy is still
+      below `generalised_ratio` x train accuracy may pause and climb again (slow grokking climbs in steps): its
+      plateau must hold this long.
+    - `saturated_decades` (0.1): train accuracy within `plateau_gain` of 1 and test accuracy within
+      `plateau_gain` of it for this many decades (nothing left to gain) is a plateau after this shorter span.
+    - `unfitted_decades` (1.0): train accuracy that rose, stopped short of `fitted_accuracy` and stayed flat for
+      this many decades, with test accuracy risen with it and flat too, has settled without fitting (an early
+      stall of training is shorter).
+    - `geometry_weight` (0.2): in accuracy mode, where the geometry gives another verdict (at `min_confidence`
+      or more), the confidence is multiplied by 1 - this x the geometry's confidence.
 
     Geometry mode:
 
-    - `peak_band` (0.25): before local complexity's peak, more than this fraction of its range below the peak is
-      fitting; closer is memorisation.
-    - `geometry_min_votes` (1.0): net votes of the four groups (complexity, alignment, rank, scale; +1 each
-      simplifying, -1 complicating) that make a checkpoint generalising; -2x this after generalisation is collapse.
-    - `settle_fraction` (0.5): after generalisation, a series still moves when its slope is at least this
-      fraction of its fastest since generalisation began; with at most `geometry_min_votes` groups still moving
-      (and no net simplification) the geometry has settled: robustness plateau. Before generalisation, no group
-      moving at this fraction of its fastest pace in the run is a settled geometry that cannot tell a converged
-      run from a memorising one (no confidence: `inconclusive`).
-    - `dead_rank_drop` (0.1): once the geometry has settled, a mean effective rank that falls below 1 and by this
-      much is collapse (the Jacobian vanished at some probe points: dead units).
-    - `lc_jump` (0.25), `jump_decades` (0.3): once the geometry has settled, local complexity rising by this
-      fraction of its level within this many decades of steps is collapse (the function is being rebuilt).
-
-    Verdict:
-
-    - `min_phase_checkpoints` (2): a run of one phase shorter than this between two runs of another phase is
-      absorbed by them; generalisation must last this long before a plateau or collapse can follow (geometry).
-    - `min_confidence` (0.35): a verdict less confident than this becomes `inconclusive`.
-    - `min_points` (32): with fewer probe points per split than this, confidence is scaled by points / this
-      (a handful of points makes every mean noisy, however flat it looks).
+    - `min_groups` (2): fewer independent metric groups (complexity, alignment, rank, scale) that move: the
+      geometry verdict is `inconclusive`.
 
     >>> PhaseThresholds().slope_sigma
     3.0
@@ -78,24 +74,26 @@ class PhaseThresholds:
 
     min_checkpoints: int = 5
     se_floor_fraction: float = 0.25
-    changepoint_penalty: float = 3.0
-    min_piece_checkpoints: int = 3
     slope_sigma: float = 3.0
-    min_relative_change: float = 0.1
+    trend_decades: float = 0.3
+    min_confidence: float = 0.5
+    act_confidence: float = 0.7
+    min_points: int = 32
+    min_phase_checkpoints: int = 2
     fitted_accuracy: float = 0.95
     generalised_ratio: float = 0.9
+    onset_gain: float = 0.02
     min_gain: float = 0.1
     early_generalised: float = 0.6
-    collapse_drop: float = 0.1
-    peak_band: float = 0.25
-    geometry_min_votes: float = 1.0
-    settle_fraction: float = 0.5
-    dead_rank_drop: float = 0.1
-    lc_jump: float = 0.25
-    jump_decades: float = 0.3
-    min_phase_checkpoints: int = 2
-    min_confidence: float = 0.35
-    min_points: int = 32
+    collapse_drop: float = 0.05
+    collapse_checkpoints: int = 2
+    plateau_decades: float = 0.3
+    plateau_gain: float = 0.02
+    partial_decades: float = 0.6
+    saturated_decades: float = 0.1
+    unfitted_decades: float = 1.0
+    geometry_weight: float = 0.2
+    min_groups: int = 2
 
     def with_overrides(self, overrides: dict[str, str | float]) -> "PhaseThresholds":
         """Return a copy with fields replaced, values coerced to the field type.
@@ -128,15 +126,15 @@ class PhaseThresholds:
         return dataclasses.replace(self, **changes)
 
 
-_POSITIVE, _FRACTION = (0.0, math.inf, True), (0.0, 1.0, True)
+_POSITIVE, _FRACTION, _SHARE = (0.0, math.inf, True), (0.0, 1.0, True), (0.0, 1.0, False)
 _RANGES = {  # (lowest, highest, lowest excluded) of each threshold
-    "min_checkpoints": (1, math.inf, False), "se_floor_fraction": _POSITIVE, "changepoint_penalty": _POSITIVE,
-    "min_piece_checkpoints": (2, math.inf, False), "slope_sigma": _POSITIVE,
-    "min_relative_change": (0.0, math.inf, False), "fitted_accuracy": _FRACTION, "generalised_ratio": _FRACTION,
-    "min_gain": (0.0, 1.0, False), "early_generalised": _FRACTION, "collapse_drop": _FRACTION, "peak_band": (0.0, 1.0, False),
-    "geometry_min_votes": (0.0, 4.0, True), "settle_fraction": _FRACTION, "dead_rank_drop": _POSITIVE,
-    "lc_jump": _POSITIVE, "jump_decades": _POSITIVE, "min_phase_checkpoints": (1, math.inf, False),
-    "min_confidence": (0.0, 1.0, False), "min_points": (1, math.inf, False),
+    "min_checkpoints": (1, math.inf, False), "se_floor_fraction": _POSITIVE, "slope_sigma": _POSITIVE,
+    "trend_decades": _POSITIVE, "min_confidence": _SHARE, "act_confidence": _SHARE, "min_points": (1, math.inf, False),
+    "min_phase_checkpoints": (1, math.inf, False), "fitted_accuracy": _FRACTION, "generalised_ratio": _FRACTION,
+    "onset_gain": _SHARE, "min_gain": _SHARE, "early_generalised": _FRACTION, "collapse_drop": _FRACTION,
+    "collapse_checkpoints": (1, math.inf, False), "plateau_decades": _POSITIVE, "plateau_gain": _SHARE,
+    "partial_decades": _POSITIVE, "saturated_decades": _POSITIVE, "unfitted_decades": _POSITIVE,
+    "geometry_weight": _SHARE, "min_groups": (1, 4, False),
 }
 
 
@@ -151,7 +149,7 @@ class PhaseSegment:
 
 @dataclass(frozen=True)
 class StepVerdict:
-    """The verdict the CI recipe would have given at one checkpoint, judged from it and the earlier ones."""
+    """The verdict `grokmon phases` gave, or would have given, when `step` was the newest checkpoint."""
 
     step: int
     phase: str | None
@@ -162,21 +160,21 @@ class StepVerdict:
 
 @dataclass(frozen=True)
 class PhaseReport:
-    """The phases of a run and the verdict for its last checkpoint."""
+    """The phases of a run, the verdict for its last checkpoint, and the verdict at every checkpoint."""
 
     mode: str                            # "accuracy" | "geometry"
     advice: str                          # one of ADVICE
     reason: str                          # one line citing the evidence (numbers, steps)
-    confidence: float                    # 0..1
+    confidence: float                    # 0..1, calibrated: right this often on the corpus
     current_phase: str | None            # phase of the last checkpoint
     segments: tuple[PhaseSegment, ...]
     steps: tuple[tuple[int, str], ...]   # (step, phase) for every analysed checkpoint, in step order
     best_step: int | None                # roll-back: the best earlier step; else the best step seen
-    history: tuple[StepVerdict, ...] = ()  # the verdict at every checkpoint, in step order (empty: not computed)
+    history: tuple[StepVerdict, ...] = ()  # the verdict with each checkpoint the newest (causal)
 
-    def to_dict(self) -> dict:
-        """The `grokmon phases --json` document (JSON-serialisable)."""
-        return {
+    def to_dict(self, history: bool = False) -> dict:
+        """The `grokmon phases --json` document (JSON-serialisable); `history` adds the verdict at every step."""
+        doc = {
             "schema": SCHEMA,
             "mode": self.mode,
             "advice": self.advice,
@@ -189,3 +187,7 @@ class PhaseReport:
             "steps": [{"step": int(step), "phase": phase} for step, phase in self.steps],
             "best_step": None if self.best_step is None else int(self.best_step),
         }
+        if history:
+            doc["history"] = [{"step": int(v.step), "phase": v.phase, "advice": v.advice,
+                               "confidence": float(v.confidence), "reason": v.reason} for v in self.history]
+        return doc

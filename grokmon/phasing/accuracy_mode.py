@@ -1,0 +1,280 @@
+"""Accuracy mode: train and test accuracy decide, one checkpoint at a time, from that checkpoint and the ones
+before it (the rules and their thresholds: docs/phases.md, "Accuracy mode").
+
+Loss spikes and probe noise: the levels that decide something (the memorisation level, the peak) are
+medians of three checkpoints, so one checkpoint that dips does not set them; a drop is a collapse only when
+it holds at `collapse_checkpoints` checkpoints in a row; and every difference is judged against the noise of
+the series (series.py), which includes the scatter of the checkpoints about their trend.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .series import Track, normal_cdf, strength_of, trend
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What one checkpoint looks like: a phase (None without evidence), the raw strength of the evidence in
+    [0, 1] (calibrated later), a note citing it, and the best checkpoint so far (roll-back target)."""
+
+    phase: str | None
+    strength: float
+    note: str
+    best: int | None
+
+
+def _median3(values: list[float]) -> float:
+    """Median of the last three values (of all, when fewer)."""
+    last = sorted(values[-3:])
+    return last[len(last) // 2] if len(last) != 2 else 0.5 * (last[0] + last[1])
+
+
+class AccuracyJudge:
+    """Reads a run's checkpoints in step order, remembering what the rules need: when the train set was
+    fitted, the memorisation level, whether and how the run generalised, the peak, the best checkpoint."""
+
+    def __init__(self, steps: np.ndarray, x: np.ndarray, train: Track, test: Track, robust: Track | None, th):
+        self.steps, self.th = steps, th
+        self.tr, self.te = train.value.tolist(), test.value.tolist()
+        self.tr_noise, self.te_noise = train.sigma.tolist(), test.sigma.tolist()
+        self.present = (train.present & test.present).tolist()
+        self.robust = robust
+        # robust trends: one checkpoint that spikes away and back does not tilt them
+        series = {"train": train, "test": test, "robust": robust}
+        self.spans = {name: trend(x, series[name], th.plateau_decades, covering=True, robust=True)
+                      for name in ("test", "robust") if series[name] is not None}
+        self.spans.update({f"{name} unfitted": trend(x, series[name], th.unfitted_decades, covering=True, robust=True)
+                           for name in ("train", "test")})
+        self.spans["test partial"] = trend(x, test, th.partial_decades, covering=True, robust=True)
+        self.x = x
+        self.train_trend = trend(x, train, th.trend_decades)
+        self.levels = {name: trend(x, series[name], th.trend_decades, robust=True) for name in ("train", "test")}
+        # the last checkpoint so far where test accuracy was more than `plateau_gain` below train accuracy, and
+        # the first checkpoint of the last `saturated_decades`
+        short = np.where(train.present & test.present, (train.value - test.value > th.plateau_gain)
+                         | (train.value < 1.0 - th.plateau_gain), False)
+        self.last_short = np.maximum.accumulate(np.where(short, np.arange(len(steps)), -1)).tolist()
+        self.saturation_start = np.searchsorted(x, x - th.saturated_decades, side="left").tolist()
+        self.reaches_back = (x[0] <= x - th.saturated_decades).tolist()
+        self.seen: list[int] = []          # checkpoints with both accuracies
+        self.train_seen: list[float] = []
+        self.fitted = False
+        self.test_before: list[float] = []  # test accuracy before the fit, and since
+        self.test_since: list[float] = []
+        self.start_level = math.inf         # lowest 3-median of test accuracy before the fit
+        self.floor, self.floor_at = math.inf, -1  # memorisation level: lowest 3-median from the fit to generalising
+        self.generalised: str | None = None  # how: "ratio", "ordinary", "rose"
+        self.peak = -math.inf               # highest 3-median of test accuracy once generalised
+        self.best: int | None = None        # roll-back target: the middle of the best 3-median
+        self.best_level = -math.inf
+        self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
+
+    def readings(self) -> list[Reading]:
+        """The reading at every checkpoint, in one pass."""
+        out = []
+        for i in range(len(self.steps)):
+            if not self.present[i]:
+                out.append(Reading(None, 0.0, "", self.best))
+                continue
+            self._update(i)
+            out.append(self._read(i))
+        return out
+
+    # ------------------------------------------------------------------ what is remembered
+    def _noise(self, i: int) -> float:
+        """Noise of a difference of two test accuracies, as known at checkpoint i."""
+        return math.sqrt(2.0) * self.te_noise[i]
+
+    def _update(self, i: int) -> None:
+        th, tr, te = self.th, self.tr[i], self.te[i]
+        self.seen.append(i)
+        self.train_low = min(self.train_low, tr)
+        self.train_seen.append(tr)
+        if not self.fitted and _median3(self.train_seen) >= th.fitted_accuracy:
+            self.fitted = True
+            self.generalised = self._ordinary(i)
+            self.best, self.best_level = None, -math.inf  # the roll-back target is taken from the fit on
+        if self.fitted:
+            self.test_since.append(te)
+            level = _median3(self.test_since)
+            if level < self.floor and self.generalised is None:  # the level it generalised from stays
+                self.floor, self.floor_at = level, i
+            if tr > self.train_peak:
+                self.train_peak, self.train_peak_at = tr, i
+        else:
+            self.test_before.append(te)
+            self.start_level = min(self.start_level, _median3(self.test_before))
+        pool = self.test_since if self.fitted else self.test_before
+        level, middle = _median3(pool), self.seen[-2] if len(pool) >= 2 else i
+        if self.best is None or level > self.best_level:  # the middle of the best three in a row ...
+            self.best, self.best_level = middle, level
+        elif level >= self.best_level - self._noise(i):  # ... or of a later three as good within the noise
+            self.best = middle
+        if self.generalised is None and self.fitted:
+            self.generalised = self._risen(i)
+        if self.generalised is not None:
+            self.peak = max(self.peak, _median3(self.test_since or self.test_before))
+
+    def _ordinary(self, i: int) -> str | None:
+        """At the fit: test accuracy at `generalised_ratio` of train, or most of the way up with it."""
+        th, tr, te = self.th, self.tr[i], self.te[i]
+        if te >= th.generalised_ratio * tr:
+            return "ratio"
+        start = self.start_level if math.isfinite(self.start_level) else te
+        learned = te - start
+        if learned >= th.slope_sigma * self._noise(i) and learned >= th.early_generalised * (tr - start):
+            return "ordinary"
+        return None
+
+    def _risen(self, i: int) -> str | None:
+        """After the fit: the 3-median of test accuracy at `generalised_ratio` of train, or risen over the
+        memorisation level significantly and by `min_gain` of the gap to train accuracy."""
+        th, tr = self.th, self.tr[i]
+        level = _median3(self.test_since)
+        if level >= th.generalised_ratio * tr:
+            return "ratio"
+        gain = level - self.floor
+        if gain >= th.slope_sigma * self._noise(i) and gain >= max(th.onset_gain, th.min_gain * (tr - self.floor)):
+            return "rose"
+        return None
+
+    # ------------------------------------------------------------------ the rules, in order of precedence
+    def _read(self, i: int) -> Reading:
+        for rule in (self._diverged, self._collapsed):
+            reading = rule(i)
+            if reading is not None:
+                return reading
+        if not self.fitted:
+            return self._unfitted(i)
+        if self.generalised is None:
+            return self._memorised(i)
+        return self._generalised(i)
+
+    def _lost(self, i: int, name: str, peak: float) -> float | None:
+        """How much series `name` ("train" or "test") has lost from `peak`, if it is a collapse: at least
+        `collapse_drop` at each of the last `collapse_checkpoints` checkpoints (a spike does not), and the level
+        of its last `trend_decades` significantly below the peak (a 3-median) against the noise of both. None
+        otherwise."""
+        th = self.th
+        values, noise = (self.tr, self.tr_noise) if name == "train" else (self.te, self.te_noise)
+        recent = max(values[j] for j in self.seen[-th.collapse_checkpoints:])
+        if len(self.seen) < th.collapse_checkpoints or peak - recent < th.collapse_drop:
+            return None
+        level = self.levels[name]
+        spread = noise[i] * math.sqrt(1.0 / max(int(level.count[i]), 1) + 1.0 / 3.0)
+        drop = peak - float(level.level[i])
+        return drop if drop >= th.slope_sigma * spread else None
+
+    def _diverged(self, i: int) -> Reading | None:
+        """The train set was fitted and train accuracy has since been lost (the training diverged)."""
+        th = self.th
+        if not self.fitted or self.tr[i] >= th.fitted_accuracy:
+            return None
+        drop = self._lost(i, "train", self.train_peak)
+        if drop is None:
+            return None
+        note = (f"train accuracy {self.tr[i]:.3f}, down from {self.train_peak:.3f} at step "
+                f"{int(self.steps[self.train_peak_at])} after the train set was fitted (test {self.te[i]:.3f}): "
+                "the training diverged")
+        return Reading("collapse", min(1.0, drop / (2 * th.collapse_drop)), note, self.best)
+
+    def _collapsed(self, i: int) -> Reading | None:
+        """Generalised, and test accuracy has lost `collapse_drop` from its peak (`_lost`)."""
+        if self.generalised is None:
+            return None
+        drop = self._lost(i, "test", self.peak)
+        if drop is None:
+            return None
+        note = (f"test accuracy {self.te[i]:.3f}, down from {self.te[self.best]:.3f} at step "
+                f"{int(self.steps[self.best])} while train is {self.tr[i]:.3f}")
+        return Reading("collapse", min(1.0, drop / (2 * self.th.collapse_drop)), note, self.best)
+
+    def _unfitted(self, i: int) -> Reading:
+        """Before the fit: fitting, unless train and test accuracy rose together and both have stayed flat
+        (settled short of a fitted train set: label noise, too small a network)."""
+        th, tr, te = self.th, self.tr[i], self.te[i]
+        rise, learned = tr - self.train_low, te - min(self.test_before)
+        if (rise >= th.slope_sigma * math.sqrt(2) * self.tr_noise[i] and rise >= th.min_gain * (1 - self.train_low)
+                and learned >= th.slope_sigma * self._noise(i) and learned >= th.early_generalised * rise):
+            train_flat, test_flat = self._flat(i, "train unfitted"), self._flat(i, "test unfitted")
+            if train_flat and test_flat and train_flat[0] and test_flat[0]:
+                return Reading("robustness_plateau", min(train_flat[1], test_flat[1]),
+                               f"train accuracy flat at {tr:.3f} (< {th.fitted_accuracy}) after rising from "
+                               f"{self.train_low:.3f}, test accuracy flat at {te:.3f} after rising with it: settled "
+                               "without fitting", self.best)
+        z = float(self.train_trend.z[i]) if self.train_trend.count[i] >= 3 else 0.0
+        climbing = "climbing" if z >= th.slope_sigma else "not climbing significantly"
+        level = _median3(self.train_seen)
+        return Reading("fitting", max(0.5, strength_of(z, th.slope_sigma)),
+                       f"train accuracy {tr:.3f} (median of the last three {level:.3f} < {th.fitted_accuracy}), {climbing}",
+                       self.best)
+
+    def _memorised(self, i: int) -> Reading:
+        """Fitted, not generalised: generalisation has begun once test accuracy leaves its memorisation level
+        significantly and by `onset_gain`; memorisation while it has not."""
+        th, tr, te = self.th, self.tr[i], self.te[i]
+        gain = te - self.floor
+        z = gain / self._noise(i)
+        level = f"{self.floor:.3f} (step {int(self.steps[self.floor_at])})"
+        if z >= th.slope_sigma and gain >= th.onset_gain:
+            return Reading("generalisation", strength_of(z, th.slope_sigma),
+                           f"test accuracy {te:.3f}, up from its memorisation level {level}", self.best)
+        return Reading("memorisation", 1.0 - strength_of(max(z, 0.0), th.slope_sigma) / 2,
+                       f"train accuracy {tr:.3f}, test accuracy {te:.3f} at its memorisation level {level}", self.best)
+
+    def _saturated(self, i: int) -> bool:
+        """Fitted, train accuracy within `plateau_gain` of 1 and test accuracy within `plateau_gain` of it at
+        every checkpoint of the last `saturated_decades` (and at least at the last two): nothing is left to
+        gain."""
+        start = min(self.saturation_start[i], i - 1)  # two checkpoints at least
+        return self.fitted and self.reaches_back[i] and start >= 0 and self.last_short[i] < start
+
+    def _flat(self, i: int, name: str) -> tuple[bool, float, float] | None:
+        """Whether series `name` gained or lost less than `plateau_gain` over its span (`plateau_decades`;
+        "... unfitted": `unfitted_decades`; "test partial": `partial_decades`): (flat, probability that it is,
+        change); None before the run spans that long."""
+        th, span = self.th, self.spans[name]
+        if not span.covers[i] or span.count[i] < 3:
+            return None
+        width = float(self.x[i] - self.x[span.start[i]])
+        gain, gain_se = float(span.slope[i]) * width, float(span.slope_se[i]) * width
+        flat = abs(gain) < th.plateau_gain
+        if gain_se > 0:
+            p_flat = normal_cdf((th.plateau_gain - gain) / gain_se) - normal_cdf((-th.plateau_gain - gain) / gain_se)
+        else:
+            p_flat = float(flat)
+        return flat, p_flat, gain
+
+    def _generalised(self, i: int) -> Reading:
+        """Generalised: a plateau once test accuracy (and robust accuracy, where measured) stayed flat over
+        `plateau_decades` (`partial_decades` while it is short of `generalised_ratio` x train accuracy after
+        rising from a memorisation stage), else still generalising."""
+        th, tr, te = self.th, self.tr[i], self.te[i]
+        partial = self.generalised == "rose" and _median3(self.test_since) < th.generalised_ratio * tr
+        flat = self._flat(i, "test partial" if partial else "test")
+        span = f"{th.partial_decades if partial else th.plateau_decades:g} decades"
+        if self._saturated(i) and (flat is None or not flat[0]):
+            flat, span = (True, 1.0, 0.0), f"{th.saturated_decades:g} decades, within {th.plateau_gain:g} of train"
+        if flat is None or not flat[0]:
+            if flat is None:
+                return Reading("generalisation", 0.5, f"test accuracy {te:.3f} with train at {tr:.3f}; the run is "
+                               f"shorter than {span} so far", self.best)
+            moving = "rising" if flat[2] > 0 else "falling (not yet a collapse)"
+            return Reading("generalisation", max(0.5, 1.0 - flat[1]),
+                           f"test accuracy {te:.3f} {moving}, {flat[2]:+.3f} over the last {span}, with train at {tr:.3f}",
+                           self.best)
+        if self.robust is not None and self.robust.present[i]:
+            robust = self._flat(i, "robust")
+            if robust is not None and not robust[0]:
+                return Reading("generalisation", max(0.5, 1.0 - robust[1]),
+                               f"delayed robustness: robust accuracy {self.robust.value[i]:.3f} still rising "
+                               f"({robust[2]:+.3f} over the last {span}) while test accuracy settled at {te:.3f}",
+                               self.best)
+        since = f", up from {self.floor:.3f}" if self.generalised == "rose" else ", learned with the train set"
+        return Reading("robustness_plateau", flat[1],
+                       f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}", self.best)

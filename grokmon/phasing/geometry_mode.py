@@ -1,0 +1,82 @@
+"""Geometry mode: labels are not used; the fitted model reads the geometry features (geometry_features.py)
+and a forward filter turns them into the probability of each phase at every checkpoint (model.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry_features import GROUPS, SERIES_WORDS, design_matrix, group_evidence
+from .model import GeometryModel, advice_probabilities
+from .types import ADVICE_FOR_PHASE, PHASES
+
+
+@dataclass(frozen=True)
+class GeometryReading:
+    """The geometry's view of one checkpoint: its most likely advice and phase, that advice's probability and
+    its calibrated confidence, the independent groups present, a note on what each group does, and the best
+    checkpoint so far (for a roll-back)."""
+
+    phase: str | None
+    advice: str
+    probability: float
+    confidence: float
+    groups: int
+    note: str
+    best: int | None
+
+
+def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
+    """The reading at every checkpoint of a RunTable, in one pass."""
+    n = len(table.steps)
+    evidence = group_evidence(table, th.trend_decades, th.slope_sigma)
+    design, count = design_matrix(evidence, n)
+    posterior = model.filtered(design, table.x, count > 0)
+    by_advice = advice_probabilities(posterior)
+    names = list(by_advice)
+    stacked = np.column_stack([by_advice[a] for a in names])
+    advice = stacked.argmax(axis=1)
+    # within the advice, its most likely phase
+    member = np.array([[ADVICE_FOR_PHASE[p] == a for p in PHASES] for a in names])
+    phase = np.where(member[advice], posterior, -1.0).argmax(axis=1)
+    probability = stacked.max(axis=1)
+    confidence = np.array([model.calibration(PHASES[k], p) for k, p in zip(phase, probability)])
+    # how much each checkpoint's own reading (before the filter) raised the probability of collapse
+    damage = np.diff(model.phase_probabilities(design)[:, PHASES.index("collapse")], prepend=0.0)
+    damage[count == 0] = 0.0
+    words = _words(evidence, n, th.slope_sigma)
+    out = []
+    collapse_from: int | None = None
+    for i in range(n):
+        if count[i] == 0:
+            out.append(GeometryReading(None, "inconclusive", 0.0, 0.0, 0, "no geometry series has moved yet", None))
+            continue
+        name = PHASES[phase[i]]
+        collapse_from = (collapse_from if collapse_from is not None else i) if name == "collapse" else None
+        best = _before_damage(damage[: collapse_from + 1]) if collapse_from else None
+        out.append(GeometryReading(name, names[advice[i]], float(probability[i]), float(confidence[i]), int(count[i]),
+                                   f"{words[i]} (P({name}) {posterior[i, phase[i]]:.2f})", best))
+    return out
+
+
+def _before_damage(damage: np.ndarray) -> int:
+    """The roll-back target: the checkpoint before the one whose reading raised the probability of collapse
+    most, or the one before that when the reading was already rising there (the damage shows in trailing
+    trends a checkpoint late)."""
+    best = int(np.argmax(damage[1:]))  # index of the checkpoint before the largest rise
+    return best - 1 if best > 0 and damage[best] > 0 else best
+
+
+def _words(evidence, n: int, slope_sigma: float) -> list[str]:
+    """What each group present does at every checkpoint, e.g. "local complexity falling, centroid alignment flat"."""
+    columns = []
+    for group in GROUPS:
+        ev = evidence.get(group)
+        if ev is None:
+            continue
+        sign = dict(GROUPS[group])[ev.metric]
+        moving = np.where(ev.z * sign > 0, "rising", "falling")
+        state = np.where(np.abs(ev.z) < slope_sigma, "flat", moving)
+        columns.append(np.where(ev.present, np.char.add(SERIES_WORDS[ev.metric] + " ", state.astype(str)), ""))
+    return [", ".join(part for part in row if part) for row in zip(*columns)] if columns else [""] * n

@@ -1,0 +1,122 @@
+"""The fitted parts of the classifier, shipped as `model.json` (written by `corpus/fit.py`; numpy only here).
+
+Geometry mode: a multinomial logistic regression gives P(phase | the geometry features at checkpoint i);
+divided by the phases' frequencies it is a likelihood, tempered (consecutive checkpoints share most of
+their trend windows, so their evidence is not independent), and a forward filter over the checkpoints
+combines it with a Markov chain of phases in log-step (transition rates per decade, fitted from the
+corpus's labelled sequences). The filter's posterior at checkpoint i uses checkpoints 0..i only, and all
+of them come out of one pass. Both modes: per phase read, isotonic maps from the raw confidence to the
+share of corpus verdicts that were right at that confidence (calibration).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .types import ADVICE_FOR_PHASE, PHASES
+
+MODEL_FILE = Path(__file__).with_name("model.json")
+_SQUARINGS = 12  # expm(Q dx) as (I + Q dx / 2^12)^(2^12)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per phase read, an increasing step map from the raw confidence to the share of corpus verdicts with
+    that reading whose advice was right (held out by family)."""
+
+    maps: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    def __call__(self, phase: str, raw: float) -> float:
+        if phase not in self.maps:
+            return float(raw)
+        xs, ys = self.maps[phase]
+        return float(np.interp(raw, xs, ys))
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Calibration":
+        return cls({k: (np.asarray(v["x"], float), np.asarray(v["y"], float)) for k, v in doc.items()})
+
+
+@dataclass(frozen=True)
+class GeometryModel:
+    """Logistic regression over the geometry features, a phase chain in log-step, and a calibration."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray        # phases x features
+    intercept: np.ndarray   # phases
+    prior: np.ndarray       # phase frequencies in the corpus
+    initial: np.ndarray     # phase distribution at the first checkpoint
+    rates: np.ndarray       # generator of the phase chain, per decade of steps (rows sum to 0)
+    temper: float
+    calibration: Calibration
+
+    def phase_probabilities(self, design: np.ndarray) -> np.ndarray:
+        """P(phase | features) at every checkpoint, from the logistic regression alone."""
+        logits = ((design - self.mean) / self.scale) @ self.coef.T + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def filtered(self, design: np.ndarray, x: np.ndarray, informative: np.ndarray) -> np.ndarray:
+        """P(phase at i | features at 0..i) for every checkpoint i (a forward filter; causal).
+
+        `informative`: where the features carry evidence (elsewhere the chain only moves on).
+        """
+        n = len(x)
+        likelihood = (self.phase_probabilities(design) / self.prior) ** self.temper
+        likelihood[~informative] = 1.0
+        steps = self.transitions(np.diff(x, prepend=x[0]))
+        out = np.zeros((n, len(PHASES)))
+        belief = self.initial
+        for i in range(n):
+            belief = (belief @ steps[i] if i else belief) * likelihood[i]
+            belief = belief / belief.sum()
+            out[i] = belief
+        return out
+
+    def transitions(self, gaps: np.ndarray) -> np.ndarray:
+        """exp(rates x gap) for every gap (decades), by repeated squaring."""
+        small = np.eye(len(PHASES)) + self.rates[None] * (np.maximum(gaps, 0.0)[:, None, None] / 2**_SQUARINGS)
+        for _ in range(_SQUARINGS):
+            small = small @ small
+        return small
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "GeometryModel":
+        arrays = {k: np.asarray(doc[k], float) for k in ("mean", "scale", "coef", "intercept", "prior", "initial", "rates")}
+        return cls(tuple(doc["features"]), temper=float(doc["temper"]),
+                   calibration=Calibration.from_dict(doc["calibration"]), **arrays)
+
+
+def advice_probabilities(phases: np.ndarray) -> dict[str, np.ndarray]:
+    """Sum the phase probabilities (n x phases) into the advice each phase gives."""
+    out: dict[str, np.ndarray] = {}
+    for k, phase in enumerate(PHASES):
+        advice = ADVICE_FOR_PHASE[phase]
+        out[advice] = out.get(advice, 0.0) + phases[:, k]
+    return out
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Everything fitted on the corpus: the geometry model and the accuracy mode's calibration."""
+
+    geometry: GeometryModel
+    accuracy: Calibration
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "Fitted":
+        return cls(GeometryModel.from_dict(doc["geometry"]), Calibration.from_dict(doc["accuracy_calibration"]))
+
+
+@lru_cache(maxsize=1)
+def shipped() -> Fitted:
+    """The model and calibrations fitted on the corpus, as shipped in model.json."""
+    return Fitted.from_dict(json.loads(MODEL_FILE.read_text()))

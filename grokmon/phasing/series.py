@@ -1,0 +1,164 @@
+"""One metric's course over a run, judged causally: at checkpoint i only checkpoints 0..i are used.
+
+- The axis is x = log10(1 + step): training dynamics unfold on a log-step axis, and step 0 sits at 0
+  without depending on the later saves.
+- Noise. The table's standard error (SE) is over probe points; the same points are measured at every
+  checkpoint, so it overstates the noise of a change between checkpoints, and it cannot see training noise.
+  The noise used is the scatter of the checkpoints so far about the straight line through their
+  neighbours (1.4826 x median absolute deviation, in the units of one checkpoint), floored at
+  `se_floor_fraction` x the largest SE so far. Before four such deviations exist, the SE itself.
+- Trend. A weighted least-squares line through the checkpoints of the last `decades` decades (at least
+  three checkpoints), with its slope per decade and the slope's standard error from that noise.
+
+Everything is computed in one pass, so the value at every checkpoint costs what the last one does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MAD_TO_SD = 1.4826
+MIN_DEVIATIONS = 4  # midpoint deviations needed before the scatter replaces the SE as the noise
+MIN_TREND_POINTS = 3
+
+
+@dataclass(frozen=True)
+class Track:
+    """One series aligned on the run's checkpoints (NaN where a checkpoint lacks it), with causal noise."""
+
+    value: np.ndarray
+    se: np.ndarray
+    sigma: np.ndarray  # noise at each checkpoint, estimated from it and the checkpoints before it
+
+    @property
+    def present(self) -> np.ndarray:
+        return np.isfinite(self.value)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Trailing straight-line fit at every checkpoint (NaN where the series is missing)."""
+
+    slope: np.ndarray     # per decade of steps
+    slope_se: np.ndarray
+    level: np.ndarray     # the line's value at the checkpoint (denoised current level)
+    start: np.ndarray     # index of the window's first checkpoint (-1 where missing)
+    covers: np.ndarray    # covering windows: the run reaches back the whole span here
+    count: np.ndarray     # checkpoints in the window
+    z: np.ndarray         # slope / slope_se (0 where it cannot be judged)
+
+
+def log_steps(steps: np.ndarray) -> np.ndarray:
+    """x = log10(1 + step).
+
+    >>> log_steps(np.array([0, 9, 99])).tolist()
+    [0.0, 1.0, 2.0]
+    """
+    return np.log10(1.0 + np.asarray(steps, dtype=float))
+
+
+def track(x: np.ndarray, value: np.ndarray, se: np.ndarray, se_floor_fraction: float) -> Track:
+    """The series with its causal noise scale (see the module docstring)."""
+    value = np.asarray(value, dtype=float)
+    se = np.where(np.isfinite(se), np.abs(se), 0.0)
+    sigma = np.full(len(value), np.nan)
+    idx = np.flatnonzero(np.isfinite(value))
+    xs, vs, ses = x[idx], value[idx], se[idx]
+    noise = ses.copy()
+    if len(idx) >= MIN_DEVIATIONS + 2:
+        gap = xs[2:] - xs[:-2]
+        w = np.divide(xs[1:-1] - xs[:-2], gap, out=np.full(len(gap), 0.5), where=gap > 0)
+        middle = vs[:-2] + w * (vs[2:] - vs[:-2])
+        deviation = np.abs(vs[1:-1] - middle) / np.sqrt(1 + w * w + (1 - w) ** 2)
+        running = _running_median(deviation)  # at checkpoint k the midpoints 1..k-1 are known
+        enough = np.arange(2, len(idx)) - 1 >= MIN_DEVIATIONS
+        noise[2:] = np.where(enough, MAD_TO_SD * running, ses[2:])
+    floor = se_floor_fraction * np.maximum.accumulate(ses)
+    sigma[idx] = np.maximum.reduce([noise, floor, 1e-9 * np.maximum(1.0, np.abs(vs))])
+    return Track(value, se, sigma)
+
+
+def _running_median(values: np.ndarray, block: int = 256) -> np.ndarray:
+    """out[k] = median(values[: k + 1]), a block of k at a time so that memory stays small."""
+    n = len(values)
+    out = np.empty(n)
+    for start in range(0, n, block):
+        rows = np.arange(start, min(n, start + block))
+        known = np.arange(n)[None, :] <= rows[:, None]
+        ordered = np.sort(np.where(known, values[None, :], np.inf), axis=1)  # the k + 1 known values first
+        out[rows] = 0.5 * (ordered[rows - start, rows // 2] + ordered[rows - start, (rows + 1) // 2])
+    return out
+
+
+def despiked(values: np.ndarray) -> np.ndarray:
+    """Each value but the first and last replaced by the median of it and its two neighbours: a checkpoint that
+    jumps away and back (a loss spike) is replaced, a monotone stretch is left as it is.
+
+    >>> despiked(np.array([1.0, 1.0, 0.2, 1.0, 2.0, 3.0])).tolist()
+    [1.0, 1.0, 1.0, 1.0, 2.0, 3.0]
+    """
+    out = values.copy()
+    if len(values) >= 3:
+        out[1:-1] = np.median(np.vstack([values[:-2], values[1:-1], values[2:]]), axis=0)
+    return out
+
+
+def trend(x: np.ndarray, series: Track, decades: float, covering: bool = False, robust: bool = False) -> Trend:
+    """The trailing line at every checkpoint over the last `decades` decades (at least three checkpoints),
+    judged with the noise known at that checkpoint. Sums over each window come from cumulative sums, so the
+    whole run costs one pass.
+
+    `covering`: `Trend.covers` says where the run reaches back `decades` (a checkpoint at or before x - `decades`
+    exists), so that the window's checkpoints sample that whole span.
+    `robust`: the checkpoints before the newest one enter `despiked` (each is judged with both its neighbours
+    known); the newest enters as it is, so a drop there shows at once.
+    """
+    n = len(x)
+    slope, slope_se, level = (np.full(n, np.nan) for _ in range(3))
+    z = np.zeros(n)
+    start = np.full(n, -1)
+    covers = np.zeros(n, dtype=bool)
+    count_out = np.zeros(n, dtype=int)
+    idx = np.flatnonzero(series.present)
+    if len(idx):
+        xs, vs = x[idx], series.value[idx]
+        first = np.searchsorted(xs, xs - decades, side="left")
+        if covering:
+            covers[idx] = xs[0] <= xs - decades
+        first = np.minimum(first, np.maximum(0, np.arange(len(idx)) + 1 - MIN_TREND_POINTS))
+        inner = despiked(vs) if robust else vs
+        terms = np.vstack([np.ones_like(xs), xs, inner, xs * xs, xs * inner])
+        sums = np.zeros((5, len(xs) + 1))
+        np.cumsum(terms, axis=1, out=sums[:, 1:])
+        count, sx, sv, sxx, sxv = sums[:, 1:] - sums[:, first]
+        sv, sxv = sv + (vs - inner), sxv + xs * (vs - inner)  # the newest checkpoint as it is
+        spread = sxx - sx * sx / count
+        ok = spread > 1e-12
+        safe = np.where(ok, spread, 1.0)
+        b = np.where(ok, (sxv - sx * sv / count) / safe, 0.0)
+        se = np.where(ok, series.sigma[idx] / np.sqrt(safe), np.inf)
+        slope[idx], slope_se[idx], z[idx] = b, se, np.where(ok, b / np.where(ok, se, 1.0), 0.0)
+        level[idx] = sv / count + b * (xs - sx / count)
+        start[idx], count_out[idx] = idx[first], count
+    return Trend(slope, slope_se, level, start, covers, count_out, z)
+
+
+def normal_cdf(z: float) -> float:
+    """P(Z <= z) for a standard normal Z.
+
+    >>> round(normal_cdf(0.0), 2), round(normal_cdf(1.96), 3)
+    (0.5, 0.975)
+    """
+    if not math.isfinite(z):
+        return 1.0 if z > 0 else 0.0
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+def strength_of(z: float, sigmas: float) -> float:
+    """Evidence strength in [0, 1] of a z-score: 0.5 at `sigmas`, 1 at twice it."""
+    if not math.isfinite(z):
+        return 0.0
+    return float(min(1.0, abs(z) / (2.0 * sigmas)))

@@ -1,0 +1,93 @@
+"""Both modes replayed on every prefix of every real run of the corpus (tests/fixtures/corpus/, made by
+corpus/build.py) and of the sample run, judged against their truth curves (corpus/truth.py, corpus/checks.py):
+no stop before test accuracy is within 0.05 of its final level, no roll-back on a run that never loses test
+accuracy, only keep-training or inconclusive through memorisation, the right verdict at the end, a
+roll-back's best step near the peak, onsets where the truth has them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from corpus import checks
+from corpus.load import FIXTURES, corpus_runs, sample_run
+from grokmon.phasing import classify
+
+MODES = ("accuracy", "geometry")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    found = corpus_runs()
+    if not found:
+        pytest.skip(f"no corpus fixtures in {FIXTURES}: python -m corpus.build")
+    return [*found, sample_run()]
+
+
+@pytest.fixture(scope="module")
+def reports(runs):
+    return {(run.name, mode): classify(run.table, mode=mode) for run in runs for mode in MODES}
+
+
+def test_the_corpus_covers_the_families_and_what_happens_in_them(runs):
+    families = {run.family for run in runs}
+    assert {"modular", "omnigrok", "cnn", "xor"} <= families
+    phases = {phase for run in runs for phase in run.phases}
+    assert phases == {"fitting", "memorisation", "generalisation", "robustness_plateau", "collapse"}
+    assert sum(run.scenario == "collapse" for run in runs) >= 4
+    assert sum(run.onset is not None for run in runs) >= 6
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_verdict_of_every_run_passes_the_checks(runs, reports, mode):
+    failures = {run.name: found for run in runs if (found := checks.all_checks(run, reports[run.name, mode], mode))}
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sampled_prefixes_give_the_verdict_of_the_history(runs, reports, mode):
+    for run in runs:
+        full = reports[run.name, mode]
+        n = len(run.steps)
+        for i in sorted({4, n // 3, (2 * n) // 3, n - 2}):
+            cut = classify(run.prefix(i), mode=mode)
+            assert cut.history == full.history[: i + 1], (run.name, i)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_prefix_of_every_run_gives_the_verdict_of_the_history(runs, reports, mode):
+    for run in runs:
+        full = reports[run.name, mode].history
+        for i in range(len(run.steps)):
+            last = classify(run.prefix(i), mode=mode)
+            assert (last.advice, last.current_phase, last.confidence, last.reason) == (
+                full[i].advice, full[i].phase, full[i].confidence, full[i].reason), (run.name, i)
+
+
+def test_geometry_is_right_where_it_acts_and_does_not_only_abstain(runs, reports):
+    pairs = [(truth, v.advice) for run in runs for truth, v in zip(run.advice, reports[run.name, "geometry"].history)]
+    acted = [(truth, said) for truth, said in pairs if said in ("stop", "roll-back")]
+    assert acted and sum(truth == said for truth, said in acted) >= 0.9 * len(acted)
+    committed = [(truth, said) for truth, said in pairs if said != "inconclusive"]
+    assert len(committed) >= len(pairs) / 3
+    assert sum(truth == said for truth, said in committed) >= 0.85 * len(committed)
+
+
+def test_cli_history_as_a_table_and_in_json(runs):
+    from grokmon.cli import app
+
+    path = FIXTURES / "modular--p47-w64-wd1.parquet"
+    run = next(r for r in runs if r.name == "p47-w64-wd1")
+    plain = CliRunner().invoke(app, ["phases", str(path), "--json"])
+    assert plain.exit_code == 0 and "history" not in json.loads(plain.stdout)
+    doc = json.loads(CliRunner().invoke(app, ["phases", str(path), "--json", "--history"]).stdout)
+    assert [v["step"] for v in doc["history"]] == [int(s) for s in run.steps]
+    assert doc["history"][-1] == {"step": doc["steps"][-1]["step"], "phase": doc["current_phase"],
+                                  "advice": doc["advice"], "confidence": doc["confidence"], "reason": doc["reason"]}
+    table = CliRunner().invoke(app, ["phases", str(path), "--history", "--exit-code"], terminal_width=200)
+    assert table.exit_code == {"stop": 0, "keep-training": 10, "inconclusive": 11, "roll-back": 12}[doc["advice"]]
+    assert "Verdict at every checkpoint" in table.stdout and "memorisation" in table.stdout
+    forced = CliRunner().invoke(app, ["phases", str(path), "--json", "--set", "min_checkpoints=1000"])
+    assert json.loads(forced.stdout)["advice"] == "inconclusive"
