@@ -154,7 +154,8 @@ def _stopping(root, kind):
     try:
         callback = GrokmonCallback(task(kind), metrics="accuracy", stop_on="stop", patience=2, points=32)
         saves = ModelCheckpoint(dirpath=root, every_n_train_steps=5, save_top_k=-1)
-        trainer, _ = fit(root, kind, [callback, saves], steps=35, dtype=torch.float32)
+        # 50 steps: a stop needs the plateau to have held while the step count doubled (docs/phases.md)
+        trainer, _ = fit(root, kind, [callback, saves], steps=50, dtype=torch.float32)
     finally:
         log.removeHandler(handler)
     return trainer, messages
@@ -162,14 +163,14 @@ def _stopping(root, kind):
 
 def test_stop_on_stop_ends_a_plateaued_run_and_says_why(tmp_path, one_thread):
     trainer, messages = _stopping(tmp_path, "plateau")
-    assert trainer.global_step < 35
+    assert trainer.global_step < 50
     assert any(m.startswith(f"grokmon: stopping at step {trainer.global_step}: the verdict has been stop 2 time(s)")
                for m in messages)
 
 
 def test_stop_on_stop_lets_a_memorising_run_train_on(tmp_path, one_thread):
     trainer, messages = _stopping(tmp_path, "memorise")
-    assert trainer.global_step == 35 and not any("stopping" in m for m in messages)
+    assert trainer.global_step == 50 and not any("stopping" in m for m in messages)
     frame, _ = read_results(tmp_path / "grokmon.parquet")
-    last = frame[frame.step == 35].set_index("split")["accuracy"]
+    last = frame[frame.step == 50].set_index("split")["accuracy"]
     assert last["train"] > 0.95 and last["test"] < 0.7  # fitted, not generalised: memorised

@@ -168,7 +168,7 @@ class PhaseReport:
     confidence: float                    # 0..1, calibrated: right this often on the corpus
     current_phase: str | None            # phase of the last checkpoint
     segments: tuple[PhaseSegment, ...]
-    steps: tuple[tuple[int, str], ...]   # (step, phase) for every analysed checkpoint, in step order
+    steps: tuple[tuple[int, str | None], ...]  # (step, phase) for every analysed checkpoint (None: no evidence yet)
     best_step: int | None                # roll-back: the best earlier step; else the best step seen
     history: tuple[StepVerdict, ...] = ()  # the verdict with each checkpoint the newest (causal)
 

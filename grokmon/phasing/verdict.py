@@ -103,7 +103,7 @@ def report(mode: str, steps: np.ndarray, judged: list[Judged], points: np.ndarra
     best = next((j.best for j in reversed(judged) if j.phase is not None), None)
     best_step = None if best is None else int(steps[best])
     phases = labels(verdicts, th.min_phase_checkpoints)
-    pairs = tuple((int(s), p) for s, p in zip(steps, phases) if p is not None)
+    pairs = tuple((int(s), p) for s, p in zip(steps, phases))  # None where no evidence had come yet
     segments = tuple(PhaseSegment(p, int(steps[a]), int(steps[b])) for p, a, b in _runs(phases) if p is not None)
     last = verdicts[-1]
     return PhaseReport(mode, last.advice, last.reason, last.confidence, last.phase, segments, pairs, best_step,
