@@ -48,10 +48,11 @@ class Run:
 
     def prefix(self, i: int) -> pd.DataFrame:
         """The results table cut after checkpoint i: what `phases` saw when step i was the newest."""
-        return self.table[self.table["step"] <= self.steps[i]]
+        return self.table.iloc[: int(np.searchsorted(self.table["step"].to_numpy(), self.steps[i], side="right"))]
 
 
 def _run(path: Path, table: pd.DataFrame, about: dict, curve: list[dict]) -> Run:
+    table = table.sort_values("step", kind="stable", ignore_index=True)  # rows in step order: a prefix is a head
     steps = np.array(sorted(table.loc[table["status"] == "ok", "step"].unique()), dtype=np.int64)
     by_step = {int(row["step"]): row for row in curve}
     train = np.array([float(by_step[int(s)]["train_accuracy"]) for s in steps])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .series import Track, normal_cdf, strength_of, trend
+from .series import Track, normal_cdf, strength_of, trends
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,15 @@ class AccuracyJudge:
         self.present = (train.present & test.present).tolist()
         self.robust = robust
         # robust trends: one checkpoint that spikes away and back does not tilt them
-        series = {"train": train, "test": test, "robust": robust}
-        self.spans = {name: trend(x, series[name], th.plateau_decades, covering=True, robust=True)
-                      for name in ("test", "robust") if series[name] is not None}
-        self.spans.update({f"{name} unfitted": trend(x, series[name], th.unfitted_decades, covering=True, robust=True)
-                           for name in ("train", "test")})
-        self.spans["test partial"] = trend(x, test, th.partial_decades, covering=True, robust=True)
+        plateau, unfitted, partial, level = trends(
+            x, test, (th.plateau_decades, th.unfitted_decades, th.partial_decades, th.trend_decades), robust=True)
+        train_unfitted, self.train_trend = trends(x, train, (th.unfitted_decades, th.trend_decades), robust=True)
+        self.spans = {"test": plateau, "test unfitted": unfitted, "test partial": partial,
+                      "train unfitted": train_unfitted}
+        if robust is not None:
+            self.spans["robust"], = trends(x, robust, (th.plateau_decades,), robust=True)
+        self.levels = {"train": self.train_trend, "test": level}
         self.x = x
-        self.train_trend = trend(x, train, th.trend_decades)
-        self.levels = {name: trend(x, series[name], th.trend_decades, robust=True) for name in ("train", "test")}
         # the last checkpoint so far where test accuracy was more than `plateau_gain` below train accuracy, and
         # the first checkpoint of the last `saturated_decades`
         short = np.where(train.present & test.present, (train.value - test.value > th.plateau_gain)

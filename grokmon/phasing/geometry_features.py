@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .series import Track, trend
+from .series import Track, trends
 
 GROUPS = {
     "complexity": (("lc", -1),),
@@ -58,7 +58,7 @@ def series_features(x: np.ndarray, series: Track, sign: int, trend_decades: floa
     n = len(x)
     u = sign * series.value
     turned = Track(u, series.se, series.sigma)
-    short, long = trend(x, turned, trend_decades), trend(x, turned, LONG_DECADES)
+    short, long = trends(x, turned, (trend_decades, LONG_DECADES))
     out = np.full((n, len(FEATURES)), np.nan)
     present = np.zeros(n, dtype=bool)
     z = np.zeros(n)
@@ -73,20 +73,19 @@ def series_features(x: np.ndarray, series: Track, sign: int, trend_decades: floa
     order = np.arange(len(us))
     top_at = np.maximum.accumulate(np.where(us >= top, order, 0))  # the latest checkpoint at the running extreme
     bottom_at = np.maximum.accumulate(np.where(us <= bottom, order, 0))
-    zs = np.nan_to_num(short.z[idx], nan=0.0, posinf=0.0, neginf=0.0)
-    zl = np.nan_to_num(long.z[idx], nan=0.0, posinf=0.0, neginf=0.0)
-    slope = np.where(short.count[idx] >= 3, np.nan_to_num(short.slope[idx]), 0.0)
+    zs, zl = short.z[idx], long.z[idx]  # 0 where a slope cannot be judged
+    slope = np.where(short.count[idx] >= 3, short.slope[idx], 0.0)
     fastest = np.maximum.accumulate(np.abs(slope))
-    rows = np.column_stack([
-        np.tanh(zs / slope_sigma),
-        np.tanh(zl / slope_sigma),
-        np.divide(slope, fastest, out=np.zeros_like(slope), where=fastest > 0),
-        (us - bottom) / width,
-        np.clip(np.log10(1.0 + (top - bottom) / sigma) / MOVED_DECADES, 0.0, 1.0),
-        np.clip(xs - xs[top_at], 0.0, SINCE_CAP) / SINCE_CAP,
-        np.clip(xs - xs[bottom_at], 0.0, SINCE_CAP) / SINCE_CAP,
-        np.tanh(np.diff(us, prepend=us[0]) / (slope_sigma * sigma)),
-    ])
+    step = np.empty_like(us)
+    step[0], step[1:] = 0.0, np.diff(us)
+    rows = np.empty((len(us), len(FEATURES)))
+    rows[:, 0], rows[:, 1] = np.tanh(zs / slope_sigma), np.tanh(zl / slope_sigma)
+    rows[:, 2] = np.divide(slope, fastest, out=np.zeros_like(slope), where=fastest > 0)
+    rows[:, 3] = (us - bottom) / width
+    rows[:, 4] = np.clip(np.log10(1.0 + (top - bottom) / sigma) / MOVED_DECADES, 0.0, 1.0)
+    rows[:, 5] = np.minimum(xs - xs[top_at], SINCE_CAP) / SINCE_CAP
+    rows[:, 6] = np.minimum(xs - xs[bottom_at], SINCE_CAP) / SINCE_CAP
+    rows[:, 7] = np.tanh(step / (slope_sigma * sigma))
     out[idx[moved]] = rows[moved]
     present[idx] = moved
     z[idx] = np.where(moved, zs, 0.0)

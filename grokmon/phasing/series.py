@@ -46,7 +46,7 @@ class Trend:
     slope_se: np.ndarray
     level: np.ndarray     # the line's value at the checkpoint (denoised current level)
     start: np.ndarray     # index of the window's first checkpoint (-1 where missing)
-    covers: np.ndarray    # covering windows: the run reaches back the whole span here
+    covers: np.ndarray    # the run reaches back the whole span here
     count: np.ndarray     # checkpoints in the window
     z: np.ndarray         # slope / slope_se (0 where it cannot be judged)
 
@@ -106,44 +106,45 @@ def despiked(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def trend(x: np.ndarray, series: Track, decades: float, covering: bool = False, robust: bool = False) -> Trend:
-    """The trailing line at every checkpoint over the last `decades` decades (at least three checkpoints),
-    judged with the noise known at that checkpoint. Sums over each window come from cumulative sums, so the
-    whole run costs one pass.
+def trends(x: np.ndarray, series: Track, spans: tuple[float, ...], robust: bool = False) -> list[Trend]:
+    """The trailing line at every checkpoint over the last `decades` decades (at least three checkpoints), for
+    each of `spans`, judged with the noise known at that checkpoint. Sums over each window come from cumulative
+    sums shared by all spans, so the whole run costs one pass.
 
-    `covering`: `Trend.covers` says where the run reaches back `decades` (a checkpoint at or before x - `decades`
-    exists), so that the window's checkpoints sample that whole span.
-    `robust`: the checkpoints before the newest one enter `despiked` (each is judged with both its neighbours
-    known); the newest enters as it is, so a drop there shows at once.
+    `Trend.covers` says where the run reaches back the span (a checkpoint at or before x - span exists), so
+    that the window's checkpoints sample that whole span. `robust`: the checkpoints before the newest one
+    enter `despiked` (each is judged with both its neighbours known); the newest enters as it is, so a drop
+    there shows at once.
+
+    >>> flat, = trends(np.log10(1 + np.arange(10.0)), Track(np.full(10, 0.5), np.zeros(10), np.full(10, 0.01)), (0.3,))
+    >>> float(flat.slope[-1]), int(flat.count[-1]), bool(flat.covers[-1])
+    (0.0, 5, True)
     """
-    n = len(x)
-    slope, slope_se, level = (np.full(n, np.nan) for _ in range(3))
-    z = np.zeros(n)
-    start = np.full(n, -1)
-    covers = np.zeros(n, dtype=bool)
-    count_out = np.zeros(n, dtype=int)
+    n, k = len(x), len(spans)
     idx = np.flatnonzero(series.present)
-    if len(idx):
+    m = len(idx)
+    slope, slope_se, level = np.full((k, n), np.nan), np.full((k, n), np.nan), np.full((k, n), np.nan)
+    z, start, covers, count_out = np.zeros((k, n)), np.full((k, n), -1), np.zeros((k, n), bool), np.zeros((k, n), int)
+    if m:
         xs, vs = x[idx], series.value[idx]
-        first = np.searchsorted(xs, xs - decades, side="left")
-        if covering:
-            covers[idx] = xs[0] <= xs - decades
-        first = np.minimum(first, np.maximum(0, np.arange(len(idx)) + 1 - MIN_TREND_POINTS))
         inner = despiked(vs) if robust else vs
-        terms = np.vstack([np.ones_like(xs), xs, inner, xs * xs, xs * inner])
-        sums = np.zeros((5, len(xs) + 1))
-        np.cumsum(terms, axis=1, out=sums[:, 1:])
-        count, sx, sv, sxx, sxv = sums[:, 1:] - sums[:, first]
-        sv, sxv = sv + (vs - inner), sxv + xs * (vs - inner)  # the newest checkpoint as it is
+        sums = np.zeros((5, m + 1))
+        np.cumsum(np.vstack([np.ones_like(xs), xs, inner, xs * xs, xs * inner]), axis=1, out=sums[:, 1:])
+        reach = xs[None, :] - np.asarray(spans, float)[:, None]  # spans x checkpoints
+        least = np.maximum(0, np.arange(m) + 1 - MIN_TREND_POINTS)
+        first = np.minimum(np.searchsorted(xs, reach.ravel(), side="left").reshape(k, m), least)
+        count, sx, sv, sxx, sxv = sums[:, None, 1:] - sums[:, first]
+        newest = vs - inner  # the newest checkpoint enters as it is
+        sv, sxv = sv + newest, sxv + xs * newest
         spread = sxx - sx * sx / count
         ok = spread > 1e-12
         safe = np.where(ok, spread, 1.0)
         b = np.where(ok, (sxv - sx * sv / count) / safe, 0.0)
         se = np.where(ok, series.sigma[idx] / np.sqrt(safe), np.inf)
-        slope[idx], slope_se[idx], z[idx] = b, se, np.where(ok, b / np.where(ok, se, 1.0), 0.0)
-        level[idx] = sv / count + b * (xs - sx / count)
-        start[idx], count_out[idx] = idx[first], count
-    return Trend(slope, slope_se, level, start, covers, count_out, z)
+        slope[:, idx], slope_se[:, idx], z[:, idx] = b, se, np.where(ok, b / np.where(ok, se, 1.0), 0.0)
+        level[:, idx] = sv / count + b * (xs - sx / count)
+        start[:, idx], count_out[:, idx], covers[:, idx] = idx[first], count, xs[0] <= reach
+    return [Trend(slope[j], slope_se[j], level[j], start[j], covers[j], count_out[j], z[j]) for j in range(k)]
 
 
 def normal_cdf(z: float) -> float:

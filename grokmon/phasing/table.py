@@ -78,6 +78,8 @@ class RunTable:
 
 def _numbers(column: pd.Series) -> np.ndarray:
     """A column as floats (NaN for nulls and anything that is not a number)."""
+    if column.dtype == np.float64:
+        return column.to_numpy()
     try:
         return column.to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError):
