@@ -23,6 +23,8 @@ def analyze(
     model: str | None = None,
     model_kwargs: str | dict | None = None,
     activation: str | None = None,
+    embedding: str | None = None,
+    position: str | int | None = None,
     data: str | Path | None = None,
     weights: str | None = None,
     points: int | None = None,
@@ -53,6 +55,8 @@ def analyze(
     see grokmon/analysis/threads.py). `device` may name several devices (`"cuda:0,cuda:1"`, `"cuda:all"`): one
     worker each. `executor="ray"` measures on Ray actors, one per GPU of the cluster (or `workers` on CPUs); the
     results are the same whichever executor ran them.
+    A token model (integer probes it embeds) is measured at the output of its token embedding, found on its
+    own or named by `embedding`; `position` ("last" or an index) picks the position of sequence outputs.
     """
     from .analysis.events import ProgressEvent
     from .analysis.executors import choose_executor
@@ -63,7 +67,8 @@ def analyze(
     execution = choose_executor(executor, device, workers, threads)
     with cpu_threads(threads):
         inputs = resolve_inputs(ckpt_dir, execution.driver_device, model=model, model_kwargs=model_kwargs,
-                                activation=activation, data=data, weights=weights, points=points, metrics=metrics,
+                                activation=activation, embedding=embedding, position=position,
+                                data=data, weights=weights, points=points, metrics=metrics,
                                 lc_directions=lc_directions, lc_radius=lc_radius, robust_eps=robust_eps,
                                 robust_steps=robust_steps, noise_sigma=noise_sigma, seed=seed, dtype=dtype)
         store = ResultsStore(Path(output) if output is not None else inputs.ckpt_dir / DEFAULT_OUTPUT_NAME, inputs,
@@ -80,10 +85,12 @@ def analyze(
 
 
 def info(ckpt_dir: str | Path, *, device: str = "auto", **options) -> RunInfo:
-    """The checkpoints found, the model that would be built and the probe splits; nothing is computed.
+    """The checkpoints found, the model that would be built, the probe splits and the measured input (a token
+    model's embedding module and D); nothing is computed.
 
-    Accepts the same options as `analyze` (model, model_kwargs, activation, data, weights, points, ...). Needs no
-    probe data and no checkpoint: what is missing is listed in `RunInfo.missing`, one line each with its fix.
+    Accepts the same options as `analyze` (model, model_kwargs, activation, embedding, data, weights, points,
+    ...). Needs no probe data and no checkpoint: what is missing is listed in `RunInfo.missing`, one line each
+    with its fix.
     """
     from .analysis.survey import survey
 

@@ -30,13 +30,22 @@ DATA_FREE_GROUPS = ("weights",)
 # (llc has one: the standard error over its chains).
 NO_SE = ("weight_norm", "weight_entropy", "grad_norm", "grad_entropy", "llc_chain_ok")
 
+# Columns of a group beside its metrics, one value per split (no `_se`, no panel of their own): the extremes of
+# the alignment over the points (GrokAlign logs its min, mean and max) and the absolute LC radius used.
+GROUP_EXTRA_COLUMNS = {
+    "centroid": ("centroid_alignment_min", "centroid_alignment_max"),
+    "lc": ("lc_radius",),
+}
+
 LIST_COLUMNS = ("lc_layers", "lc_layers_se")
 
 BOOL_COLUMNS = ("llc_chain_ok",)
 
 METRIC_COLUMNS = tuple(
-    name for group in METRIC_GROUPS for metric in GROUP_COLUMNS[group]
-    for name in ((metric,) if metric in NO_SE else (metric, f"{metric}_se"))
+    name for group in METRIC_GROUPS
+    for name in (*(n for metric in GROUP_COLUMNS[group]
+                   for n in ((metric,) if metric in NO_SE else (metric, f"{metric}_se"))),
+                 *GROUP_EXTRA_COLUMNS.get(group, ()))
 )
 
 # The columns every row carries, before the metrics, with their kind ("int", "str", "float"). The file_* columns

@@ -169,12 +169,13 @@ def make(arch, seed=0, dtype=torch.float64, n=9):
     return model, x
 
 
-def jacobian(model, point):
-    """K x D Jacobian of one point, by torch.autograd.functional.jacobian."""
+def jacobian(model, point, vectorize=False):
+    """K x D Jacobian of one point, by torch.autograd.functional.jacobian (`vectorize`: its vmapped rows, for
+    hundreds of outputs)."""
     def f(v):
         return model(v.reshape(1, *point.shape)).reshape(-1)
 
-    return torch.autograd.functional.jacobian(f, point.reshape(-1))
+    return torch.autograd.functional.jacobian(f, point.reshape(-1), vectorize=vectorize)
 
 
 def spectrum(j):
@@ -187,12 +188,12 @@ def spectrum(j):
     return erank, s[0] ** 2 / (s**2).sum(), math.sqrt((j**2).sum())
 
 
-def reference_metrics(model, x):
+def reference_metrics(model, x, vectorize=False):
     """Per-point dict of every centroid and spectrum metric, one point at a time, in numpy."""
     rows = {name: [] for name in ("centroid_alignment", "centroid_norm", "centroid_inner",
                                   "jacobian_erank", "jacobian_pc1", "jacobian_fro")}
     for point in x:
-        j = jacobian(model, point).double().numpy()
+        j = jacobian(model, point, vectorize).double().numpy()
         mu = j.sum(axis=0)
         flat = point.reshape(-1).double().numpy()
         rows["centroid_norm"].append(np.linalg.norm(mu))

@@ -74,7 +74,8 @@ def test_metadata_document(make_run):
     assert metadata["grokmon_version"] == __version__ and metadata["torch_version"] == torch.__version__
     assert (metadata["schema_version"], metadata["metrics_version"]) == (SCHEMA_VERSION, METRICS_VERSION)
     assert metadata["config"] == {
-        "model": "mlp", "model_kwargs": {}, "activation": "relu", "data": None, "points": 16,
+        "model": "mlp", "model_kwargs": {}, "activation": "relu", "embedding": None, "position": None,
+        "data": None, "points": 16,
         "metrics": ["accuracy", "centroid", "jacobian", "lc", "robustness", "weights", "gradient"],
         "lc_directions": 3, "lc_radius": "50%", "robust_eps": "1%", "robust_steps": 10, "noise_sigma": "5%",
         "seed": 0, "dtype": "float32", "phases": {}, "weights": None, "steps": {}}
@@ -84,6 +85,7 @@ def test_metadata_document(make_run):
     assert metadata["probe_file"] == str(probes.resolve())
     assert metadata["probe_hash"] == tensors_sha256(load_file(str(probes)))  # of the tensors, not the file's bytes
     assert metadata["probe_points"] == {"train": 16, "test": 16, "random": 16}
+    assert (metadata["embedding"], metadata["input_dim"]) == (None, 6)
     radius = 0.5 * float(x_train.norm(dim=1).quantile(0.5))
     assert metadata["lc_radius_absolute"] == pytest.approx(radius, rel=1e-9)
     assert metadata["lc_directions_used"] == 3

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grokmon.columns import CHECKPOINT_GROUPS, DEFAULT_GROUPS, GROUP_COLUMNS, METRIC_COLUMNS, NO_SE
+from grokmon.columns import CHECKPOINT_GROUPS, DEFAULT_GROUPS, GROUP_COLUMNS, GROUP_EXTRA_COLUMNS, METRIC_COLUMNS, NO_SE
 from grokmon.errors import ConfigError, ModelError, ProbeError
 from grokmon.metrics import MetricOptions, compute_split_metrics, make_frame
 from grokmon.metrics.batching import activation_elements, batch_size
@@ -72,12 +72,13 @@ def test_columns_come_in_the_table_order_and_only_for_requested_groups():
     full = compute_split_metrics(model, x, _labels(model, x), options=OPTIONS, frame=frame)
     per_split = [g for g in DEFAULT_GROUPS if g not in CHECKPOINT_GROUPS]
     assert tuple(full) == tuple(c for c in METRIC_COLUMNS if c.removesuffix("_se") in
-                                {m for g in per_split for m in GROUP_COLUMNS[g]})
+                                {m for g in per_split for m in (*GROUP_COLUMNS[g], *GROUP_EXTRA_COLUMNS.get(g, ()))})
     for groups in [("centroid", "lc"), ("jacobian",), ("accuracy",), ("gradient", "weights")]:
         options = MetricOptions(groups=groups, lc_directions=4, lc_radius=0.2)
         got = compute_split_metrics(model, x, None, options=options, frame=frame if "lc" in groups else None)
         expected = [c for g in groups if g not in CHECKPOINT_GROUPS for m in GROUP_COLUMNS[g]
                     for c in ((m,) if m in NO_SE else (m, f"{m}_se"))]
+        expected += [c for g in groups for c in GROUP_EXTRA_COLUMNS.get(g, ())]
         assert sorted(got) == sorted(expected)
         for key in got:
             unlabelled = {"accuracy", "gradient"} & set(groups)

@@ -63,6 +63,9 @@ def test_split_summary_matches_reference_mean_and_standard_error(arch):
         mean, se = summary(values)
         assert got[name] == pytest.approx(mean, rel=1e-6, abs=1e-12), name
         assert got[f"{name}_se"] == pytest.approx(se, rel=1e-6, abs=1e-12), name
+    assert got["centroid_alignment_min"] == pytest.approx(expected["centroid_alignment"].min(), rel=1e-6, abs=1e-12)
+    assert got["centroid_alignment_max"] == pytest.approx(expected["centroid_alignment"].max(), rel=1e-6, abs=1e-12)
+    assert got["lc_radius"] == 0.3
     assert got["lc_layers"] == pytest.approx(counts.mean(axis=0).tolist())
     assert got["lc_layers_se"] == pytest.approx((counts.std(axis=0, ddof=1) / math.sqrt(11)).tolist())
     assert all(isinstance(v, float) for k_, v in got.items() if k_ not in ("lc_layers", "lc_layers_se"))

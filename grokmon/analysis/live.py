@@ -89,10 +89,10 @@ def _differs(built: BuiltModel, module: nn.Module, inputs: RunInputs) -> str | N
     on the first probe points; None when it does."""
     try:
         load_weights(built, module.state_dict(), "the trained model")
-        _, probes = settle_inputs(inputs.config, inputs.probes, built.measured, inputs.dtype, inputs.device)
+        _, probes, _ = settle_inputs(inputs.config, inputs.probes, built, inputs.dtype, inputs.device)
         x = probes.splits[0].x[:VERIFY_POINTS].to(inputs.device)
         with torch.no_grad():
-            ours, theirs = built.measured(x), TensorOutput(module)(x)
+            ours, theirs = built.measured(x), TensorOutput(module, built.position)(x)
     except (GrokmonError, RuntimeError, ValueError, TypeError, IndexError) as exc:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if ours.shape != theirs.shape:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from ..errors import GrokmonError, first_line
 from ..inputs.models import load_weights
-from ..metrics import compute_checkpoint_metrics, compute_split_metrics
+from ..metrics import compute_checkpoint_metrics
 from .loading import Loaded
 from .session import Session
 
@@ -43,9 +43,8 @@ def _measured(session: Session, step: int, checkpoint: str | None) -> list[dict]
     per_checkpoint = compute_checkpoint_metrics(model, train, options=options)
     if not session.splits:
         return [result_row(step, checkpoint, "train", 0, **per_checkpoint)]
-    return [result_row(step, checkpoint, s.name, len(s.x), **per_checkpoint,
-                       **compute_split_metrics(model, s.x, s.y, options=options, frame=session.frame))
-            for s in session.splits]
+    return [result_row(step, checkpoint, s.name, len(s.x), **per_checkpoint, **metrics)
+            for s, metrics in session.split_metrics()]
 
 
 def measure_rows(session: Session, step: int, checkpoint: str | None, failure: BaseException | None = None,

@@ -1,10 +1,12 @@
 """How the probe data meets the model: integer inputs as token ids or numbers, and points and labels that fit.
 
 Integer inputs are token ids when an embedding lookup consumes them (an `nn.Embedding`, `F.embedding`, or a
-model that casts them back to ids itself before embedding them); otherwise they are numbers (pixels, counts)
-and are measured like float inputs. A token model is measured on accuracy and loss alone, with no `random`
-split: the geometric metrics and the input perturbations of robustness are defined on a continuous input
-space (weights, gradient and llc are measured on token models too).
+model that casts them back to ids itself before embedding them) or when `--embedding` names the module that
+embeds them; otherwise they are numbers (pixels, counts) and are measured like float inputs. The geometry of a
+token model is measured at its token embedding's output (grokmon.metrics.embedded), so the embedding module
+must be found (grokmon.inputs.embedding). The input perturbations of robustness are not defined on token ids,
+and a model that embeds with `F.embedding` alone has no embedding output to be measured at: those groups are
+left out (an error when asked for by name); weights, gradient and llc are measured on token models too.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from torch.overrides import TorchFunctionMode
 from ..columns import CONTINUOUS_INPUT_GROUPS
 from ..errors import ConfigError, ProbeError, first_line
 from ..inputs.config import AnalyzeConfig
-from ..inputs.probes import ProbeSet, as_model_inputs
+from ..inputs.embedding import TokenEmbedding, find_embedding
+from ..inputs.models import FORWARD_ERRORS, BuiltModel
+from ..inputs.probes import ProbeSet, as_numbers, as_token_ids
 from ..metrics.accuracy import check_labels
-
-# What a forward pass raises when the probe points do not fit the network (shapes, dtypes, indices).
-FORWARD_ERRORS = (RuntimeError, ValueError, TypeError, IndexError)
 
 
 class _EmbeddingLookups(TorchFunctionMode):
@@ -55,25 +56,35 @@ def embeds_tokens(model: nn.Module, x: torch.Tensor) -> bool:
     return lookups.seen
 
 
-def settle_inputs(config: AnalyzeConfig, probes: ProbeSet, model: nn.Module, dtype: torch.dtype,
-                  device: torch.device) -> tuple[AnalyzeConfig, ProbeSet]:
-    """The configuration and probe splits as this model takes them: float inputs as they are; integer inputs
-    as `dtype` numbers, or as token ids (accuracy and loss only, no random split)."""
-    if probes.splits[0].x.is_floating_point():
-        return config, probes
-    tokens = embeds_tokens(model, probes.splits[0].x[:2].to(device))
-    if tokens:
-        geometry = [g for g in config.metrics if g in CONTINUOUS_INPUT_GROUPS]
-        if geometry and "metrics" in config.explicit:
-            fix = ('set metrics = ["accuracy"] in the manifest' if "metrics" in config.from_manifest
-                   else "pass --metrics accuracy")
-            raise ProbeError(f"{probes.source}: x_train holds integer token ids that the model embeds; the "
-                             f"{'/'.join(geometry)} metrics need float inputs: {fix}")
-        if all(s.y is None for s in probes.splits):
-            raise ProbeError(f"{probes.source}: x_train holds integer token ids that the model embeds, and no "
-                             "labels: add y_train/y_test so that accuracy and loss can be measured")
-        config = replace(config, metrics=tuple(g for g in config.metrics if g not in CONTINUOUS_INPUT_GROUPS))
-    return config, as_model_inputs(probes, dtype, tokens)
+def settle_inputs(config: AnalyzeConfig, probes: ProbeSet, built: BuiltModel, dtype: torch.dtype,
+                  device: torch.device) -> tuple[AnalyzeConfig, ProbeSet, TokenEmbedding | None]:
+    """The configuration and probe splits as this model takes them, and its token embedding when it embeds them:
+    float inputs as they are; integer inputs as `dtype` numbers, or as token ids (with a random split of random
+    ids when the embedding module is found)."""
+    x = probes.splits[0].x
+    if x.is_floating_point():
+        if config.embedding is not None:
+            raise ConfigError(f"{probes.source}: --embedding {config.embedding} measures token models, but x_train "
+                              "holds floats; drop --embedding, or store the token ids as integers")
+        return config, probes, None
+    sample = x[:2].to(device)
+    if config.embedding is None and not embeds_tokens(built.measured, sample):
+        return config, as_numbers(probes, dtype), None
+    embedding = find_embedding(built.measured, built.module, sample, config.embedding)
+    left_out = ("robustness",) if embedding is not None else CONTINUOUS_INPUT_GROUPS
+    asked = [g for g in config.metrics if g in left_out]
+    if asked and "metrics" in config.explicit:
+        fix = ("name the module that embeds them with --embedding, or drop them from --metrics" if embedding is None
+               else "drop it from --metrics")
+        how = "without an nn.Embedding module" if embedding is None else "(robustness perturbs the inputs)"
+        raise ProbeError(f"{probes.source}: x_train holds integer token ids that the model embeds {how}; the "
+                         f"{'/'.join(asked)} metrics cannot be measured on them: {fix}")
+    if embedding is None and all(s.y is None for s in probes.splits):
+        raise ProbeError(f"{probes.source}: x_train holds integer token ids that the model embeds without an "
+                         "nn.Embedding module, and no labels: name the module with --embedding, or add "
+                         "y_train/y_test so that accuracy and loss can be measured")
+    config = replace(config, metrics=tuple(g for g in config.metrics if g not in left_out))
+    return config, as_token_ids(probes, None if embedding is None else embedding.vocab, config.seed), embedding
 
 
 def check_labels_exist(config: AnalyzeConfig, probes: ProbeSet) -> None:
@@ -97,6 +108,7 @@ def check_probes_fit(model: nn.Module, probes: ProbeSet, config: AnalyzeConfig, 
             f"{probes.source}: probe points of shape {tuple(x.shape[1:])} do not fit the model ({first_line(exc)}); "
             "store x_* in the shape the model takes"
         ) from exc
+    check_one_position(outputs, probes, config)
     if "accuracy" not in config.metrics:
         return
     outputs_per_point = outputs.reshape(len(x), -1).shape[1]
@@ -106,3 +118,13 @@ def check_probes_fit(model: nn.Module, probes: ProbeSet, config: AnalyzeConfig, 
                 check_labels(split.y, outputs_per_point)
             except ProbeError as exc:
                 raise ProbeError(f"{probes.source}: y_{split.name} does not fit the model: {exc}") from exc
+
+
+def check_one_position(outputs: torch.Tensor, probes: ProbeSet, config: AnalyzeConfig) -> None:
+    """ConfigError for sequence outputs (N, T, K) scored against one class per point: without `--position` they
+    would be flattened into T·K classes, which measures nothing the user meant."""
+    labelled = next((s for s in probes.splits if s.y is not None and not s.y.is_floating_point()), None)
+    if config.position is None and outputs.dim() >= 3 and labelled is not None:
+        raise ConfigError(f"{probes.source}: the model returns a sequence of outputs per point (shape "
+                          f"{tuple(outputs.shape[1:])}) but y_{labelled.name} holds one class per point; pass "
+                          "--position last (or the index of the position to measure and score)")

@@ -3,14 +3,15 @@
 `open_session` reads the first checkpoint that loads (an inferred MLP is read off its shapes), loads its weights
 into the model (a model that does not fit them is the model's fault, said before anything is measured), checks
 that the probe points and labels fit the model with those real weights, and writes down everything a result
-depends on. Every checkpoint after that only loads weights into the same model.
+depends on. Every checkpoint after that only loads weights into the same model. A token model's points are its
+embedding's outputs, which move with the weights: `Session.split_metrics` makes them at each checkpoint.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,17 +20,19 @@ from .. import __version__
 from ..errors import CheckpointError
 from ..inputs.checkpoints import Checkpoint
 from ..inputs.config import AnalyzeConfig, resolve_radius
+from ..inputs.embedding import TokenEmbedding
 from ..inputs.models import BuiltModel, build_from_factory, infer_mlp, load_weights
 from ..inputs.probes import Split
 from ..inputs.run import RunInputs
-from ..metrics import MetricOptions, make_frame
+from ..metrics import MetricOptions, compute_split_metrics, make_frame
+from ..metrics.embedded import AtEmbedding, embedding_outputs
 from ..metrics.llc import require_devinterp
 from ..results import SCHEMA_VERSION
 from .loading import Loaded, load
 from .probe_fit import check_labels_exist, check_probes_fit, settle_inputs
 
 # Bumped whenever a metric's values change for the same configuration, so a resumed file never mixes them.
-METRICS_VERSION = 2
+METRICS_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -37,12 +40,46 @@ class Session:
     """Everything a checkpoint is measured with; the same for every checkpoint of the run."""
 
     inputs: RunInputs
-    config: AnalyzeConfig  # as measured: a token model's has no geometry groups
+    config: AnalyzeConfig  # as measured: a token model's has no robustness group
     model: BuiltModel
     splits: tuple[Split, ...]  # on the device, in the form the model takes; none without probe data
-    options: MetricOptions
+    options: MetricOptions  # a token model's LC radius given as a percentage is resolved at each checkpoint
     frame: torch.Tensor | None  # the LC directions, one frame for the whole run
     metadata: dict
+    embedding: TokenEmbedding | None = None  # a token model's token embedding: the geometry is measured at its output
+
+    def split_metrics(self) -> list[tuple[Split, dict]]:
+        """Every split's metric columns at the weights loaded now. A token model's geometry and accuracy are
+        measured on the network after its embedding at the embedding's outputs, with a percentage LC radius
+        resolved at these weights; its gradient on the model itself at the tokens (the embedding's own
+        gradient counts)."""
+        measured = self.model.measured
+        if self.embedding is None:
+            return [(s, compute_split_metrics(measured, s.x, s.y, options=self.options, frame=self.frame))
+                    for s in self.splits]
+        module = self.embedding.module
+        embedded = [embedding_outputs(measured, module, s.x) for s in self.splits]
+        radius = resolve_radius(self.config.lc_radius, median_norm(embedded[0]))
+        at_embedding = replace(self.options, groups=tuple(g for g in self.options.groups if g != "gradient"),
+                               lc_radius=radius)
+        on_tokens = replace(self.options, groups=tuple(g for g in self.options.groups if g == "gradient"))
+        rows = []
+        for split, x in zip(self.splits, embedded):
+            row = compute_split_metrics(AtEmbedding(measured, module, split.x), x, split.y, options=at_embedding,
+                                        frame=self.frame)
+            if on_tokens.groups:
+                row.update(compute_split_metrics(measured, split.x, split.y, options=on_tokens, frame=None))
+            rows.append((split, row))
+        return rows
+
+
+def median_norm(x: torch.Tensor) -> float:
+    """The median L2 norm of the points (N, ...), the middle of an even count.
+
+    >>> median_norm(torch.tensor([[3.0, 4.0], [0.0, 1.0]]))
+    3.0
+    """
+    return float(x.reshape(len(x), -1).to(torch.float64).norm(dim=1).quantile(0.5))
 
 
 def build_model(config: AnalyzeConfig, ckpt_dir: Path, state: dict | None, device: torch.device,
@@ -54,7 +91,7 @@ def build_model(config: AnalyzeConfig, ckpt_dir: Path, state: dict | None, devic
         built = build_from_factory(config.model, config.model_kwargs, ckpt_dir,
                                    base_first="model" in config.from_manifest)
     built.module.to(device=device, dtype=dtype).eval()
-    return built
+    return replace(built, position=config.position)
 
 
 def first_loadable(checkpoints: list[Checkpoint]) -> list[Loaded]:
@@ -70,22 +107,23 @@ def first_loadable(checkpoints: list[Checkpoint]) -> list[Loaded]:
     raise CheckpointError(f"none of the {len(read)} checkpoints to analyse can be read; the first: {read[0].error}")
 
 
-def metric_options(inputs: RunInputs, config: AnalyzeConfig) -> tuple[MetricOptions, torch.Tensor | None]:
+def metric_options(inputs: RunInputs, config: AnalyzeConfig, dim: int = 0,
+                   median: float = 0.0) -> tuple[MetricOptions, torch.Tensor | None]:
     """The metric options of the run (absolute LC radius, PGD radius and noise level, directions that fit the
-    input) and its LC frame. Without probe data there is nothing to resolve them against: only data-free
-    groups are measured then."""
+    `dim` values of a measured point) and its LC frame; `median` is the median norm of the train points that a
+    percentage LC radius is relative to. Without probe data there is nothing to resolve them against: only
+    data-free groups are measured then."""
     if "llc" in config.metrics:
         require_devinterp()
     if inputs.probes is None:
         return MetricOptions(groups=config.metrics, seed=config.seed), None
     probes = inputs.probes
-    dim = math.prod(probes.splits[0].x.shape[1:])
     directions = config.lc_directions
     if "lc_directions" not in config.explicit:
         directions = min(directions, dim)  # the default adapts to low-dimensional inputs; an explicit value must fit
     options = MetricOptions(
         groups=config.metrics, lc_directions=directions, seed=config.seed,
-        lc_radius=resolve_radius(config.lc_radius, probes.train_median_norm),
+        lc_radius=resolve_radius(config.lc_radius, median),
         robust_eps=resolve_radius(config.robust_eps, probes.train_value_range, "robust_eps"),
         robust_steps=config.robust_steps,
         noise_sigma=resolve_radius(config.noise_sigma, probes.train_value_range, "noise_sigma"))
@@ -95,9 +133,13 @@ def metric_options(inputs: RunInputs, config: AnalyzeConfig) -> tuple[MetricOpti
     return options, frame
 
 
-def run_metadata(inputs: RunInputs, model: BuiltModel, options: MetricOptions) -> dict:
-    """The results file's `grokmon` document: what a result depends on, so it can be reproduced and resumed."""
+def run_metadata(inputs: RunInputs, model: BuiltModel, options: MetricOptions,
+                 embedding: TokenEmbedding | None = None, dim: int | None = None) -> dict:
+    """The results file's `grokmon` document: what a result depends on, so it can be reproduced and resumed.
+
+    A token model's percentage LC radius has no one absolute value (each row's `lc_radius` holds it)."""
     probes = inputs.probes
+    per_checkpoint = embedding is not None and str(inputs.config.lc_radius).strip().endswith("%")
     return {
         "grokmon_version": __version__,
         "schema_version": SCHEMA_VERSION,
@@ -105,12 +147,14 @@ def run_metadata(inputs: RunInputs, model: BuiltModel, options: MetricOptions) -
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint_dir": str(inputs.ckpt_dir.resolve()),
         "config": inputs.config.to_dict(),
-        "lc_radius_absolute": options.lc_radius,
+        "lc_radius_absolute": None if per_checkpoint else options.lc_radius,
         "lc_directions_used": options.lc_directions,
         "robust_eps_absolute": options.robust_eps,
         "noise_sigma_absolute": options.noise_sigma,
         "llc_sampler": options.llc.to_dict() if "llc" in options.groups else None,
         "model": model.description,
+        "embedding": None if embedding is None else {"module": embedding.name, "vocab": embedding.vocab},
+        "input_dim": dim,
         "device": str(inputs.device),
         "torch_version": torch.__version__,
         "probe_file": str(probes.path.resolve()) if probes is not None and probes.path is not None else None,
@@ -139,11 +183,23 @@ def prepare_session(inputs: RunInputs, model: BuiltModel, load_first=lambda: Non
         load_first()
         options, frame = metric_options(inputs, inputs.config)
         return Session(inputs, inputs.config, model, (), options, frame, run_metadata(inputs, model, options))
-    config, probes = settle_inputs(inputs.config, inputs.probes, model.measured, inputs.dtype, inputs.device)
+    config, probes, embedding = settle_inputs(inputs.config, inputs.probes, model, inputs.dtype, inputs.device)
     check_labels_exist(config, probes)
     load_first()
     check_probes_fit(model.measured, probes, config, inputs.device)
-    options, frame = metric_options(inputs, config)
     splits = tuple(Split(s.name, s.x.to(inputs.device), None if s.y is None else s.y.to(inputs.device))
                    for s in probes.splits)
-    return Session(inputs, config, model, splits, options, frame, run_metadata(inputs, model, options))
+    dim, median = point_scale(model, embedding, splits[0], probes.train_median_norm)
+    options, frame = metric_options(inputs, config, dim, median)
+    metadata = run_metadata(inputs, model, options, embedding, dim)
+    return Session(inputs, config, model, splits, options, frame, metadata, embedding)
+
+
+def point_scale(model: BuiltModel, embedding: TokenEmbedding | None, train: Split,
+                train_median_norm: float) -> tuple[int, float]:
+    """D, the values per measured point, and the median norm of the train points at the weights loaded now:
+    the probe points' (all of x_train), or a token model's embedded train split."""
+    if embedding is None:
+        return math.prod(train.x.shape[1:]), train_median_norm
+    embedded = embedding_outputs(model.measured, embedding.module, train.x)
+    return embedded.shape[1], median_norm(embedded)

@@ -6,6 +6,7 @@ yet, no checkpoint yet) hides none of the others: what is found is listed, what 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,11 @@ import torch
 from ..errors import GrokmonError
 from ..inputs.checkpoints import Checkpoint, FoundCheckpoints, check_directory, find_checkpoints, load_checkpoint
 from ..inputs.config import AnalyzeConfig, check_values, resolve_config
+from ..inputs.embedding import TokenEmbedding
 from ..inputs.models import BuiltModel
 from ..inputs.probes import ProbeSet, load_probes
 from ..inputs.run import probe_path, reads_probes, resolve_device
+from ..metrics.embedded import embedding_outputs
 from .probe_fit import settle_inputs
 from .session import build_model
 
@@ -36,10 +39,12 @@ class RunInfo:
     splits: dict[str, int]  # points per split; empty without probe data
     config: AnalyzeConfig
     device: str
-    inputs: str | None = None  # "numbers" or "token ids" (accuracy and loss only) once probes and model are known;
+    inputs: str | None = None  # "numbers" or "token ids" once probes and model are known;
     # "none read" when only data-free metric groups are asked for
     notes: tuple[str, ...] = ()
     missing: tuple[str, ...] = field(default=())
+    embedding: str | None = None  # a token model's embedding module: the geometry is measured at its output
+    input_dim: int | None = None  # D: values per measured point (a token model's: T·d embedding outputs)
 
 
 def _attempt(missing: list[str], part: Callable[[], T]) -> T | None:
@@ -83,12 +88,24 @@ def survey(ckpt_dir: str | Path, device: str = "auto", **options) -> RunInfo:
     probes: ProbeSet | None = None
     if probes_file is not None and needs_probes:
         probes = _attempt(missing, lambda: load_probes(probes_file, config.points, config.seed, dtype))
-    kind = None if needs_probes else "none read"
+    kind, embedding, dim = None if needs_probes else "none read", None, None
     if probes is not None and built is not None:
-        settled = _attempt(missing, lambda: settle_inputs(config, probes, built.measured, dtype, torch_device))
+        settled = _attempt(missing, lambda: settle_inputs(config, probes, built, dtype, torch_device))
         if settled is not None:
-            config, probes = settled
-            kind = "numbers" if probes.splits[0].x.is_floating_point() else "token ids"
+            config, probes, embedding = settled
+            kind, dim = measured_input(built, probes, embedding, torch_device)
     return RunInfo(list(found.checkpoints), built.description if built else {}, probes_file,
                    probes.sizes() if probes else {}, config, str(torch_device), kind, found.messages(),
-                   tuple(missing))
+                   tuple(missing), None if embedding is None else embedding.name, dim)
+
+
+def measured_input(built: BuiltModel, probes: ProbeSet, embedding: TokenEmbedding | None,
+                   device: torch.device) -> tuple[str, int | None]:
+    """What a measured point is ("numbers" or "token ids") and D, its values: a token model's are its
+    embedding's outputs (none without an embedding module)."""
+    x = probes.splits[0].x[:1].to(device)
+    if x.is_floating_point():
+        return "numbers", math.prod(x.shape[1:])
+    if embedding is None:
+        return "token ids", None
+    return "token ids", embedding_outputs(built.measured, embedding.module, x).shape[1]

@@ -152,6 +152,8 @@ def analyze(
     model: Optional[str] = typer.Option(None, help="mlp, file.py:function or package.module:function \\[default: manifest, else mlp]."),
     model_kwargs: Optional[str] = typer.Option(None, callback=_config_value("model_kwargs"), help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
     activation: Optional[str] = typer.Option(None, callback=_config_value("activation"), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh \\[default: relu]."),
+    embedding: Optional[str] = typer.Option(None, callback=_config_value("embedding"), help="Token models: the module whose output the geometry is measured at, e.g. transformer.wte \\[default: found]."),
+    position: Optional[str] = typer.Option(None, callback=_config_value("position"), help="Sequence outputs (N, T, K): the position measured and scored, last or an index."),
     data: Optional[Path] = typer.Option(None, help="Probe data (.safetensors, .pt, .npz) \\[default: manifest, else CKPT_DIR/probes.safetensors, .pt or .npz]."),
     weights: Optional[str] = typer.Option(None, help="The model to measure in checkpoint folders that hold several (accelerate's model, model_1, ...)."),
     points: Optional[int] = typer.Option(None, min=1, help="Points per split, a seeded subset \\[default: 512]."),
@@ -179,7 +181,8 @@ def analyze(
         destination = output or ckpt_dir / DEFAULT_OUTPUT_NAME
         with _failure_tracebacks(debug), AnalyzeProgress(_stderr(), quiet=quiet) as progress:
             frame = run_analyze(
-                ckpt_dir, destination, model=model, model_kwargs=model_kwargs, activation=activation, data=data,
+                ckpt_dir, destination, model=model, model_kwargs=model_kwargs, activation=activation,
+                embedding=embedding, position=position, data=data,
                 weights=weights, points=points, metrics=metrics, lc_directions=lc_directions, lc_radius=lc_radius,
                 robust_eps=robust_eps, robust_steps=robust_steps, noise_sigma=noise_sigma, seed=seed,
                 device=device, dtype=dtype, threads=threads, executor=executor, workers=workers,
@@ -290,17 +293,20 @@ def info(
     model: Optional[str] = typer.Option(None, help="As for analyze."),
     model_kwargs: Optional[str] = typer.Option(None, callback=_config_value("model_kwargs"), help="As for analyze."),
     activation: Optional[str] = typer.Option(None, callback=_config_value("activation"), help="As for analyze."),
+    embedding: Optional[str] = typer.Option(None, callback=_config_value("embedding"), help="As for analyze."),
+    position: Optional[str] = typer.Option(None, callback=_config_value("position"), help="As for analyze."),
     data: Optional[Path] = typer.Option(None, help="As for analyze."),
     weights: Optional[str] = typer.Option(None, help="As for analyze."),
     points: Optional[int] = typer.Option(None, min=1, help="As for analyze."),
     debug: bool = DEBUG_OPTION,
 ) -> None:
-    """Show what `analyze` would do: checkpoints, model, probe splits, and what is missing. Nothing is computed."""
+    """Show what `analyze` would do: checkpoints, model, probe splits, the measured input, and what is missing.
+    Nothing is computed."""
     try:
         from ..api import info as run_info
 
-        found = run_info(ckpt_dir, device="cpu", model=model, model_kwargs=model_kwargs,
-                         activation=activation, data=data, weights=weights, points=points)
+        found = run_info(ckpt_dir, device="cpu", model=model, model_kwargs=model_kwargs, activation=activation,
+                         embedding=embedding, position=position, data=data, weights=weights, points=points)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     from .tables import info_tables

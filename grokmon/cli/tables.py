@@ -89,7 +89,7 @@ def info_tables(found) -> list:
             model.add_row(key, _short(value))
         parts.append(model)
     if found.splits:
-        inputs = f" (inputs: {found.inputs})" if found.inputs else ""
+        inputs = f" (inputs: {_measured_input(found)})" if found.inputs else ""
         probes = Table(title=f"probe data: {found.probe_file}{inputs}", title_justify="left")
         probes.add_column("split")
         probes.add_column("points", justify="right")
@@ -106,6 +106,17 @@ def info_tables(found) -> list:
     lines = Text("\n").join([Text(f"note: {note}") for note in found.notes]
                              + [Text(f"missing: {line}", style="yellow") for line in found.missing])
     return parts + ([lines] if lines else [])
+
+
+def _measured_input(found) -> str:
+    """What a point of the geometry is: the probe values, or a token model's embedding output, and D."""
+    if found.inputs == "numbers":
+        return f"numbers, D = {found.input_dim}"
+    if found.inputs != "token ids":
+        return found.inputs
+    if found.embedding is None:
+        return "token ids, no embedding module: accuracy and loss only"
+    return f"token ids, measured at the output of {found.embedding}, D = {found.input_dim}"
 
 
 def _short(value) -> str:

@@ -25,8 +25,9 @@ DEFAULT_NOISE_SIGMA = "5%"
 DEVICE_NAMES = r"cuda:all|(auto|cpu|cuda(:\d+)?)(,(auto|cpu|cuda(:\d+)?))*"
 
 MANIFEST_KEYS = (
-    "model", "model_kwargs", "activation", "data", "points", "metrics",
-    "lc_directions", "lc_radius", "robust_eps", "robust_steps", "noise_sigma", "seed", "dtype", "phases", "weights", "steps",
+    "model", "model_kwargs", "activation", "embedding", "position", "data", "points", "metrics",
+    "lc_directions", "lc_radius", "robust_eps", "robust_steps", "noise_sigma", "seed", "dtype", "phases", "weights",
+    "steps",
 )
 
 
@@ -37,6 +38,8 @@ class AnalyzeConfig:
     model: str = "mlp"
     model_kwargs: dict = field(default_factory=dict)
     activation: str = "relu"
+    embedding: str | None = None  # the token-embedding module whose output the geometry is measured at
+    position: int | None = None  # the output position measured and scored for sequence outputs (-1: last)
     data: str | None = None
     points: int = 512
     metrics: tuple[str, ...] = DEFAULT_GROUPS
@@ -100,7 +103,8 @@ def _check_phases(path: Path, phases: object) -> None:
 
 _MANIFEST_TYPES = {
     "model": (str, "a string like \"mlp\" or \"model.py:build\""), "model_kwargs": ((dict, str), "a table"),
-    "activation": (str, "a string"), "data": (str, "a file path"), "points": (int, "an integer"),
+    "activation": (str, "a string"), "embedding": (str, "a module name like \"transformer.wte\""),
+    "position": ((str, int), "\"last\" or an integer"), "data": (str, "a file path"), "points": (int, "an integer"),
     "metrics": ((str, list), "a list like [\"centroid\", \"lc\"]"), "lc_directions": (int, "an integer"),
     "lc_radius": ((str, int, float), "a number or a percentage like \"2%\""), "seed": (int, "an integer"),
     "robust_eps": ((str, int, float), "a number or a percentage like \"1%\""), "robust_steps": (int, "an integer"),
@@ -163,6 +167,20 @@ def parse_model_kwargs(value: str | dict) -> dict:
     return parsed
 
 
+def parse_position(value: str | int) -> int:
+    """The output position `--position` picks: `last` is -1, an integer counts from 0 (negative: from the end).
+
+    >>> parse_position("last"), parse_position("2"), parse_position(-2)
+    (-1, 2, -2)
+    """
+    text = str(value).strip()
+    if text == "last":
+        return -1
+    if isinstance(value, bool) or not re.fullmatch(r"-?[0-9]+", text):
+        raise ConfigError(f"Expected position to be last or an integer, but got {value!r}")
+    return int(text)
+
+
 _RADIUS = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%?)\s*$")
 
 
@@ -189,6 +207,8 @@ def resolve_config(ckpt_dir: Path, **options) -> AnalyzeConfig:
         merged["metrics"] = parse_metrics(merged["metrics"])
     if "model_kwargs" in merged:
         merged["model_kwargs"] = parse_model_kwargs(merged["model_kwargs"])
+    if "position" in merged:
+        merged["position"] = parse_position(merged["position"])
     if options.get("data") is None and "data" in manifest:
         merged["data"] = str(Path(ckpt_dir) / manifest["data"])  # manifest paths are relative to the run
     elif merged.get("data") is not None:
@@ -232,3 +252,7 @@ def check_values(values: dict) -> None:
     for name, step in values.get("steps", {}).items():
         if not isinstance(step, int) or isinstance(step, bool) or step < 0:
             raise ConfigError(f"Expected steps.{name} to be a non-negative integer step, but got {step!r}")
+    if values.get("position") is not None:
+        parse_position(values["position"])
+    if values.get("embedding") is not None and not re.fullmatch(r"[A-Za-z0-9_.]+", str(values["embedding"])):
+        raise ConfigError(f"Expected embedding to be a module name like transformer.wte, but got {values['embedding']!r}")

@@ -21,20 +21,36 @@ from .config import MLP_ACTIVATIONS
 
 # Wrappers that prefix every key: DDP, torch.compile, Lightning modules.
 KNOWN_PREFIXES = ("module.", "_orig_mod.", "model.")
+# What a forward pass raises when the probe points do not fit the network (shapes, dtypes, indices).
+FORWARD_ERRORS = (RuntimeError, ValueError, TypeError, IndexError)
 
 
 class TensorOutput(nn.Module):
     """The model as the metrics see it: one tensor of outputs, also from a model that returns a tuple, a dict
-    or a Hugging Face ModelOutput (its `logits`, else its first tensor). Holds the model itself, so weights
-    loaded into it are the ones measured."""
+    or a Hugging Face ModelOutput (its `logits`, else its first tensor); with `position`, the outputs of that
+    position of a sequence output (N, T, ...). Holds the model itself, so weights loaded into it are the ones
+    measured.
 
-    def __init__(self, module: nn.Module):
+    >>> TensorOutput(nn.Identity(), position=-1)(torch.arange(6.0).reshape(1, 3, 2)).tolist()
+    [[4.0, 5.0]]
+    """
+
+    def __init__(self, module: nn.Module, position: int | None = None):
         super().__init__()
-        self.module = module
+        self.module, self.position = module, position
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The wrapped model's output, reduced to its logits tensor."""
-        return first_tensor(self.module(x))
+        """The wrapped model's output, reduced to its logits tensor (at `position`)."""
+        out = first_tensor(self.module(x))
+        if self.position is None:
+            return out
+        if out.dim() < 3:
+            raise ModelError(f"--position picks one position of sequence outputs (N, T, K), but the model returns "
+                             f"shape {tuple(out.shape)}; drop --position")
+        if not -out.shape[1] <= self.position < out.shape[1]:
+            raise ModelError(f"--position {self.position} is outside the model's {out.shape[1]} output positions; "
+                             "pass --position last or an index below that")
+        return out[:, self.position]
 
 
 def first_tensor(out) -> torch.Tensor:
@@ -71,11 +87,13 @@ class BuiltModel:
     description: dict
     key_map: dict[str, str] | None = None  # checkpoint key -> module key (inferred models rename)
     expected_keys: frozenset[str] = field(default_factory=frozenset)
+    ties: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> the other keys of the same tensor
+    position: int | None = None  # the output position measured (--position)
 
     @property
     def measured(self) -> nn.Module:
-        """`module` returning a plain output tensor, whatever its forward returns."""
-        return TensorOutput(self.module).train(self.module.training)
+        """`module` returning a plain output tensor (at `position`), whatever its forward returns."""
+        return TensorOutput(self.module, self.position).train(self.module.training)
 
 
 def _natural_key(name: str) -> list:
@@ -226,7 +244,34 @@ def build_from_factory(spec: str, kwargs: dict, base_dir: Path, base_first: bool
         "class": type(module).__name__,
         "parameters": sum(p.numel() for p in module.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)),
     }
-    return BuiltModel(module, description, None, frozenset(module.state_dict()))
+    return BuiltModel(module, description, None, frozenset(module.state_dict()), tied_keys(module))
+
+
+def tied_keys(module: nn.Module) -> dict[str, tuple[str, ...]]:
+    """The state-dict keys that name one shared tensor (`lm_head.weight` is `transformer.wte.weight` in a tied
+    language model), each with the others: found by identity, so the ties a model made itself (a Hugging Face
+    model's `tie_weights`, or plain `a.weight = b.weight`) all count.
+
+    >>> embed, head = nn.Embedding(5, 3), nn.Linear(3, 5, bias=False)
+    >>> head.weight = embed.weight
+    >>> tied_keys(nn.ModuleDict({"embed": embed, "head": head}))
+    {'embed.weight': ('head.weight',), 'head.weight': ('embed.weight',)}
+    """
+    names: dict[int, list[str]] = {}
+    for name, tensor in module.state_dict(keep_vars=True).items():
+        names.setdefault(id(tensor), []).append(name)
+    return {name: tuple(n for n in group if n != name) for group in names.values() if len(group) > 1 for name in group}
+
+
+def _with_ties(state: dict[str, torch.Tensor], ties: dict[str, tuple[str, ...]]) -> dict[str, torch.Tensor]:
+    """`state` with every tied key it omits filled from a key it holds, as `from_pretrained` loads a file that
+    `save_pretrained` wrote without the tied head."""
+    filled = dict(state)
+    for key, others in ties.items():
+        source = next((o for o in others if o in state), None)
+        if key not in filled and source is not None:
+            filled[key] = state[source]
+    return filled
 
 
 def strip_common_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -251,13 +296,17 @@ def _candidate_prefixes(keys: set[str]) -> list[str]:
     return sorted(prefixes, key=len)
 
 
-def fit_state_dict(state: dict[str, torch.Tensor], expected: frozenset[str], source: str) -> dict[str, torch.Tensor]:
-    """Rename checkpoint keys to the model's: strip the prefix that makes them fit, or say what does not fit."""
-    if set(state) == expected:
-        return state
+def fit_state_dict(state: dict[str, torch.Tensor], expected: frozenset[str], source: str,
+                   ties: dict[str, tuple[str, ...]] | None = None) -> dict[str, torch.Tensor]:
+    """Rename checkpoint keys to the model's: strip the prefix that makes them fit, or say what does not fit.
+    Keys of tensors the model ties to another one (`ties`) may be missing when that other one is there."""
+    ties = ties or {}
+    whole = _with_ties(state, ties)
+    if set(whole) == expected:
+        return whole
     best, best_hits = state, len(set(state) & expected)
     for prefix in _candidate_prefixes(set(state)):
-        kept = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        kept = _with_ties({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, ties)
         hits = len(set(kept) & expected)
         if set(kept) == expected:
             return kept
@@ -282,7 +331,7 @@ def load_weights(built: BuiltModel, state: dict[str, torch.Tensor], source: str)
     """Copy one checkpoint's weights into the model (same device and dtype as the model keeps)."""
     if built.key_map is not None:
         state = strip_common_prefix(state)
-    state = fit_state_dict(state, built.expected_keys, source)
+    state = fit_state_dict(state, built.expected_keys, source, built.ties)
     if built.key_map is not None:
         state = {built.key_map[k]: v for k, v in state.items()}
     own = built.module.state_dict()

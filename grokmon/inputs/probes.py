@@ -160,20 +160,36 @@ def _subset(x: torch.Tensor, y: torch.Tensor | None, points: int, generator: tor
     return x[index], (None if y is None else y[index])
 
 
-def as_model_inputs(probes: ProbeSet, dtype: torch.dtype, tokens: bool) -> ProbeSet:
-    """Integer inputs as the model takes them: `dtype` numbers (pixels, counts) or, for a model that embeds
-    them, integer token ids, which have no random split (a box of token ids is not a distribution)."""
-    if probes.splits[0].x.is_floating_point():
-        return probes
-    if tokens:
-        return replace(probes, splits=tuple(s for s in probes.splits if s.name != "random"))
+def as_numbers(probes: ProbeSet, dtype: torch.dtype) -> ProbeSet:
+    """Integer inputs that the model computes on (pixels, counts) as `dtype` numbers."""
     return replace(probes, splits=tuple(replace(s, x=s.x.to(dtype)) for s in probes.splits))
+
+
+def as_token_ids(probes: ProbeSet, vocab: int | None, seed: int) -> ProbeSet:
+    """Integer inputs that the model embeds, as token ids: the random split holds uniformly random ids in
+    [0, vocab) of the train points' shape, as many as the train split, seeded (a box of token ids is not a
+    distribution); without a vocabulary there is no random split.
+
+    >>> train = Split("train", torch.zeros(3, 2, dtype=torch.long), None)
+    >>> probes = ProbeSet(Path("p.safetensors"), "", (train, Split("random", torch.zeros(3, 2), None)), 3, 0.0, 0.0)
+    >>> random = as_token_ids(probes, vocab=7, seed=0).splits[1].x
+    >>> random.dtype, tuple(random.shape), bool(random.max() < 7)
+    (torch.int64, (3, 2), True)
+    """
+    kept = tuple(s for s in probes.splits if s.name != "random")
+    if vocab is None:
+        return replace(probes, splits=kept)
+    x_train = probes.splits[0].x
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, tuple(x_train.shape), generator=generator)
+    return replace(probes, splits=(*kept, Split("random", ids, None)))
 
 
 def load_probes(path: Path, points: int, seed: int, dtype: torch.dtype) -> ProbeSet:
     """Read, check and subset probe data: `points` per split (seeded; every point, in order, when fewer).
 
-    Float inputs come in `dtype`; integer inputs stay int64 until `as_model_inputs` settles what they are.
+    Float inputs come in `dtype`; integer inputs stay int64 until `as_numbers` or `as_token_ids` settles what
+    they are.
     """
     path = Path(path)
     if not path.is_file():

@@ -21,6 +21,7 @@ from .accuracy import accuracy_values
 from .batching import activation_elements, batch_size, chunks, plan_batches
 from .centroid import centroid_values
 from .gradient import gradient_values
+from .embedded import for_points
 from .jacobian import DEFAULT_MAX_OUTPUTS, DEFAULT_SKETCH_SIZE, jacobian_values
 from .llc import LLCSettings, llc_values, require_devinterp
 from .local_complexity import local_complexity
@@ -113,7 +114,7 @@ def _check(model: nn.Module, x: torch.Tensor, options: MetricOptions, frame: tor
 def _outputs(model: nn.Module, x: torch.Tensor, size: int) -> torch.Tensor:
     """The network's outputs (N, K) in batches; non-finite outputs are a ModelError."""
     with torch.inference_mode():
-        outputs = torch.cat([model(x[s]).reshape(s.stop - s.start, -1) for s in chunks(len(x), size)])
+        outputs = torch.cat([for_points(model, s)(x[s]).reshape(s.stop - s.start, -1) for s in chunks(len(x), size)])
     finite = torch.isfinite(outputs).all(dim=1)
     if not finite.all():
         raise ModelError(f"the network's outputs are non-finite (NaN or infinite) on {int((~finite).sum())} of "
@@ -121,15 +122,15 @@ def _outputs(model: nn.Module, x: torch.Tensor, size: int) -> torch.Tensor:
     return outputs.clone()
 
 
-def _batched(fn, x: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
-    """Apply a per-batch metric function and concatenate its per-point values."""
-    parts = [fn(x[s]) for s in chunks(len(x), size)]
+def _batched(fn, model: nn.Module, x: torch.Tensor, size: int) -> dict[str, torch.Tensor]:
+    """Apply a per-batch metric function `fn(model, batch)` and concatenate its per-point values."""
+    parts = [fn(for_points(model, s), x[s]) for s in chunks(len(x), size)]
     return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
 
 def _lc_counts(model: nn.Module, x: torch.Tensor, frame: torch.Tensor, radius: float, size: int) -> torch.Tensor:
     frame = frame.to(device=x.device, dtype=x.dtype)
-    parts = [local_complexity(model, x[s], frame, radius) for s in chunks(len(x), size)]
+    parts = [local_complexity(for_points(model, s), x[s], frame, radius) for s in chunks(len(x), size)]
     if len({p.shape[1] for p in parts}) > 1:
         raise ModelError("the model called a different number of activation functions on different batches; "
                          "local complexity needs a network whose layers do not depend on the input")
@@ -143,7 +144,8 @@ def _class_labels(y: torch.Tensor | None) -> bool:
 def _robustness(model, x, y, options, size) -> dict[str, torch.Tensor]:
     noise = gaussian_noise(x.shape, float(options.noise_sigma), options.seed, dtype=x.dtype, device=x.device)
     eps, steps = float(options.robust_eps), options.robust_steps
-    parts = [robustness_values(model, x[s], y[s], noise[s], eps=eps, steps=steps) for s in chunks(len(x), size)]
+    parts = [robustness_values(for_points(model, s), x[s], y[s], noise[s], eps=eps, steps=steps)
+             for s in chunks(len(x), size)]
     return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -154,10 +156,12 @@ def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | N
     `model` is in eval mode on the device and dtype of `x` (N, *input shape); `y` is None, int class indices
     (N,) or float targets (N,) / (N, K). Each value is the mean over points as a Python float; `<metric>_se`
     is the sample std (ddof=1) over sqrt(N), None when N < 2. `lc_layers` / `lc_layers_se` are lists, one
-    entry per layer in call order. The accuracy and gradient groups give None without labels, accuracy and
-    robustness None for float targets (loss is then the MSE). grad_norm and grad_entropy are one value for
+    entry per layer in call order; `centroid_alignment_min` / `_max` are the extremes over the points and
+    `lc_radius` the radius used (no `_se`). The accuracy and gradient groups give None without labels, accuracy
+    and robustness None for float targets (loss is then the MSE). grad_norm and grad_entropy are one value for
     the split (no `_se`). Columns of groups not requested, and of the per-checkpoint groups
-    (`compute_checkpoint_metrics`), are absent.
+    (`compute_checkpoint_metrics`), are absent. A token model comes as an `AtEmbedding` with `x` its embedding's
+    output; every batch gets the model bound to its points' tokens.
 
     A linear map's centroid is its summed rows, (3, 4) here, whatever the point:
 
@@ -170,7 +174,7 @@ def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | N
     """
     _check(model, x, options, frame)
     groups = set(options.groups)
-    point_bytes = x.element_size() * (x[0].numel() + activation_elements(model, x))
+    point_bytes = x.element_size() * (x[0].numel() + activation_elements(for_points(model, slice(0, 1)), x))
     outputs = _outputs(model, x, batch_size(point_bytes, x.device, options.batch_size))
     k = outputs.shape[1]
     jacobian_rows = k if k <= options.jacobian_max_outputs else 2 * options.jacobian_sketch_size
@@ -184,15 +188,19 @@ def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | N
         if y is not None:
             per_point.update(accuracy_values(outputs, y))
     if "centroid" in groups:
-        per_point.update(_batched(lambda batch: centroid_values(model, batch), x, plan.backward))
+        per_point.update(_batched(centroid_values, model, x, plan.backward))
+        alignment = per_point["centroid_alignment"]
+        result["centroid_alignment_min"], result["centroid_alignment_max"] = (float(alignment.min()),
+                                                                              float(alignment.max()))
     if "jacobian" in groups:
-        per_point.update(_batched(lambda batch: jacobian_values(
-            model, batch, max_outputs=options.jacobian_max_outputs, sketch_size=options.jacobian_sketch_size,
-            seed=options.seed, chunk_size=plan.jacobian_chunk), x, plan.jacobian))
+        per_point.update(_batched(lambda part, batch: jacobian_values(
+            part, batch, max_outputs=options.jacobian_max_outputs, sketch_size=options.jacobian_sketch_size,
+            seed=options.seed, chunk_size=plan.jacobian_chunk), model, x, plan.jacobian))
     if "lc" in groups:
         counts = _lc_counts(model, x, frame, float(options.lc_radius), plan.lc)
         per_point["lc"] = counts.sum(dim=1)
         result["lc_layers"], result["lc_layers_se"] = summarize_layers(counts)
+        result["lc_radius"] = float(options.lc_radius)
     if "robustness" in groups:
         result.update(dict.fromkeys(("robust_accuracy", "robust_accuracy_se", "noise_accuracy", "noise_accuracy_se")))
         if _class_labels(y):

@@ -41,7 +41,8 @@ import torch
 from torch import nn
 from torch.func import jvp, vjp, vmap
 
-from .batching import exact_jacobian_points
+from .batching import chunks, exact_jacobian_points
+from .embedded import for_points
 
 DEFAULT_MAX_OUTPUTS = 256
 DEFAULT_SKETCH_SIZE = 128
@@ -177,7 +178,7 @@ def jacobian_values(model: nn.Module, x: torch.Tensor, *, max_outputs: int = DEF
     tensor([1., 1.], dtype=torch.float64)
     """
     with torch.no_grad():
-        k = model(x[:1]).numel()
+        k = for_points(model, slice(0, 1))(x[:1]).numel()
     if k <= max_outputs:
         return spectrum_values(singular_values(input_jacobians(model, x, chunk_size=chunk_size)))
     try:
@@ -187,7 +188,7 @@ def jacobian_values(model: nn.Module, x: torch.Tensor, *, max_outputs: int = DEF
             matrices = sketched_jacobians(model, x, sketch_size, seed, chunk_size=chunk_size)
     except NotImplementedError:  # no forward mode: exact, a few points at a time to hold the sketch's memory
         step = exact_jacobian_points(len(x), 2 * sketch_size, k)
-        parts = [spectrum_values(singular_values(input_jacobians(model, x[i:i + step], chunk_size=chunk_size)))
-                 for i in range(0, len(x), step)]
+        parts = [spectrum_values(singular_values(input_jacobians(for_points(model, s), x[s], chunk_size=chunk_size)))
+                 for s in chunks(len(x), step)]
         return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
     return spectrum_values(singular_values(matrices))
