@@ -43,20 +43,14 @@ def analyze(
     overwrite: bool = False,
     progress: Callable[[ProgressEvent], None] | None = None,
 ) -> pd.DataFrame:
-    """Measure every checkpoint of a run and write one Parquet row per (checkpoint, split).
+    """Measure every checkpoint of a run and write one Parquet row per (checkpoint, split); the README's
+    `analyze` options table says what each option does.
 
-    Options left as None come from `CKPT_DIR/grokmon.toml`, else the defaults; `weights` names the model to
-    measure in checkpoint folders that hold several (accelerate's `model_1`). An existing output with the same
-    configuration is resumed: only checkpoints without an `ok` row for their files as they are now are computed
-    (a changed file is measured again, a deleted one's rows are dropped). Rows are written after every
-    checkpoint, atomically. Failed checkpoints get `status = "error"` rows; the returned DataFrame holds every
-    row (check `df.status`). Checkpoints still being written are skipped; the first progress event's `notes`
-    say so. `threads` sets torch's CPU threads while it runs (default: the cores other processes leave idle,
-    see grokmon/analysis/threads.py). `device` may name several devices (`"cuda:0,cuda:1"`, `"cuda:all"`): one
-    worker each. `executor="ray"` measures on Ray actors, one per GPU of the cluster (or `workers` on CPUs); the
-    results are the same whichever executor ran them.
-    A token model (integer probes it embeds) is measured at the output of its token embedding, found on its
-    own or named by `embedding`; `position` ("last" or an index) picks the position of sequence outputs.
+    Options left as None come from `CKPT_DIR/grokmon.toml`, else the defaults. An existing output with the same
+    configuration is resumed: only checkpoints without an `ok` row for their files as they are now are measured.
+    Rows are written after every checkpoint, atomically; failed checkpoints get `status = "error"` rows, and the
+    DataFrame returned holds every row. Checkpoints still being written are skipped (the first progress event's
+    `notes` say so). `device` may name several devices, `executor="ray"` uses Ray actors: the table is the same.
     """
     from .analysis.events import ProgressEvent
     from .analysis.executors import choose_executor

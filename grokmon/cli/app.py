@@ -121,11 +121,9 @@ def _config_value(name: str):
 
 
 def _report_name(value: Path) -> None:
-    from ..errors import ConfigError
-    from ..reporting.writer import FIGURE_SUFFIXES, HTML_SUFFIXES
+    from ..reporting.formats import checked_output
 
-    if value.suffix.lower() not in FIGURE_SUFFIXES + HTML_SUFFIXES:
-        raise ConfigError(f"expected a name ending in {', '.join(HTML_SUFFIXES + FIGURE_SUFFIXES)}, got {str(value)!r}")
+    checked_output(value)
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:

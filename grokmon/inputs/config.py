@@ -65,15 +65,20 @@ class AnalyzeConfig:
         return out
 
 
+def _parse_manifest(path: Path) -> dict:
+    """The TOML document of a manifest; ConfigError when it is not valid TOML (OSError when unreadable)."""
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+
+
 def read_manifest(ckpt_dir: Path) -> dict:
     """The manifest's settings, or {} when the directory has none."""
     path = Path(ckpt_dir) / MANIFEST_NAME
     if not path.is_file():
         return {}
-    try:
-        manifest = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    manifest = _parse_manifest(path)
     unknown = sorted(set(manifest) - set(MANIFEST_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(MANIFEST_KEYS)}")
@@ -121,10 +126,9 @@ def manifest_phase_overrides(ckpt_dir: Path) -> dict | None:
     """
     path = Path(ckpt_dir) / MANIFEST_NAME
     try:
-        manifest = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        phases = _parse_manifest(path).get("phases", {})
+    except (OSError, ConfigError):
         return None
-    phases = manifest.get("phases", {})
     _check_phases(path, phases)
     return phases
 

@@ -18,7 +18,7 @@ from torch import nn
 from ..columns import CONTINUOUS_INPUT_GROUPS, DEFAULT_GROUPS, METRIC_COLUMNS, METRIC_GROUPS
 from ..errors import ConfigError, ModelError, ProbeError
 from .accuracy import accuracy_values
-from .batching import activation_elements, batch_size, chunks, plan_batches
+from .batching import BatchPlan, activation_elements, batch_size, chunks, plan_batches
 from .centroid import centroid_values
 from .gradient import gradient_values
 from .embedded import for_points
@@ -149,6 +149,17 @@ def _robustness(model, x, y, options, size) -> dict[str, torch.Tensor]:
     return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
 
+def _outputs_and_plan(model: nn.Module, x: torch.Tensor, options: MetricOptions,
+                      frame: torch.Tensor | None) -> tuple[torch.Tensor, BatchPlan]:
+    """The network's outputs on the split, and the batch sizes of every group (batching.py's cost model)."""
+    point_bytes = x.element_size() * (x[0].numel() + activation_elements(for_points(model, slice(0, 1)), x))
+    outputs = _outputs(model, x, batch_size(point_bytes, x.device, options.batch_size))
+    k = outputs.shape[1]
+    jacobian_rows = k if k <= options.jacobian_max_outputs else 2 * options.jacobian_sketch_size
+    vertices = 2 * len(frame) if frame is not None else 0
+    return outputs, plan_batches(point_bytes, x[0].numel(), jacobian_rows, vertices, x.device, options.batch_size)
+
+
 def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, *, options: MetricOptions,
                           frame: torch.Tensor | None) -> dict[str, float | list[float] | None]:
     """Every requested per-split metric column and its `_se` for one split of probe points.
@@ -174,12 +185,7 @@ def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | N
     """
     _check(model, x, options, frame)
     groups = set(options.groups)
-    point_bytes = x.element_size() * (x[0].numel() + activation_elements(for_points(model, slice(0, 1)), x))
-    outputs = _outputs(model, x, batch_size(point_bytes, x.device, options.batch_size))
-    k = outputs.shape[1]
-    jacobian_rows = k if k <= options.jacobian_max_outputs else 2 * options.jacobian_sketch_size
-    vertices = 2 * len(frame) if frame is not None else 0
-    plan = plan_batches(point_bytes, x[0].numel(), jacobian_rows, vertices, x.device, options.batch_size)
+    outputs, plan = _outputs_and_plan(model, x, options, frame)
     per_point: dict[str, torch.Tensor] = {}
     result: dict[str, float | list[float] | None] = {}
 

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from ..errors import ConfigError
+from .formats import HTML_SUFFIXES, checked_output
 from ..results.atomic import atomic_write
 from .compare_figure import draw_comparison
 from .figure import draw_report
@@ -24,10 +25,8 @@ if TYPE_CHECKING:
     from ..phasing.types import PhaseReport
     from .compare import Comparison
 
-__all__ = ["FIGURE_SUFFIXES", "HTML_SUFFIXES", "render_report", "render_comparison", "panels_for", "flatten_metadata"]
+__all__ = ["render_report", "render_comparison", "panels_for", "flatten_metadata"]
 
-FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
-HTML_SUFFIXES = (".html", ".htm")
 HTML_DPI = 150  # the embedded PNG is drawn at 1.5x so it stays sharp on high-density screens
 
 
@@ -43,23 +42,16 @@ def render_report(df: pd.DataFrame, metadata: dict, phase_report: PhaseReport | 
     >>> "<td>points</td>" in text and "data:image/png;base64," in text
     True
     """
-    output = _checked_output(output)
+    output = checked_output(output)
     drawn = draw_report(df, phase_report)
     return _write(output, drawn, lambda png: report_page(df, metadata or {}, phase_report, drawn, png))
 
 
 def render_comparison(comparison: Comparison, output: Path) -> Path:
     """Write the comparison of several runs as a self-contained HTML page or a single figure (by suffix)."""
-    output = _checked_output(output)
+    output = checked_output(output)
     drawn = draw_comparison(comparison)
     return _write(output, drawn, lambda png: comparison_page(comparison, drawn, png))
-
-
-def _checked_output(output) -> Path:
-    output = Path(output)
-    if output.suffix.lower() not in FIGURE_SUFFIXES + HTML_SUFFIXES:
-        raise ConfigError(f"Expected -o to end in .html, .png, .svg or .pdf, but got {str(output)!r}")
-    return output
 
 
 def _write(output: Path, drawn, html_page) -> Path:
