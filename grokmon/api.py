@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 
-from .errors import ConfigError, GrokmonError
+from .errors import ConfigError, GrokmonError, ResultsError
 from .results import read_results
 from .results.parquet import DEFAULT_NAME as DEFAULT_OUTPUT_NAME
 
@@ -91,32 +91,41 @@ def info(ckpt_dir: str | Path, *, device: str = "auto", **options) -> RunInfo:
     return survey(ckpt_dir, device, **options)
 
 
-def _load_table(results) -> tuple[pd.DataFrame, dict]:
-    if isinstance(results, pd.DataFrame):
-        return results, {}
-    return read_results(Path(results))
+def _load_table(results, with_deleted: bool = False) -> tuple[pd.DataFrame, dict]:
+    """The rows of a results file (path) or table (DataFrame) and its metadata; without `with_deleted`, not the
+    rows whose checkpoint has been deleted since it was measured (`deleted`)."""
+    frame, metadata = (results, {}) if isinstance(results, pd.DataFrame) else read_results(Path(results))
+    if with_deleted or "deleted" not in frame or not frame["deleted"].eq(True).any():
+        return frame, metadata
+    kept = frame[~frame["deleted"].eq(True)]
+    if not len(kept):
+        raise ResultsError(f"{'the table' if not metadata else results}: every checkpoint it holds has been deleted "
+                           "since it was measured; pass --with-deleted (with_deleted=True) to judge them")
+    return kept, metadata
 
 
-def phases(results, thresholds=None, *, mode: str = "auto"):
+def phases(results, thresholds=None, *, mode: str = "auto", with_deleted: bool = False):
     """Label every checkpoint of a results file (path) or table (DataFrame) with a phase; give the verdict at
     every checkpoint (`PhaseReport.history`) and for the last one.
 
     `thresholds`: a PhaseThresholds (None: the defaults). Nothing else is read, so a results file means the
     same on every machine; `grokmon phases` resolves the manifest's `[phases]` and `--set` into thresholds
-    (`grokmon.inputs.config.phase_thresholds`).
+    (`grokmon.inputs.config.phase_thresholds`). Rows of checkpoints deleted since they were measured are left
+    out unless `with_deleted` (a Trainer's `save_total_limit` deletes old checkpoints: judge the whole history).
     """
     from .phasing.classifier import classify
 
-    frame, _ = _load_table(results)
+    frame, _ = _load_table(results, with_deleted)
     return classify(frame, thresholds, mode=mode)
 
 
-def report(results, output: str | Path | None = None, *, mode: str = "auto", thresholds=None) -> Path:
+def report(results, output: str | Path | None = None, *, mode: str = "auto", thresholds=None,
+           with_deleted: bool = False) -> Path:
     """Render a results file as a self-contained HTML report or a single figure (by `output`'s suffix); phases
     judged with `thresholds` (a PhaseThresholds; None: the defaults)."""
     from .reporting.writer import render_report
 
-    frame, metadata = _load_table(results)
+    frame, metadata = _load_table(results, with_deleted)
     if output is None:
         if isinstance(results, pd.DataFrame):
             raise ConfigError("report() of a DataFrame needs an output path")
@@ -126,7 +135,7 @@ def report(results, output: str | Path | None = None, *, mode: str = "auto", thr
 
 
 def compare(runs, output: str | Path | None = None, *, names: list[str] | None = None, mode: str = "auto",
-            thresholds=None):
+            thresholds=None, with_deleted: bool = False):
     """Compare runs: for each, when it fitted, generalised and reached test accuracy 0.5 and 0.95, and its verdict.
 
     `runs` are results files, checkpoint directories holding `grokmon.parquet`, or DataFrames. `names` label them
@@ -144,7 +153,7 @@ def compare(runs, output: str | Path | None = None, *, names: list[str] | None =
     each = list(thresholds) if isinstance(thresholds, (list, tuple)) else [thresholds] * len(runs)
     compared = []
     for name, run, path, settings in zip(names_for(paths, names), runs, paths, each):
-        frame, metadata = _load_table(run if path is None else path)
+        frame, metadata = _load_table(run if path is None else path, with_deleted)
         settings = settings or PhaseThresholds()
         try:
             report = phases(frame, settings, mode=mode)

@@ -48,10 +48,12 @@ METRIC_COLUMNS = tuple(
                  *GROUP_EXTRA_COLUMNS.get(group, ()))
 )
 
-# The columns every row carries, before the metrics, with their kind ("int", "str", "float"). The file_* columns
-# are the checkpoint files' identity when measured (grokmon.inputs.identity): a changed file is measured again.
+# The columns every row carries, before the metrics, with their kind ("int", "str", "float", "bool"). The file_*
+# columns are the checkpoint files' identity when measured (grokmon.inputs.identity): a changed file is measured
+# again; `deleted` marks rows whose checkpoint is no longer in the run (phases and reports leave them out).
 ROW_COLUMNS = {"step": "int", "checkpoint": "str", "split": "str", "n_points": "int", "seconds": "float",
-               "status": "str", "error": "str", "file_size": "int", "file_mtime": "float", "file_fingerprint": "str"}
+               "status": "str", "error": "str", "file_size": "int", "file_mtime": "float", "file_fingerprint": "str",
+               "deleted": "bool"}
 
 SPLITS = ("train", "test", "random")  # in the order rows, tables and figures show them
 LABELLED_SPLITS = SPLITS[:2]  # the splits a probe file holds (x_train/y_train, x_test/y_test)

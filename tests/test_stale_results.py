@@ -1,5 +1,5 @@
 """Results that never go stale: every row records its checkpoint files' identity; a changed file is measured
-again, a deleted one's rows are dropped, a copied run is not measured again, and results written before the
+again, a deleted one's rows are kept flagged and left out of the phases, a copied run is not measured again, and results written before the
 identity columns existed resume without recomputing."""
 
 import os
@@ -74,14 +74,37 @@ def test_a_copied_run_keeps_its_results(measured_run):
     assert list(kept["loss"]) == pytest.approx(list(first["loss"]), nan_ok=True)
 
 
-def test_a_deleted_checkpoint_is_dropped_from_the_results_and_the_phases(measured_run):
-    run, _ = measured_run
+def test_a_deleted_checkpoint_is_flagged_kept_and_left_out_of_the_phases(measured_run):
+    run, first = measured_run
     (run / "step_0.pt").unlink()
     frame, steps, notes = _analyze(run)
-    assert steps == [None] and sorted(frame["step"].unique()) == [5, 9]
-    assert notes == (f"step 0: no longer in {run}; its rows are dropped from the results",)
-    assert sorted(read_results(run / "grokmon.parquet")[0]["step"].unique()) == [5, 9]
+    assert steps == [None] and sorted(frame["step"].unique()) == [0, 5, 9]
+    assert notes == (f"step 0: no longer in {run}; its rows stay in the results, flagged deleted: phases and "
+                     "report leave them out unless --with-deleted",)
+    stored, _ = read_results(run / "grokmon.parquet")
+    assert list(stored.groupby("step")["deleted"].all()) == [True, False, False]
+    assert list(stored["loss"]) == pytest.approx(list(first["loss"]), nan_ok=True)  # nothing lost
     assert [s for s, _ in phases(run / "grokmon.parquet").steps] == [5, 9]
+    assert [s for s, _ in phases(run / "grokmon.parquet", with_deleted=True).steps] == [0, 5, 9]
+    assert _analyze(run)[2] == ()  # said once
+
+
+def test_a_deleted_checkpoint_restored_counts_again_and_one_saved_anew_replaces_it(measured_run):
+    run, _ = measured_run
+    kept = (run / "step_0.pt").read_bytes()
+    (run / "step_0.pt").unlink()
+    _analyze(run)
+    (run / "step_0.pt").write_bytes(kept)
+    os.utime(run / "step_0.pt", (0, 0))  # restored with another time, the same bytes: not measured again
+    frame, steps, _ = _analyze(run)
+    assert steps == [None] and not frame["deleted"].any()
+    (run / "step_0.pt").unlink()
+    _analyze(run)
+    torch.save(train_states([0])[0], run / "ckpt_000.pt")
+    os.utime(run / "ckpt_000.pt", (1, 1))  # an hour-old file is complete, not in progress
+    frame, steps, _ = _analyze(run)
+    assert steps == [None, 0] and list(frame[frame.step == 0]["checkpoint"].unique()) == ["ckpt_000.pt"]
+    assert not frame["deleted"].any()
 
 
 def test_results_written_before_the_identity_columns_resume_without_recomputing(measured_run):
@@ -96,3 +119,24 @@ def test_results_written_before_the_identity_columns_resume_without_recomputing(
     assert list(resumed["loss"]) == pytest.approx(list(first["loss"]), nan_ok=True)
     for column in ("file_size", "file_mtime", "file_fingerprint"):  # the identity as the files are now
         assert list(resumed[column]) == list(first[column])
+
+
+def test_cli_judges_deleted_checkpoints_only_when_asked(measured_run):
+    import json
+
+    from typer.testing import CliRunner
+
+    from grokmon.cli import app
+    from grokmon.errors import ResultsError
+
+    run, _ = measured_run
+    (run / "step_0.pt").unlink()
+    _analyze(run)
+    results = str(run / "grokmon.parquet")
+    runner = CliRunner()
+    judged = [json.loads(runner.invoke(app, ["phases", results, "--json", *flag]).stdout)["steps"]
+              for flag in ([], ["--with-deleted"])]
+    assert [s["step"] for s in judged[0]] == [5, 9] and [s["step"] for s in judged[1]] == [0, 5, 9]
+    frame, _ = read_results(run / "grokmon.parquet")
+    with pytest.raises(ResultsError, match="every checkpoint it holds has been deleted .* --with-deleted"):
+        phases(frame.assign(deleted=True))

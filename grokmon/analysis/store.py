@@ -2,7 +2,7 @@
 every checkpoint (atomically), so that a run killed part-way loses at most the checkpoint in flight.
 
 The file describes the checkpoints as they are: rows whose checkpoint file changed since it was measured are
-measured again, and rows of a checkpoint that is gone are dropped (see `ResultsStore.pending`).
+measured again, and rows of a checkpoint that is gone are kept, flagged `deleted` (see `ResultsStore.pending`).
 """
 
 from __future__ import annotations
@@ -110,7 +110,10 @@ class ResultsStore:
 
         Rows of a checkpoint whose files changed since they were measured (see grokmon.inputs.identity), or whose
         step changed, are dropped and the checkpoint is measured again; rows of a checkpoint that is no longer in
-        the run are dropped; rows of one still being written (`writing`: names) are kept until it is complete.
+        the run are kept, flagged `deleted` (phases and reports leave them out unless asked: a Trainer's
+        `save_total_limit` deletes old checkpoints whose measurements are still the run's history), unless a
+        checkpoint of the run now holds their step; rows of one still being written (`writing`: names) are kept
+        until it is complete.
         Rows written before grokmon recorded file identities are taken to describe the files as they are now, and
         so are rows a training callback measured live (no checkpoint name) at the step of a saved checkpoint; live
         rows of a step that has no checkpoint are kept.
@@ -127,13 +130,17 @@ class ResultsStore:
         kept = [row for row in live if row["step"] not in saved]
         self._unsaved |= len(kept) != len(live)
         changed, gone = [], []
+        steps = {c.step for c in checkpoints}
         for name, rows in by_name.items():
             ckpt = current.get(name)
             if ckpt is None:
                 if name in writing:
                     kept += rows
+                elif int(rows[0]["step"]) not in steps:
+                    gone += [] if rows[0].get("deleted") else [int(rows[0]["step"])]
+                    kept += [{**row, "deleted": True} for row in rows]
                 else:
-                    gone.append(int(rows[0]["step"]))
+                    self._unsaved = True  # superseded by the checkpoint saved at its step now
                 continue
             recorded = _recorded(rows[0])
             identity = identity_of(ckpt.files) if recorded is None else unchanged(recorded, ckpt.files)
@@ -141,7 +148,8 @@ class ResultsStore:
                 changed.append(ckpt.step)
                 continue
             self._unsaved |= identity != recorded
-            kept += [{**row, **identity.columns()} for row in rows]
+            self._unsaved |= bool(rows[0].get("deleted"))
+            kept += [{**row, **identity.columns(), "deleted": False} for row in rows]
         self._note(changed, gone)
         self.rows = kept
         done = {row["checkpoint"] for row in kept}
@@ -152,8 +160,8 @@ class ResultsStore:
             self.notes.append(f"{_steps_text(sorted(changed))}: the checkpoint changed since it was measured "
                               "(overwritten in place); measuring it again")
         if gone:
-            self.notes.append(f"{_steps_text(sorted(gone))}: no longer in {self.ckpt_dir}; its rows are dropped from "
-                              "the results")
+            self.notes.append(f"{_steps_text(sorted(gone))}: no longer in {self.ckpt_dir}; its rows stay in the results, "
+                              "flagged deleted: phases and report leave them out unless --with-deleted")
         self._unsaved |= bool(changed or gone)
 
     def save(self) -> None:
@@ -164,7 +172,7 @@ class ResultsStore:
     def add(self, rows: list[dict], metadata: dict) -> None:
         """Add checkpoints' rows, in place of any earlier rows of their steps, and rewrite the file atomically."""
         steps = {r["step"] for r in rows}
-        self.rows = [r for r in self.rows if r["step"] not in steps] + rows
+        self.rows = [r for r in self.rows if r["step"] not in steps] + [{"deleted": False, **r} for r in rows]
         self.write(metadata)
 
     def write(self, metadata: dict) -> None:

@@ -19,6 +19,7 @@ app = typer.Typer(
 
 ADVICE_EXIT_CODES = {"stop": 0, "keep-training": 10, "inconclusive": 11, "roll-back": 12}
 DEBUG_OPTION = typer.Option(False, "--debug", help="Show the full traceback on errors.")
+WITH_DELETED_OPTION = typer.Option(False, "--with-deleted", help="Also judge checkpoints deleted since they were measured (a Trainer's save_total_limit rotation).")
 
 
 def _print_version(value: bool) -> None:
@@ -213,6 +214,7 @@ def phases(
     exit_code: bool = typer.Option(False, "--exit-code", help="Exit 0 stop, 10 keep-training, 11 inconclusive, 12 roll-back."),
     history: bool = typer.Option(False, "--history", help="Also the verdict at every checkpoint, as it was given when that checkpoint was the newest."),
     mode: str = typer.Option("auto", callback=_choice("auto", "accuracy", "geometry"), help="auto, accuracy or geometry (ignore labels)."),
+    with_deleted: bool = WITH_DELETED_OPTION,
     set_: list[str] = typer.Option([], "--set", help="Override a phase threshold, NAME=VALUE (repeatable)."),
     debug: bool = DEBUG_OPTION,
 ) -> None:
@@ -221,7 +223,7 @@ def phases(
     try:
         from ..api import phases as run_phases
 
-        verdict = run_phases(results, _thresholds(results, overrides), mode=mode)
+        verdict = run_phases(results, _thresholds(results, overrides), mode=mode, with_deleted=with_deleted)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     if as_json:
@@ -239,6 +241,7 @@ def report(
     results: Path = typer.Argument(..., metavar="RESULTS", help="Results Parquet written by `grokmon analyze`."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", callback=_checked(_report_name), help="report.html (self-contained) or a figure: .png, .svg, .pdf \\[default: RESULTS with .html]."),
     mode: str = typer.Option("auto", callback=_choice("auto", "accuracy", "geometry"), help="Phase mode: auto, accuracy or geometry."),
+    with_deleted: bool = WITH_DELETED_OPTION,
     set_: list[str] = typer.Option([], "--set", help="Override a phase threshold, NAME=VALUE (repeatable)."),
     debug: bool = DEBUG_OPTION,
 ) -> None:
@@ -247,7 +250,8 @@ def report(
     try:
         from ..api import report as run_report
 
-        written = run_report(results, output, mode=mode, thresholds=_thresholds(results, overrides))
+        written = run_report(results, output, mode=mode, thresholds=_thresholds(results, overrides),
+                             with_deleted=with_deleted)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     typer.echo(str(written))
@@ -260,6 +264,7 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document (schema grokmon.compare/1) instead of the table."),
     names: list[str] = typer.Option([], "--name", help="Name of a run in the table and figure, once per RUN in order \\[default: its folder or file name]."),
     mode: str = typer.Option("auto", callback=_choice("auto", "accuracy", "geometry"), help="Phase mode: auto, accuracy or geometry."),
+    with_deleted: bool = WITH_DELETED_OPTION,
     set_: list[str] = typer.Option([], "--set", help="Override a phase threshold for every run, NAME=VALUE (repeatable)."),
     debug: bool = DEBUG_OPTION,
 ) -> None:
@@ -272,7 +277,8 @@ def compare(
         from ..results.parquet import results_file
 
         thresholds = [_thresholds(results_file(run), overrides) for run in runs]
-        comparison = run_compare(runs, output, names=names or None, mode=mode, thresholds=thresholds)
+        comparison = run_compare(runs, output, names=names or None, mode=mode, thresholds=thresholds,
+                                 with_deleted=with_deleted)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     if as_json:

@@ -26,7 +26,7 @@ METADATA_KEY = b"grokmon"
 
 def arrow_schema() -> pa.Schema:
     """The fixed Arrow schema of a results table: row columns, then every metric and its standard error."""
-    kinds = {"int": pa.int64(), "str": pa.string(), "float": pa.float64()}
+    kinds = {"int": pa.int64(), "str": pa.string(), "float": pa.float64(), "bool": pa.bool_()}
     fields = [pa.field(name, kinds[kind]) for name, kind in ROW_COLUMNS.items()]
     for name in METRIC_COLUMNS:
         kind = pa.list_(pa.float64()) if name in LIST_COLUMNS else pa.bool_() if name in BOOL_COLUMNS else pa.float64()
