@@ -94,6 +94,34 @@ def test_the_log_history_holds_grokmon_values(saved_run):
     assert {"grokmon/phase", "grokmon/advice", "grokmon/random/centroid_alignment"} <= set(entries[-1])
 
 
+class Reporter(transformers.TrainerCallback):
+    """What a `report_to` integration sees: every on_log call's values."""
+
+    def __init__(self):
+        self.logged = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logged.append(dict(logs or {}))
+
+
+def test_an_attached_callback_logs_through_the_trainer_so_reporters_receive_the_values(tmp_path, one_thread):
+    probes = task("plateau", dtype=torch.float32)
+    width, lr = SETTINGS["plateau"]
+    reporter = Reporter()
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=64, learning_rate=lr, save_strategy="no",
+        report_to="none", disable_tqdm=True, use_cpu=True, logging_strategy="no", seed=0)
+    trainer = transformers.Trainer(model=Classifier(width, torch.float32), args=args, train_dataset=Points(probes),
+                                   callbacks=[reporter])
+    GrokmonCallback.attach(trainer, probes, every_n_steps=3, metrics="accuracy", points=32)
+    trainer.train()
+    seen = [entry for entry in reporter.logged if "grokmon/train/accuracy" in entry]
+    assert len(seen) == 2
+    history = [entry for entry in trainer.state.log_history if "grokmon/train/accuracy" in entry]
+    assert [e["step"] for e in history] == [3, 6]
+    assert [e["grokmon/test/accuracy"] for e in history] == [e["grokmon/test/accuracy"] for e in seen]
+
+
 def test_every_n_steps_measures_at_those_steps_whether_saved_or_not(saved_run):
     out, _, _ = saved_run
     frame, _ = read_results(out.parent / "every_two.parquet")

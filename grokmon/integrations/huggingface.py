@@ -1,13 +1,15 @@
 """grokmon in a Hugging Face Trainer: a `TrainerCallback` that measures the model as it trains.
 
     trainer = Trainer(model, args, train_dataset=..., callbacks=[GrokmonCallback("probes.safetensors")])
+    GrokmonCallback.attach(trainer, "probes.safetensors")    # the same, and the values reach `report_to` too
 
 The model is measured through its `forward` (called with the probe inputs as its first argument), in eval
 mode, on its device, at every checkpoint save (`every_n_steps=None`) or every N optimiser steps. The rows go to
 `grokmon.parquet` in `args.output_dir`, where `grokmon analyze` of that folder writes and resumes them; the
 values go to the Trainer's log history (`trainer.state.log_history`, and so every later checkpoint's
-`trainer_state.json`) as `grokmon/<split>/<metric>`. A callback cannot call `Trainer.log`, so the reporters of
-`report_to` (TensorBoard, W&B, ...) do not see them. The world's process zero measures; `stop_on` stops a
+`trainer_state.json`) as `grokmon/<split>/<metric>`. A callback is not handed the Trainer, so only one made with
+`attach(trainer, ...)` logs through `Trainer.log`, which the reporters of `report_to` (TensorBoard, W&B, MLflow,
+...) receive as well. The world's process zero measures; `stop_on` stops a
 single-process run (a stop decided there would not reach the other processes).
 """
 
@@ -26,6 +28,16 @@ class GrokmonCallback(MonitorCallback, TrainerCallback):
     `grokmon.integrations.monitor.MonitorCallback`; by default the rows go to grokmon.parquet in `output_dir`)."""
 
     log = logging.getLogger("transformers.integrations.grokmon")  # under the transformers verbosity setting
+    trainer = None  # set by `attach`: the values are then logged through it
+
+    @classmethod
+    def attach(cls, trainer, probes, **options) -> "GrokmonCallback":
+        """Make the callback (arguments as for the class), add it to `trainer`, and log through `trainer.log`,
+        so that the reporters of `report_to` receive the values as well as the log history."""
+        callback = cls(probes, **options)
+        callback.trainer = trainer
+        trainer.add_callback(callback)
+        return callback
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero:
@@ -51,5 +63,7 @@ class GrokmonCallback(MonitorCallback, TrainerCallback):
         if result.stop is not None:
             entry["grokmon/stop"] = result.stop
             control.should_training_stop = True
-        if entry:
+        if entry and self.trainer is not None:
+            self.trainer.log(entry)  # the log history and every reporter's on_log
+        elif entry:
             state.log_history.append({**entry, "epoch": state.epoch, "step": step})
