@@ -97,3 +97,11 @@ def test_a_folder_with_no_checkpoints_yet_is_waited_on(tmp_path):
     events = list(watch(tmp_path, interval=1.0, timeout=2.0, clock=iter([0.0, 1.0, 2.0, 3.0]).__next__,
                         sleep=lambda seconds: None, **FAST))
     assert [e.finished for e in events] == [None, "timeout"] and events[-1].report is None
+    assert events[0].waiting
+
+
+def test_the_cli_says_once_that_it_waits_for_a_first_checkpoint(tmp_path):
+    write_probes(tmp_path / "probes.safetensors")
+    result = CliRunner().invoke(app, ["watch", str(tmp_path), "--interval", "0.2", "--timeout", "0.5"])
+    assert result.exit_code == 11
+    assert result.stderr.count(f"grokmon: no checkpoint in {tmp_path} yet; waiting") == 1

@@ -28,6 +28,7 @@ class WatchEvent:
     report: PhaseReport | None = None  # the verdict after the pass; None while no checkpoint could be judged
     changed: bool = False  # the phase or the verdict differs from the last event's
     error: str | None = None  # why this pass could not read the checkpoint folder (tried again next time)
+    waiting: bool = False  # the folder holds no checkpoint yet (the first pass says so; the watch waits)
     finished: str | None = None  # "until": the verdict is one of `until`; "timeout": `timeout` seconds passed
 
 
@@ -85,17 +86,18 @@ def watch(ckpt_dir: str | Path, output: str | Path | None = None, *, until=(), i
             if progress is not None:
                 progress(event)
 
-        error = None
+        error, waiting = None, False
         try:
             analyze(ckpt_dir, output, overwrite=overwrite and first, progress=collect, **options)
         except NoCheckpointsError:
-            pass  # nothing saved yet
+            waiting = True  # nothing saved yet
         except CheckpointError as exc:
             error = str(exc)
         if measured or first or error:
             report = _judge(output)
             now = None if report is None else (report.current_phase, report.advice)
-            yield WatchEvent(tuple(measured), report, changed=now != last and now is not None, error=error)
+            yield WatchEvent(tuple(measured), report, changed=now != last and now is not None, error=error,
+                             waiting=waiting)
             last = now if now is not None else last
             if report is not None and report.advice in stop_at:
                 yield WatchEvent(report=report, finished="until")

@@ -15,6 +15,7 @@ inputs. Only the driver writes the results file.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -89,7 +90,8 @@ def run_ray(inputs: RunInputs, pending: list[Checkpoint], store: ResultsStore,
     """Measure `pending` on Ray actors; `threads`: torch's CPU threads in each (default 1, its one CPU)."""
     ray = import_ray()
     if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+        # Ray's own INFO lines ("Started a local Ray instance") would mix into grokmon's stderr, -q or not.
+        ray.init(log_to_driver=False, logging_level=logging.WARNING)
     count, place, resources = placement(ray.cluster_resources(), device, workers)
     actor_class = ray.remote(RayWorker).options(**resources)
     workdir = os.getcwd()

@@ -346,7 +346,7 @@ def watch(
 
         errors: set[str] = set()
         for event in follow(until=until or (), interval=interval, timeout=timeout, **options):
-            _show_watch_event(event, quiet, errors)
+            _show_watch_event(event, quiet, errors, options["ckpt_dir"])
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     if event.finished == "until":
@@ -362,8 +362,10 @@ def _analyze_options(ctx: typer.Context) -> dict:
     return {k: v for k, v in parsed.items() if k not in ("quiet", "debug")}
 
 
-def _show_watch_event(event, quiet: bool, errors: set[str]) -> None:
+def _show_watch_event(event, quiet: bool, errors: set[str], folder) -> None:
     """Each checkpoint measured and each new error of the folder (stderr), the verdict on stdout when it changes."""
+    if event.waiting and not quiet:
+        print(f"grokmon: no checkpoint in {folder} yet; waiting", file=sys.stderr)
     if event.error and event.error not in errors:
         errors.add(event.error)
         print(f"grokmon: error: {event.error} (looking again)", file=sys.stderr)
