@@ -38,13 +38,14 @@ def _step(value) -> str:
 
 def compare_table(comparison) -> list:
     """One row per run: verdict and the first step at which it fitted, generalised, reached test accuracy."""
-    table = Table(title="Runs compared", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True,
+    table = Table(title="Runs compared", title_justify="left", box=box.SIMPLE_HEAD, padding=0, pad_edge=False,
                   show_edge=False,
                   caption="first checkpoint at which: fit = train accuracy fitted, gen = labelled generalisation, "
                           "t≥.5 / t≥.95 = test accuracy 0.5 / 0.95 (- = never); test = final test accuracy",
                   caption_justify="left")
-    for header in ("run", "mode", "advice"):  # these wrap on a narrow terminal; the numbers never do
-        table.add_column(header, overflow="fold")
+    table.add_column("run", overflow="fold")  # the names wrap on a narrow terminal; the words and numbers never do
+    for header in ("mode", "advice"):
+        table.add_column(header, no_wrap=True)
     for header in ("conf", "fit", "gen", "t≥.5", "t≥.95", "best", "last", "test"):
         table.add_column(header, justify="right", no_wrap=True)
     for s in comparison.summaries:

@@ -14,7 +14,7 @@ mean of every metric column, keyed `<split>_<column>` (`test_accuracy`, `train_l
 
 from __future__ import annotations
 
-import math
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,6 +180,9 @@ def headline(summaries: list[RunSummary]) -> str:
     ...         RunSummary("c", None, "accuracy", "keep-training", 0.8, None, 60, None, None, None, 8000)]
     >>> headline(rows)
     'test accuracy 0.95: first b (step 1431), then a (step 3550, 2.5x later); never: c'
+    >>> tie = RunSummary("d", None, "accuracy", "stop", 0.9, None, 60, 2000, 2700, 3550, 8000, {"test_accuracy": 1.0})
+    >>> headline(rows + [tie])
+    'test accuracy 0.95: first b (step 1431), then a and d (step 3550, 2.5x later); never: c'
     >>> headline([RunSummary("a", None, "geometry", "stop", 0.5, None, None, 900, None, None, 8000)])
     'generalisation: first a (step 900)'
     """
@@ -189,10 +192,11 @@ def headline(summaries: list[RunSummary]) -> str:
     never = [s.name for s in summaries if getattr(s, key) is None]
     if not reached:
         return f"{what}: reached by none of the runs"
-    first_step, first_name = reached[0]
-    parts = [f"first {first_name} (step {first_step})"]
-    for step, name in reached[1:]:
-        ratio = f", {step / first_step:.1f}x later" if first_step > 0 and not math.isclose(step, first_step) else ""
-        parts.append(f"{name} (step {step}{ratio})")
+    together = [(step, " and ".join(n for _, n in group)) for step, group in itertools.groupby(reached, lambda r: r[0])]
+    first_step = together[0][0]
+    parts = [f"first {together[0][1]} (step {first_step})"]
+    for step, names in together[1:]:
+        ratio = f", {step / first_step:.1f}x later" if first_step > 0 else ""
+        parts.append(f"{names} (step {step}{ratio})")
     text = f"{what}: " + ", then ".join(parts)
     return text + (f"; never: {', '.join(never)}" if never else "")
