@@ -1,6 +1,8 @@
 """GrokmonCallback in real Hugging Face Trainer runs of tiny models: rows per save or per N steps, the same values
 as `grokmon analyze` of the saved checkpoints, the log history, stopping on the verdict."""
 
+import logging
+
 import pytest
 import torch
 
@@ -130,13 +132,25 @@ def test_every_n_steps_measures_at_those_steps_whether_saved_or_not(saved_run):
     assert names == {10: "checkpoint-10"}  # the one step of them that was also saved
 
 
+def reasons_of(trainer) -> list[str]:
+    return [e["grokmon/stop"] for e in trainer.state.log_history if "grokmon/stop" in e]
+
+
 @pytest.mark.parametrize("kind, stops", [("plateau", True), ("memorise", False)])
 def test_stop_on_stop_ends_a_plateaued_run_not_a_memorising_one(tmp_path, one_thread, kind, stops):
     callback = GrokmonCallback(task(kind), metrics="accuracy", stop_on="stop", patience=2, points=32)
-    # 50 steps: a stop needs the plateau to have held while the step count doubled (docs/phases.md)
-    trainer = train(tmp_path, kind, [callback], steps=50, save_steps=5, dtype=torch.float32)
+    warnings: list[str] = []  # what transformers' default verbosity (warning) shows
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    GrokmonCallback.log.addHandler(handler)
+    try:
+        # 50 steps: a stop needs the plateau to have held while the step count doubled (docs/phases.md)
+        trainer = train(tmp_path, kind, [callback], steps=50, save_steps=5, dtype=torch.float32)
+    finally:
+        GrokmonCallback.log.removeHandler(handler)
+    assert [w for w in warnings if w.startswith("grokmon: stopping")] == ([reasons_of(trainer)[0]] if stops else [])
     assert (trainer.state.global_step < 50) is stops
-    reasons = [e["grokmon/stop"] for e in trainer.state.log_history if "grokmon/stop" in e]
+    reasons = reasons_of(trainer)
     assert len(reasons) == int(stops)
     frame, _ = read_results(tmp_path / "grokmon.parquet")
     last = frame[frame.step == frame.step.max()].set_index("split")["accuracy"]

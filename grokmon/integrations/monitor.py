@@ -214,7 +214,7 @@ class LiveMonitor:
         if self.stopped is None and self.streak >= self.patience:
             self.stopped = (f"grokmon: stopping at step {step}: the verdict has been {report.advice} "
                             f"{self.streak} time(s) in a row ({report.reason})")
-            self.log.info(self.stopped)
+            self.log.warning(self.stopped)  # training ends early: shown at every framework's default verbosity
         return self.stopped
 
 
