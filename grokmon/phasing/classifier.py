@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from .accuracy_mode import AccuracyJudge
-from .geometry_features import GROUPS, SPLITS
+from .geometry_features import VOTE_GROUPS, SPLITS
 from .geometry_mode import GeometryReading, geometry_readings
 from .model import Fitted, shipped
 from .table import RunTable
@@ -51,7 +51,7 @@ def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: 
         raise ConfigError(
             "mode accuracy needs accuracy on the train and test splits; this table has none (use geometry)")
     chosen = "accuracy" if mode != "geometry" and has_accuracy else "geometry"
-    has_geometry = any(table.has(m, s) for members in GROUPS.values() for m, _ in members for s in SPLITS)
+    has_geometry = any(table.has(m, s) for members in VOTE_GROUPS.values() for m, _ in members for s in SPLITS)
     if chosen == "geometry" and not has_geometry:
         raise ConfigError("mode geometry needs centroid, jacobian or lc columns, and this table has none"
                           + (" (use --mode accuracy)" if has_accuracy else
@@ -90,7 +90,7 @@ def _geometry_judged(g: GeometryReading, th) -> Judged:
         return Judged(None, "inconclusive", 0.0, g.note, None)
     if g.groups < th.min_groups:
         note = (f"{g.note}; only {g.groups} independent metric group{'s' if g.groups != 1 else ''} of the "
-                f"{len(GROUPS)} ({', '.join(GROUPS)}) moves, and the geometry needs {th.min_groups} to tell")
+                f"{len(VOTE_GROUPS)} ({', '.join(VOTE_GROUPS)}) moves, and the geometry needs {th.min_groups} to tell")
         return Judged(g.phase, "inconclusive", 0.0, note, g.best)
     return Judged(g.phase, g.advice, g.confidence, g.note, g.best)
 

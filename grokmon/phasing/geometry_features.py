@@ -25,7 +25,7 @@ import numpy as np
 
 from .series import Track, trends
 
-GROUPS = {
+VOTE_GROUPS = {
     "complexity": (("lc", -1),),
     "alignment": (("centroid_alignment", +1),),
     "rank": (("jacobian_erank", -1), ("jacobian_pc1", +1)),
@@ -96,7 +96,7 @@ def group_evidence(table, trend_decades: float, slope_sigma: float) -> dict[str,
     """The evidence of every group that has a series in `table` (a RunTable): its first member the table has,
     on the first split that has it."""
     out = {}
-    for group, members in GROUPS.items():
+    for group, members in VOTE_GROUPS.items():
         found = next(((metric, sign, split) for metric, sign in members for split in SPLITS
                       if table.has(metric, split)), None)
         if found is None:
@@ -110,9 +110,9 @@ def group_evidence(table, trend_decades: float, slope_sigma: float) -> dict[str,
 
 def design_matrix(evidence: dict[str, GroupEvidence], n: int) -> tuple[np.ndarray, np.ndarray]:
     """The model's input at every checkpoint: each group's FEATURES (0 where absent) and its presence flag, in
-    GROUPS order; and the number of groups present."""
+    VOTE_GROUPS order; and the number of groups present."""
     columns, count = [], np.zeros(n)
-    for group in GROUPS:
+    for group in VOTE_GROUPS:
         ev = evidence.get(group)
         if ev is None:
             columns += [np.zeros((n, len(FEATURES))), np.zeros((n, 1))]
@@ -124,4 +124,4 @@ def design_matrix(evidence: dict[str, GroupEvidence], n: int) -> tuple[np.ndarra
 
 def feature_names() -> list[str]:
     """Column names of `design_matrix`, for the model file."""
-    return [f"{group}.{name}" for group in GROUPS for name in (*FEATURES, "present")]
+    return [f"{group}.{name}" for group in VOTE_GROUPS for name in (*FEATURES, "present")]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry_features import GROUPS, SERIES_WORDS, design_matrix, group_evidence
+from .geometry_features import VOTE_GROUPS, SERIES_WORDS, design_matrix, group_evidence
 from .model import GeometryModel, advice_probabilities
 from .types import ADVICE_FOR_PHASE, PHASES
 
@@ -71,11 +71,11 @@ def _before_damage(damage: np.ndarray) -> int:
 def _words(evidence, n: int, slope_sigma: float) -> list[str]:
     """What each group present does at every checkpoint, e.g. "local complexity falling, centroid alignment flat"."""
     columns = []
-    for group in GROUPS:
+    for group in VOTE_GROUPS:
         ev = evidence.get(group)
         if ev is None:
             continue
-        sign = dict(GROUPS[group])[ev.metric]
+        sign = dict(VOTE_GROUPS[group])[ev.metric]
         moving = np.where(ev.z * sign > 0, "rising", "falling")
         state = np.where(np.abs(ev.z) < slope_sigma, "flat", moving)
         columns.append(np.where(ev.present, np.char.add(SERIES_WORDS[ev.metric] + " ", state.astype(str)), ""))

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .. import columns
 from ..columns import SPLITS
-from ..phasing.geometry_features import GROUPS as GEOMETRY_VOTES
+from ..phasing.geometry_features import VOTE_GROUPS as GEOMETRY_VOTES
 
 
 @dataclass(frozen=True)
