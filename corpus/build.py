@@ -13,8 +13,8 @@ Each run becomes tests/fixtures/corpus/FAMILY--RUN.parquet: the results table of
 whole train and test sets at every saved step). Run from the repository root (the CNN factory is
 `corpus.cnn:build`). Needs the `corpus` extra (scikit-learn) and torch.
 
-A new family (the transformer family, once token geometry lands) is a module with `RUNS` (name -> task
-arguments) and `task(**arguments) -> Task`, added to FAMILIES below.
+A family is a module with `RUNS` (name -> task arguments) and `task(**arguments) -> Task`, listed in FAMILIES
+below.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from . import cnn, collapse, modular, omnigrok, xor
+from . import cnn, collapse, modular, omnigrok, transformer, xor
 from .common import analyse_and_store, describe, slim, train
 from .load import SAMPLE_FIXTURE
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "corpus"
-FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor}
+FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor, "transformer": transformer}
 
 
 def runs() -> dict[str, tuple[str, str, callable]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from . import cnn, modular, omnigrok, xor
+from . import cnn, modular, omnigrok, transformer, xor
 from .common import Task
 
 
@@ -31,7 +31,7 @@ def lr_blowup(factor: float):
     return blow
 
 
-FAMILY_OF = {"cnn": cnn, "modular": modular, "omnigrok": omnigrok, "xor": xor}
+FAMILY_OF = {"cnn": cnn, "modular": modular, "omnigrok": omnigrok, "xor": xor, "transformer": transformer}
 # run name -> (family, {step: event}, the family's task arguments)
 RUNS = {
     "cnn-label-noise": ("cnn", {600: label_noise(0.6)}, dict(steps=4000)),
@@ -44,6 +44,7 @@ RUNS = {
                         dict(loss="mse", dim=12, spread=0.35, init_scale=4, weight_decay=0.5, lr=2e-3, steps=6000)),
     "omnigrok-label-noise": ("omnigrok", {8000: label_noise(0.5)},
                              dict(init_scale=8, width=100, lr=2e-3, weight_decay=0.05, steps=14000)),
+    "transformer-label-noise": ("transformer", {7000: label_noise(0.4)}, dict(steps=11000)),
 }
 
 
