@@ -29,10 +29,11 @@ class Run:
     steps: np.ndarray
     train: np.ndarray   # truth: accuracy on the whole train set (clean labels) at each checkpoint
     test: np.ndarray    # truth: accuracy on the whole test set
+    robust: np.ndarray | None = None  # measured robust accuracy (test probes) at each checkpoint, where present
 
     @cached_property
     def phases(self) -> list[str]:
-        return truth.phases(self.train, self.test, self.steps)
+        return truth.phases(self.train, self.test, self.steps, self.robust)
 
     @cached_property
     def advice(self) -> list[str]:
@@ -58,7 +59,16 @@ def _run(path: Path, table: pd.DataFrame, about: dict, curve: list[dict]) -> Run
     train = np.array([float(by_step[int(s)]["train_accuracy"]) for s in steps])
     test = np.array([float(by_step[int(s)]["test_accuracy"]) for s in steps])
     return Run(about.get("run", path.stem), about.get("family", "sample"), about.get("scenario", "plain"),
-               table, steps, train, test)
+               table, steps, train, test, _robust(table, steps))
+
+
+def _robust(table: pd.DataFrame, steps: np.ndarray) -> np.ndarray | None:
+    """The test probes' robust accuracy at every checkpoint, or None where the results do not measure it."""
+    if "robust_accuracy" not in table.columns:
+        return None
+    rows = table[(table["split"] == "test") & (table["status"] == "ok")].drop_duplicates("step", keep="last")
+    values = rows.set_index("step")["robust_accuracy"].reindex(steps).to_numpy(dtype=float)
+    return None if np.isnan(values).any() else values
 
 
 def corpus_runs(folder: Path = FIXTURES) -> list[Run]:

@@ -10,7 +10,9 @@ The phases (docs/phases.md, "The corpus"), with FIT = 0.95, SETTLED = 0.05, DROP
 - robustness_plateau: not collapse, the run has generalised (or train accuracy settled short of FIT after
   rising), and test accuracy is within SETTLED of the best it will ever reach from here on. Beyond the last
   checkpoint the run is taken to gain again what it gained over its last doubling of steps (capped at the
-  train accuracy, or 1): a run cut mid-rise is still generalising at its end;
+  train accuracy, or 1): a run cut mid-rise is still generalising at its end. Where the results measure
+  robust accuracy (`robust_accuracy` on the test probes), it must be within SETTLED of the best it will reach
+  too (delayed robustness is not settled: docs/phases.md, accuracy mode);
 - fitting: the train set has not been fitted yet;
 - generalisation: fitted (or generalised before), test accuracy has left its memorisation level (ONSET
   above it, and it stays above until its peak) and will still gain more than SETTLED;
@@ -62,13 +64,22 @@ def beyond_end(values: np.ndarray, cap: np.ndarray, steps: np.ndarray) -> float:
     return min(float(values[-1]) + gain, max(float(cap[-1]), float(values[-1])), 1.0)
 
 
-def phases(train: np.ndarray, test: np.ndarray, steps: np.ndarray) -> list[str]:
-    """The true phase of every checkpoint (see the module docstring)."""
+def settled(values: np.ndarray, cap: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Whether `values` is within SETTLED of the best it will reach from each checkpoint on (`beyond_end`)."""
+    future = np.maximum(np.flip(np.maximum.accumulate(np.flip(values))), beyond_end(values, cap, steps))
+    return values >= future - SETTLED
+
+
+def phases(train: np.ndarray, test: np.ndarray, steps: np.ndarray, robust: np.ndarray | None = None) -> list[str]:
+    """The true phase of every checkpoint (see the module docstring); `robust`: the measured robust accuracy
+    at every checkpoint, where the results have it."""
     n = len(train)
     train, test, steps = np.asarray(train, float), np.asarray(test, float), np.asarray(steps)
+    flat = settled(test, train, steps)
+    if robust is not None:
+        flat &= settled(np.asarray(robust, float), np.ones(n), steps)
     general = generalised_flags(train, test)
     fitted = np.logical_or.accumulate(train >= FIT)
-    future_best = np.maximum(np.flip(np.maximum.accumulate(np.flip(test))), beyond_end(test, train, steps))
     future_train = np.maximum(np.flip(np.maximum.accumulate(np.flip(train))), beyond_end(train, np.ones(n), steps))
     best_since_general = np.maximum.accumulate(np.where(general, test, -np.inf))
     best_train = np.maximum.accumulate(np.where(fitted, train, -np.inf))
@@ -80,7 +91,7 @@ def phases(train: np.ndarray, test: np.ndarray, steps: np.ndarray) -> list[str]:
         short = (not fitted[i] and train[i] >= future_train[i] - SETTLED and train[i] - train[: i + 1].min() >= 0.1)
         if lost or diverged:
             out.append("collapse")
-        elif (general[i] or short) and test[i] >= future_best[i] - SETTLED:
+        elif (general[i] or short) and flat[i]:
             out.append("robustness_plateau")
         elif not fitted[i]:
             out.append("fitting")
