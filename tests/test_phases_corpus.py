@@ -111,3 +111,20 @@ def test_cli_history_as_a_table_and_in_json(runs):
     assert "Verdict at every checkpoint" in table.stdout and "memorisation" in table.stdout
     forced = CliRunner().invoke(app, ["phases", str(path), "--json", "--set", "min_checkpoints=1000"])
     assert json.loads(forced.stdout)["advice"] == "inconclusive"
+
+
+def test_the_truth_needs_measured_robust_accuracy_settled_for_a_plateau():
+    """Test accuracy flat at 1.0 while robust accuracy still climbs is not a plateau (delayed robustness); without
+    the robust series, or once it has settled, it is."""
+    import numpy as np
+
+    from corpus import truth
+
+    steps = np.array([0, 10, 30, 100, 300, 1000, 2000, 4000, 8000])
+    train = np.array([0.1, 0.6, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    test = np.array([0.1, 0.1, 0.1, 0.1, 0.6, 1.0, 1.0, 1.0, 1.0])
+    rising = np.array([0.0, 0.0, 0.0, 0.0, 0.1, 0.3, 0.5, 0.7, 0.9])
+    settled = np.array([0.0, 0.0, 0.0, 0.0, 0.1, 0.9, 0.95, 0.95, 0.95])
+    assert truth.phases(train, test, steps)[-1] == "robustness_plateau"
+    assert truth.phases(train, test, steps, rising)[-4:] == ["generalisation"] * 4
+    assert truth.phases(train, test, steps, settled)[-1] == "robustness_plateau"
