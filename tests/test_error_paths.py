@@ -147,3 +147,25 @@ def test_the_progress_header_comes_once_the_session_is_open(make_run):
     assert result.exit_code == 0
     assert result.stderr.splitlines()[0] == "analyzing 2 of 2 checkpoints on cpu"
 
+
+def test_an_empty_folder_says_it_holds_no_checkpoints_before_that_it_has_no_probes(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["analyze", str(empty), *FAST])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"grokmon: error: {empty}: no checkpoints found (looked for *.safetensors, *.pt, *.pth, *.bin, *.ckpt, "
+        "checkpoint-N/ and torch.distributed.checkpoint folders)"]
+    info = runner.invoke(app, ["info", str(empty)])
+    missing = [line for line in info.stdout.splitlines() if line.startswith("missing:")]
+    assert info.exit_code == 0 and len(missing) == 2
+    assert "no checkpoints found" in missing[0] and "no probe data" in missing[1]
+
+
+def test_checkpoints_without_probes_still_say_no_probe_data(make_run):
+    run = make_run("pt", steps=(0, 5))
+    (run / "probes.safetensors").unlink()
+    result = runner.invoke(app, ["analyze", str(run), *FAST])
+    assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert f"grokmon: error: {run}: no probe data; pass --data FILE" in result.stderr
+
