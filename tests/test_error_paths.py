@@ -169,3 +169,14 @@ def test_checkpoints_without_probes_still_say_no_probe_data(make_run):
     assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
     assert f"grokmon: error: {run}: no probe data; pass --data FILE" in result.stderr
 
+
+@pytest.mark.parametrize("below", ["x.parquet", "deeper/x.parquet"])
+def test_an_output_below_a_file_names_the_file_that_is_not_a_folder(make_run, below):
+    run = make_run("pt", steps=(0, 5))
+    blocker = run / "blocker"
+    blocker.write_text("a file")
+    output = blocker / below
+    result = runner.invoke(app, ["analyze", str(run), "-o", str(output), *FAST])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"grokmon: error: cannot write results to {output}: {blocker} is not a folder; choose another path with -o"]

@@ -41,6 +41,9 @@ def check_writable(output: Path) -> None:
         raise ResultsError(f"{output}: is a directory; give -o a file name like results.parquet")
     if output.suffix.lower() not in (".parquet", ".pq"):
         raise ResultsError(f"{output}: results are a Parquet file; give -o a name ending in .parquet")
+    blocker = next((p for p in (output.parent, *output.parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ResultsError(f"cannot write results to {output}: {blocker} is not a folder; choose another path with -o")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=output.parent):
