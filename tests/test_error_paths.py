@@ -180,3 +180,9 @@ def test_an_output_below_a_file_names_the_file_that_is_not_a_folder(make_run, be
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
         f"grokmon: error: cannot write results to {output}: {blocker} is not a folder; choose another path with -o"]
+
+
+def test_info_refuses_a_model_wrong_on_its_face_as_a_usage_error(make_run):
+    result = runner.invoke(app, ["info", str(make_run("pt", steps=(0, 5))), "--model", "conv"])
+    assert result.exit_code == 2 and "Expected model to be mlp, file.py:function or package.module:function" \
+        in " ".join(result.output.replace("│", " ").split())
