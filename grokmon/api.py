@@ -73,10 +73,7 @@ def analyze(
         notify = progress or (lambda event: None)
         opening = ProgressEvent(done=total - len(pending), total=total, device=execution.description,
                                 notes=(*inputs.found.messages(), *store.notes))
-        if pending:  # the opening event is sent once the model is built and the probes fit it
-            execution.run(inputs, pending, store, notify, done=total - len(pending), total=total, opening=opening)
-        else:
-            notify(opening)
+        execution.run(inputs, pending, store, notify, done=total - len(pending), total=total, opening=opening)
     return store.frame()
 
 

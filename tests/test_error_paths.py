@@ -5,10 +5,10 @@ import os
 
 import pytest
 import torch
+from conftest import age, train_states
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from conftest import age, train_states
 from grokmon.cli import app
 from grokmon.results import read_results
 
@@ -77,8 +77,8 @@ def test_a_lone_new_checkpoint_with_nan_weights_gets_its_error_rows(make_run):
     result = _analyze(run)
     assert result.exit_code == 1
     assert _status(run) == {0: "ok", 5: "ok", 9: "error"}
-    assert _error_lines(result) == [f"grokmon: error: step 9 (step_9.pt): {run / 'step_9.pt'}: weight '0.weight' holds "
-                                    "NaN or infinite values; the run diverged before this step"]
+    assert _error_lines(result) == [(f"grokmon: error: step 9 (step_9.pt): {run / 'step_9.pt'}: weight '0.weight' "
+                                     "holds NaN or infinite values; the run diverged before this step")]
 
 
 @pytest.mark.parametrize("device", ["cpu", "cpu,cpu"])
@@ -154,8 +154,8 @@ def test_an_empty_folder_says_it_holds_no_checkpoints_before_that_it_has_no_prob
     result = runner.invoke(app, ["analyze", str(empty), *FAST])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        f"grokmon: error: {empty}: no checkpoints found (looked for *.safetensors, *.pt, *.pth, *.bin, *.ckpt, "
-        "checkpoint-N/ and torch.distributed.checkpoint folders)"]
+        (f"grokmon: error: {empty}: no checkpoints found (looked for *.safetensors, *.pt, *.pth, *.bin, *.ckpt, "
+         "checkpoint-N/ and torch.distributed.checkpoint folders)")]
     info = runner.invoke(app, ["info", str(empty)])
     missing = [line for line in info.stdout.splitlines() if line.startswith("missing:")]
     assert info.exit_code == 0 and len(missing) == 2

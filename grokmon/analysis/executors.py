@@ -45,8 +45,12 @@ class Execution:
         """Measure `pending` (`done` of `total` are in the results already), writing rows to `store`; `opening`
         (the run's first event) is sent once the session is open: the model built and the probes checked.
 
-        When none of `pending` can be read, each gets its error rows all the same (no exception)."""
+        With nothing pending only `opening` is sent. When none of `pending` can be read, each gets its error rows
+        all the same (no exception)."""
         opening = opening or ProgressEvent(done=done, total=total, device=self.description)
+        if not pending:
+            notify(opening)
+            return
         try:
             if self.kind == "local":
                 from .local import run_local
