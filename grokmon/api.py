@@ -48,8 +48,8 @@ def analyze(
 
     Options left as None come from `CKPT_DIR/grokmon.toml`, else the defaults. An existing output with the same
     configuration is resumed: only checkpoints without an `ok` row for their files as they are now are measured.
-    Rows are written after every checkpoint, atomically; failed checkpoints get `status = "error"` rows, and the
-    DataFrame returned holds every row. Checkpoints still being written are skipped (the first progress event's
+    Rows are written after every checkpoint, atomically; failed checkpoints get `status = "error"` rows (also when
+    none of them can be read), existing rows are kept, and the DataFrame returned holds every row. Checkpoints still being written are skipped (the first progress event's
     `notes` say so). `device` may name several devices, `executor="ray"` uses Ray actors: the table is the same.
     """
     from .analysis.events import ProgressEvent
@@ -71,10 +71,9 @@ def analyze(
         store.save()
         total = len(inputs.checkpoints)
         notify = progress or (lambda event: None)
-        notify(ProgressEvent(done=total - len(pending), total=total, device=execution.description,
-                             notes=(*inputs.found.messages(), *store.notes)))
-        if pending:
-            execution.run(inputs, pending, store, notify, done=total - len(pending), total=total)
+        opening = ProgressEvent(done=total - len(pending), total=total, device=execution.description,
+                                notes=(*inputs.found.messages(), *store.notes))
+        execution.run(inputs, pending, store, notify, done=total - len(pending), total=total, opening=opening)
     return store.frame()
 
 

@@ -15,6 +15,15 @@ class NoCheckpointsError(CheckpointError):
     """A run folder that holds no checkpoint (yet): `grokmon watch` waits for the first one."""
 
 
+class UnreadableCheckpoints(CheckpointError):
+    """None of the checkpoints to analyse can be read, so there is nothing to build the model from; `failures`
+    holds (checkpoint, message, identity columns) for each, so that each becomes its error rows all the same."""
+
+    def __init__(self, message: str, failures: tuple = ()):
+        super().__init__(message)
+        self.failures = tuple(failures)  # kept through pickling (a Ray worker's): BaseException keeps __dict__
+
+
 class ModelError(GrokmonError):
     """The network cannot be built, or the weights do not fit it."""
 
@@ -54,6 +63,17 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     ends = [match.end() for match in re.finditer(r"[.!?](?=\s)", line)]
     within = [end for end in ends if end <= limit]
     return line[:within[-1]] if within else line[:ends[0]] if ends else line
+
+
+def error_message(exc: BaseException) -> str:
+    """The one-line message of a failed checkpoint: grokmon's own, or the exception's type and first line.
+
+    >>> error_message(RuntimeError("boom\\nat line 2"))
+    'RuntimeError: boom'
+    """
+    if isinstance(exc, GrokmonError):
+        return str(exc)
+    return f"{type(exc).__name__}: {first_line(exc, 300)}"
 
 
 def failure_kind(error: str, checkpoint: str) -> str:

@@ -223,7 +223,8 @@ def test_cli_analyze_then_info(make_run):
 
 
 @pytest.mark.parametrize("setup, args, message", [
-    (lambda run: None, ["--model", "bad"], "Expected --model to be"),
+    (lambda run: (run / "grokmon.toml").write_text('model = "conv"\n'), [],
+     "grokmon.toml: Expected model to be mlp, file.py:function or package.module:function, but got 'conv'"),
     (lambda run: (run / "probes.safetensors").unlink(), [], "no probe data"),
     (lambda run: (run / "step_0.pt").rename(run / "final.pt"), [], "no training step"),
     (lambda run: None, ["--device", "cuda:7"], "--device cuda:7"),
@@ -241,6 +242,7 @@ def test_cli_user_errors_are_one_line_and_exit_1(make_run, setup, args, message)
 @pytest.mark.parametrize("args", [
     ["--metrics", "centroid,speed"], ["--points", "0"], ["--device", "bogus"], ["--dtype", "float16"],
     ["--lc-radius", "abc"], ["--activation", "swish"], ["--model-kwargs", "notjson"], ["--lc-directions", "0"],
+    ["--model", "conv"], ["--model", "bad"], ["--model", "m.py:"], ["--model", "net.py"], ["--model", "a b:build"],
 ])
 def test_cli_bad_option_values_are_usage_errors_exit_2(make_run, args):
     run = make_run("pt", steps=(0, 5))

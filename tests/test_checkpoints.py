@@ -181,12 +181,16 @@ def test_unreadable_pickles_are_errors(tmp_path, content, match):
         load_checkpoint(discover_checkpoints(tmp_path)[0])
 
 
-@pytest.mark.parametrize("keep, match", [(5000, r"incomplete \(step_1.safetensors holds 5000 of its 40\d+ bytes\)"),
-                                         (None, "not a readable safetensors file")])
+@pytest.mark.parametrize("keep, match", [
+    (5000, r"incomplete \(step_1.safetensors holds 5000 of its 40\d+ bytes\)"),
+    (b"not json", r"not a safetensors file \(corrupt: its header is not JSON"),
+    (b"{notjson", "not a readable safetensors file"),
+])
 def test_truncated_or_corrupt_safetensors_is_an_error(tmp_path, keep, match):
     path = tmp_path / "step_1.safetensors"
     save_file({"w": torch.randn(100, 100)}, str(path))
-    path.write_bytes(path.read_bytes()[:keep] if keep else b"\x08" + bytes(7) + b"not json" + bytes(64))
+    corrupt = isinstance(keep, bytes)
+    path.write_bytes(b"\x08" + bytes(7) + keep + bytes(64) if corrupt else path.read_bytes()[:keep])
     age(path)
     with pytest.raises(CheckpointError, match=match):
         load_checkpoint(discover_checkpoints(tmp_path)[0])

@@ -82,6 +82,20 @@ def _break_truncated_safetensors(run):
     age(path)
 
 
+def _break_random_safetensors(run):
+    (run / "step_5.pt").unlink()
+    path = run / "step_5.safetensors"
+    path.write_bytes(os.urandom(100_000))
+    age(path)
+
+
+def _break_absurd_safetensors_header(run):
+    (run / "step_5.pt").unlink()
+    path = run / "step_5.safetensors"
+    path.write_bytes((2**40).to_bytes(8, "little") + b'{"a": 1}' + bytes(1000))
+    age(path)
+
+
 @pytest.mark.parametrize("breaker, fragment", [
     (_break_truncated, "incomplete (step_5.pt has no zip central directory"),
     (_break_random_bytes, "step_5.pt"),
@@ -90,6 +104,9 @@ def _break_truncated_safetensors(run):
     (_break_keys, "missing 2.weight; unexpected head.weight"),
     (_break_shapes, "do not fit the model"),
     (_break_truncated_safetensors, "not being written any more: the save did not finish"),
+    (_break_random_safetensors, "step_5.safetensors: not a safetensors file (corrupt: "),
+    (_break_absurd_safetensors_header, "step_5.safetensors: not a safetensors file (corrupt: its first 8 bytes give a "
+                                       "1099511627776-byte header"),
 ])
 def test_bad_checkpoint_among_good_ones_is_a_row_and_exit_1(make_run, breaker, fragment):
     run = make_run("pt", steps=(0, 5, 9))

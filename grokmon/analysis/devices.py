@@ -44,7 +44,8 @@ class ThreadWorker:
 
 def run_devices(inputs: RunInputs, pending: list[Checkpoint], store: ResultsStore,
                 notify: Callable[[ProgressEvent], None], done: int, total: int,
-                devices: tuple[torch.device, ...]) -> None:
-    """Measure `pending` with one worker per device of `devices`; a dead worker is replaced on its device."""
+                devices: tuple[torch.device, ...], opening: ProgressEvent | None = None) -> None:
+    """Measure `pending` with one worker per device of `devices`; a dead worker is replaced on its device;
+    `opening` is sent once the first worker's session is open."""
     run_workers(lambda slot: ThreadWorker(inputs, pending, devices[slot]), len(devices), pending, store, notify,
-                done, total, ",".join(map(str, devices)))
+                done, total, ",".join(map(str, devices)), opening)

@@ -43,8 +43,9 @@ class Driver:
     """Hands `pending` to workers made by `spawn`, writes their rows to `store` and reports to `notify`."""
 
     def __init__(self, spawn: Callable[[int], WorkerHandle], store: ResultsStore,
-                 notify: Callable[[ProgressEvent], None], done: int, total: int, device: str):
-        self.spawn, self.store, self.notify = spawn, store, notify
+                 notify: Callable[[ProgressEvent], None], done: int, total: int, device: str,
+                 opening: ProgressEvent | None = None):
+        self.spawn, self.store, self.notify, self.opening = spawn, store, notify, opening
         self.done, self.total, self.device = done, total, device
         self.queue: deque[Checkpoint] = deque()
         self.attempts: Counter[Checkpoint] = Counter()
@@ -103,6 +104,8 @@ class Driver:
             raise info
         if self.info is None:
             self.info = info
+            if self.opening is not None:
+                self.notify(self.opening)  # the run starts once a session is open (the model built, probes fit)
 
     def _write(self, measured: list[list[dict]]) -> None:
         """Every checkpoint finished since the last write, in one rewrite of the results file (its cost grows
@@ -167,7 +170,9 @@ class Driver:
 
 
 def run_workers(spawn: Callable[[int], WorkerHandle], workers: int, pending: list[Checkpoint], store: ResultsStore,
-                notify: Callable[[ProgressEvent], None], done: int, total: int, device: str) -> None:
+                notify: Callable[[ProgressEvent], None], done: int, total: int, device: str,
+                opening: ProgressEvent | None = None) -> None:
     """Measure `pending` on `workers` workers, `spawn(slot)` making the one of each slot, writing rows as they come; `done` of `total` are
-    done already; `device` names the devices in the progress events and the results' metadata."""
-    Driver(spawn, store, notify, done, total, device).run(pending, workers)
+    done already; `device` names the devices in the progress events and the results' metadata; `opening`, the
+    run's first event, is sent once the first worker's session is open."""
+    Driver(spawn, store, notify, done, total, device, opening).run(pending, workers)

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnreadableCheckpoints
 from ..inputs.checkpoints import Checkpoint
 from ..inputs.run import RunInputs, resolve_devices
-from .events import ProgressEvent
+from .events import ProgressEvent, finished
 from .store import ResultsStore
 
 EXECUTORS = ("local", "ray")
@@ -40,22 +40,51 @@ class Execution:
         return "ray" if self.kind == "ray" else ",".join(map(str, self.devices))
 
     def run(self, inputs: RunInputs, pending: list[Checkpoint], store: ResultsStore,
-            notify: Callable[[ProgressEvent], None], done: int, total: int) -> None:
-        """Measure `pending` (`done` of `total` are in the results already), writing rows to `store`."""
-        if self.kind == "local":
-            from .local import run_local
-            from .session import open_session
+            notify: Callable[[ProgressEvent], None], done: int, total: int,
+            opening: ProgressEvent | None = None) -> None:
+        """Measure `pending` (`done` of `total` are in the results already), writing rows to `store`; `opening`
+        (the run's first event) is sent once the session is open: the model built and the probes checked.
 
-            session, preloaded = open_session(inputs, pending)
-            run_local(session, pending, preloaded, store, notify, done, total)
-        elif self.kind == "devices":
-            from .devices import run_devices
+        With nothing pending only `opening` is sent. When none of `pending` can be read, each gets its error rows
+        all the same (no exception)."""
+        opening = opening or ProgressEvent(done=done, total=total, device=self.description)
+        if not pending:
+            notify(opening)
+            return
+        try:
+            if self.kind == "local":
+                from .local import run_local
+                from .session import open_session
 
-            run_devices(inputs, pending, store, notify, done, total, self.devices)
-        else:
-            from .on_ray import run_ray
+                session, preloaded = open_session(inputs, pending)
+                notify(opening)
+                run_local(session, pending, preloaded, store, notify, done, total)
+            elif self.kind == "devices":
+                from .devices import run_devices
 
-            run_ray(inputs, pending, store, notify, done, total, self.device, self.workers, self.threads)
+                run_devices(inputs, pending, store, notify, done, total, self.devices, opening)
+            else:
+                from .on_ray import run_ray
+
+                run_ray(inputs, pending, store, notify, done, total, self.device, self.workers, self.threads,
+                        opening)
+        except UnreadableCheckpoints as failure:
+            record_unreadable(failure, inputs, store, notify, opening)
+
+
+def record_unreadable(failure: UnreadableCheckpoints, inputs: RunInputs, store: ResultsStore,
+                      notify: Callable[[ProgressEvent], None], opening: ProgressEvent) -> None:
+    """Write the error rows of checkpoints none of which could be read (one per split the probes have), keeping
+    every row already in `store`, and report them as a run whose every checkpoint failed."""
+    from .measure import unreadable_rows
+    from .session import unmeasured_metadata
+
+    splits = [(s.name, len(s.x)) for s in inputs.probes.splits] if inputs.probes is not None else [("train", 0)]
+    checkpoints = unreadable_rows(failure, splits)
+    store.add([row for rows in checkpoints for row in rows], store.metadata or unmeasured_metadata(inputs))
+    notify(opening)
+    for index, rows in enumerate(checkpoints, start=1):
+        notify(finished(rows, opening.done + index, opening.total, opening.device))
 
 
 def choose_executor(executor: str, device: str, workers: int | None = None, threads: int | None = None) -> Execution:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..errors import GrokmonError, first_line
+from ..errors import UnreadableCheckpoints, error_message
 from ..inputs.models import load_weights
 from ..metrics import compute_checkpoint_metrics
 from .loading import Loaded
@@ -23,13 +23,6 @@ def result_row(step: int, checkpoint: str | None, split: str, n_points: int, err
     """One results row (see grokmon.columns.ROW_COLUMNS); `seconds` is added once the checkpoint is done."""
     return {"step": step, "checkpoint": checkpoint, "split": split, "n_points": n_points,
             "status": "ok" if error is None else "error", "error": error, **metrics}
-
-
-def error_message(exc: BaseException) -> str:
-    """The one-line message of a failed checkpoint: grokmon's own, or the exception's type and first line."""
-    if isinstance(exc, GrokmonError):
-        return str(exc)
-    return f"{type(exc).__name__}: {first_line(exc, 300)}"
 
 
 def row_splits(session: Session) -> list[tuple[str, int]]:
@@ -70,3 +63,10 @@ def measure_checkpoint(session: Session, loaded: Loaded) -> list[dict]:
                         lambda: load_weights(session.model, loaded.state, ckpt.name))
     identity = loaded.identity.columns() if loaded.identity is not None else {}  # its files as they were read
     return [{**row, **identity} for row in rows]
+
+
+def unreadable_rows(failure: UnreadableCheckpoints, splits: list[tuple[str, int]]) -> list[list[dict]]:
+    """The error rows of every checkpoint of a run none of whose checkpoints could be read, one list per checkpoint,
+    one row per (split, points) of `splits`; nothing was measured, so `seconds` is 0."""
+    return [[{**result_row(ckpt.step, ckpt.name, name, points, message), **identity, "seconds": 0.0}
+             for name, points in splits] for ckpt, message, identity in failure.failures]

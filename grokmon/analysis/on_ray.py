@@ -86,8 +86,9 @@ def placement(resources: dict, device: str, workers: int | None) -> tuple[int, s
 
 def run_ray(inputs: RunInputs, pending: list[Checkpoint], store: ResultsStore,
             notify: Callable[[ProgressEvent], None], done: int, total: int, device: str, workers: int | None,
-            threads: int | None) -> None:
-    """Measure `pending` on Ray actors; `threads`: torch's CPU threads in each (default 1, its one CPU)."""
+            threads: int | None, opening: ProgressEvent | None = None) -> None:
+    """Measure `pending` on Ray actors; `threads`: torch's CPU threads in each (default 1, its one CPU); `opening`
+    is sent once the first actor's session is open."""
     ray = import_ray()
     if not ray.is_initialized():
         # Ray's own INFO lines ("Started a local Ray instance") would mix into grokmon's stderr, -q or not.
@@ -99,4 +100,4 @@ def run_ray(inputs: RunInputs, pending: list[Checkpoint], store: ResultsStore,
     def spawn(slot: int) -> ActorHandle:
         return ActorHandle(actor_class, workdir, inputs, pending, place, threads or 1)
 
-    run_workers(spawn, count, pending, store, notify, done, total, f"ray ({count} x {place})")
+    run_workers(spawn, count, pending, store, notify, done, total, f"ray ({count} x {place})", opening)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..errors import CheckpointError
+from ..errors import UnreadableCheckpoints, error_message
 from ..inputs.checkpoints import Checkpoint
 from ..inputs.config import AnalyzeConfig, resolve_radius
 from ..inputs.embedding import TokenEmbedding
@@ -97,14 +97,18 @@ def build_model(config: AnalyzeConfig, ckpt_dir: Path, state: dict | None, devic
 def first_loadable(checkpoints: list[Checkpoint]) -> list[Loaded]:
     """The checkpoints read in order up to the first that loads (the ones before it hold their errors).
 
-    CheckpointError when none of them can be read: there is nothing to build or measure.
+    UnreadableCheckpoints when none of them can be read: there is nothing to build or measure, but each one's
+    failure is in it, to be written as its error rows.
     """
     read = []
     for ckpt in checkpoints:
         read.append(load(ckpt))
         if read[-1].error is None:
             return read
-    raise CheckpointError(f"none of the {len(read)} checkpoints to analyse can be read; the first: {read[0].error}")
+    failures = [(r.checkpoint, error_message(r.error), r.identity.columns() if r.identity is not None else {})
+                for r in read]
+    raise UnreadableCheckpoints(f"none of the {len(read)} checkpoints to analyse can be read; the first: "
+                                f"{failures[0][1]}", failures)
 
 
 def metric_options(inputs: RunInputs, config: AnalyzeConfig, dim: int = 0,
@@ -133,11 +137,12 @@ def metric_options(inputs: RunInputs, config: AnalyzeConfig, dim: int = 0,
     return options, frame
 
 
-def run_metadata(inputs: RunInputs, model: BuiltModel, options: MetricOptions,
+def run_metadata(inputs: RunInputs, model: BuiltModel | None, options: MetricOptions,
                  embedding: TokenEmbedding | None = None, dim: int | None = None) -> dict:
     """The results file's `grokmon` document: what a result depends on, so it can be reproduced and resumed.
 
-    A token model's percentage LC radius has no one absolute value (each row's `lc_radius` holds it)."""
+    A token model's percentage LC radius has no one absolute value (each row's `lc_radius` holds it). Without a
+    model (no checkpoint could be read to build it) `model` is null."""
     probes = inputs.probes
     per_checkpoint = embedding is not None and str(inputs.config.lc_radius).strip().endswith("%")
     return {
@@ -152,7 +157,7 @@ def run_metadata(inputs: RunInputs, model: BuiltModel, options: MetricOptions,
         "robust_eps_absolute": options.robust_eps,
         "noise_sigma_absolute": options.noise_sigma,
         "llc_sampler": options.llc.to_dict() if "llc" in options.groups else None,
-        "model": model.description,
+        "model": None if model is None else model.description,
         "embedding": None if embedding is None else {"module": embedding.name, "vocab": embedding.vocab},
         "input_dim": dim,
         "device": str(inputs.device),
@@ -161,6 +166,14 @@ def run_metadata(inputs: RunInputs, model: BuiltModel, options: MetricOptions,
         "probe_hash": probes.sha256 if probes is not None else None,
         "probe_points": probes.sizes() if probes is not None else {},
     }
+
+
+def unmeasured_metadata(inputs: RunInputs) -> dict:
+    """The `grokmon` document of a results file whose checkpoints all failed to load: the configuration and probe
+    data as given, no model, no resolved metric options (nothing was measured; the next run measures afresh)."""
+    metadata = run_metadata(inputs, None, MetricOptions(groups=inputs.config.metrics, seed=inputs.config.seed))
+    return {**metadata, "lc_radius_absolute": None, "lc_directions_used": None, "robust_eps_absolute": None,
+            "noise_sigma_absolute": None, "llc_sampler": None}
 
 
 def open_session(inputs: RunInputs, pending: list[Checkpoint]) -> tuple[Session, list[Loaded]]:

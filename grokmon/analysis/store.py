@@ -41,6 +41,9 @@ def check_writable(output: Path) -> None:
         raise ResultsError(f"{output}: is a directory; give -o a file name like results.parquet")
     if output.suffix.lower() not in (".parquet", ".pq"):
         raise ResultsError(f"{output}: results are a Parquet file; give -o a name ending in .parquet")
+    blocker = next((p for p in (output.parent, *output.parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ResultsError(f"cannot write results to {output}: {blocker} is not a folder; choose another path with -o")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=output.parent):
@@ -77,12 +80,14 @@ class ResultsStore:
         self.metadata: dict = {}  # the existing file's, until a session writes its own
         self.notes: list[str] = []  # what pending() changed, one line each
         self._unsaved = False
+        self._failed: list[dict] = []  # the existing file's error rows: kept by pending() until measured again
         settings = comparable_settings(inputs.config.to_dict(), inputs.probes.sha256 if inputs.probes else None)
         self.rows = [] if overwrite or not output.exists() else self._previous_rows(settings)
 
     def _previous_rows(self, settings: dict) -> list[dict]:
-        """The ok rows of the existing file (failures are retried); a file in which every checkpoint failed holds
-        nothing to protect, so a new configuration replaces it."""
+        """The ok rows of the existing file (its error rows are set aside: `pending` keeps them until their
+        checkpoints are measured again); a file in which every checkpoint failed holds nothing to protect, so a
+        new configuration replaces it."""
         try:
             frame, old = read_results(self.output)
         except ResultsError as exc:
@@ -102,7 +107,7 @@ class ResultsStore:
             raise ConfigError(f"{self.output}: holds results of another configuration ({'; '.join(changed)}); "
                               "pass --overwrite to replace them, or -o another file")
         self.metadata = old
-        self._unsaved = len(frame) != int((frame["status"] == "ok").sum())  # failed rows are dropped
+        self._failed = frame[frame["status"] != "ok"].to_dict("records")
         return frame[frame["status"] == "ok"].to_dict("records")
 
     def pending(self, checkpoints: tuple[Checkpoint, ...], writing: set[str] = frozenset()) -> list[Checkpoint]:
@@ -113,7 +118,8 @@ class ResultsStore:
         the run are kept, flagged `deleted` (phases and reports leave them out unless asked: a Trainer's
         `save_total_limit` deletes old checkpoints whose measurements are still the run's history), unless a
         checkpoint of the run now holds their step; rows of one still being written (`writing`: names) are kept
-        until it is complete.
+        until it is complete. Error rows of a checkpoint still in the run (or being written) are kept until it is
+        measured again (a run that fails before that loses nothing); those of one that is gone are dropped.
         Rows written before grokmon recorded file identities are taken to describe the files as they are now, and
         so are rows a training callback measured live (no checkpoint name) at the step of a saved checkpoint; live
         rows of a step that has no checkpoint are kept.
@@ -151,9 +157,21 @@ class ResultsStore:
             self._unsaved |= bool(rows[0].get("deleted"))
             kept += [{**row, **identity.columns(), "deleted": False} for row in rows]
         self._note(changed, gone)
-        self.rows = kept
         done = {row["checkpoint"] for row in kept}
+        self.rows = kept + self._retried(current, writing)
         return [c for c in checkpoints if c.name not in done]
+
+    def _retried(self, current: dict[str, Checkpoint], writing: set[str]) -> list[dict]:
+        """The earlier error rows that stay until their checkpoint is measured again: those of a checkpoint still
+        in the run at the same step, or still being written."""
+        def stays(row: dict) -> bool:
+            ckpt = current.get(row["checkpoint"])
+            return row["checkpoint"] in writing if ckpt is None else int(row["step"]) == ckpt.step
+
+        retried = [row for row in self._failed if stays(row)]
+        self._unsaved |= len(retried) != len(self._failed)
+        self._failed = []
+        return retried
 
     def _note(self, changed: list[int], gone: list[int]) -> None:
         if changed:

@@ -74,9 +74,10 @@ def survey(ckpt_dir: str | Path, device: str = "auto", **options) -> RunInfo:
     config = resolve_config(ckpt_dir, **options)
     torch_device, dtype = resolve_device(device), getattr(torch, config.dtype)
     missing: list[str] = []
+    no_probes: list[str] = []  # listed after the checkpoints' problems, in the order analyze says them
     needs_probes = reads_probes(config)  # else no probe data is read, and none is missing
     if needs_probes:
-        probes_file = _attempt(missing, lambda: probe_path(ckpt_dir, config))
+        probes_file = _attempt(no_probes, lambda: probe_path(ckpt_dir, config))
     else:
         probes_file = Path(config.data) if config.data else None
     exclude = {probes_file} if probes_file else set()
@@ -84,6 +85,7 @@ def survey(ckpt_dir: str | Path, device: str = "auto", **options) -> RunInfo:
     found = found or FoundCheckpoints(())
     if not found.checkpoints and found.in_progress:
         missing.append(f"{ckpt_dir}: no complete checkpoint yet ({len(found.in_progress)} still being written)")
+    missing += no_probes
     built = _attempt(missing, lambda: _model(config, ckpt_dir, found.checkpoints, torch_device, dtype))
     probes: ProbeSet | None = None
     if probes_file is not None and needs_probes:

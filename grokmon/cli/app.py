@@ -148,7 +148,7 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
 def analyze(
     ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results Parquet \\[default: CKPT_DIR/grokmon.parquet]."),
-    model: Optional[str] = typer.Option(None, help="mlp, file.py:function or package.module:function \\[default: manifest, else mlp]."),
+    model: Optional[str] = typer.Option(None, callback=_config_value("model"), help="mlp, file.py:function or package.module:function \\[default: manifest, else mlp]."),
     model_kwargs: Optional[str] = typer.Option(None, callback=_config_value("model_kwargs"), help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
     activation: Optional[str] = typer.Option(None, callback=_config_value("activation"), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh \\[default: relu]."),
     embedding: Optional[str] = typer.Option(None, callback=_config_value("embedding"), help="Token models: the module whose output the geometry is measured at, e.g. transformer.wte \\[default: found]."),
@@ -294,7 +294,7 @@ def compare(
 @app.command()
 def info(
     ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
-    model: Optional[str] = typer.Option(None, help="As for analyze."),
+    model: Optional[str] = typer.Option(None, callback=_config_value("model"), help="As for analyze."),
     model_kwargs: Optional[str] = typer.Option(None, callback=_config_value("model_kwargs"), help="As for analyze."),
     activation: Optional[str] = typer.Option(None, callback=_config_value("activation"), help="As for analyze."),
     embedding: Optional[str] = typer.Option(None, callback=_config_value("embedding"), help="As for analyze."),

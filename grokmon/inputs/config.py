@@ -223,6 +223,27 @@ def resolve_config(ckpt_dir: Path, **options) -> AnalyzeConfig:
     return config
 
 
+_MODULE_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def check_model_spec(value) -> None:
+    """ConfigError unless `value` has the form of a model: `mlp`, `file.py:function` or `package.module:function`
+    (whether the file, module and function exist is for building the model to tell).
+
+    >>> check_model_spec("nets/conv.py:build"), check_model_spec("mypkg.nets:build")
+    (None, None)
+    >>> check_model_spec("conv")
+    Traceback (most recent call last):
+    ...
+    grokmon.errors.ConfigError: Expected model to be mlp, file.py:function or package.module:function, but got 'conv'
+    """
+    target, sep, name = str(value).rpartition(":")
+    if value == "mlp" or (sep and name.isidentifier()
+                          and (target.endswith(".py") and len(target) > 3 or _MODULE_PATH.fullmatch(target))):
+        return
+    raise ConfigError(f"Expected model to be mlp, file.py:function or package.module:function, but got {value!r}")
+
+
 def check_values(values: dict) -> None:
     """ConfigError for the first option value that is wrong on its face (no file or model needed to tell).
 
@@ -243,6 +264,8 @@ def check_values(values: dict) -> None:
                           f"or cuda:all, but got {values['device']!r}")
     if "dtype" in values and values["dtype"] not in DTYPES:
         raise ConfigError(f"Expected dtype to be {' or '.join(DTYPES)}, but got {values['dtype']!r}")
+    if values.get("model") is not None:
+        check_model_spec(values["model"])
     if "activation" in values and values["activation"] not in MLP_ACTIVATIONS:
         raise ConfigError(f"Expected activation to be one of {', '.join(MLP_ACTIVATIONS)}, but got "
                           f"{values['activation']!r}")

@@ -23,6 +23,7 @@ from . import dcp
 from .layouts import SHARD, index_listing
 
 WRITE_WINDOW_SECONDS = 120.0
+MAX_SAFETENSORS_HEADER = 100_000_000  # bytes; the safetensors library refuses larger headers too
 _TMP_FOLDER = re.compile(r"^tmp-checkpoint-\d+$")
 _ZIP_START = b"PK\x03\x04"
 
@@ -79,9 +80,28 @@ def _incomplete_file(path: Path) -> str | None:
     return None
 
 
+def not_safetensors(path: Path) -> str | None:
+    """Why the file at `path` cannot be a safetensors file at all, even a half-written one (random bytes, another
+    format under the name), or None when its start looks like one: an absurd header length, or a header that does
+    not start with `{`. A file shorter than 9 bytes shows neither."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if len(head) < 9:
+        return None
+    header_size = int.from_bytes(head[:8], "little")
+    if header_size > MAX_SAFETENSORS_HEADER:
+        return f"its first 8 bytes give a {header_size}-byte header, more than any safetensors file has"
+    if head[8:9] != b"{":
+        return "its header is not JSON (it does not start with '{')"
+    return None
+
+
 def _short_safetensors(handle, head: bytes, size: int) -> str | None:
-    """How a safetensors file falls short of the size its header declares, or None when it does not."""
+    """How a safetensors file falls short of the size its header declares, or None when it does not (or is no
+    safetensors file at all: loading says it is corrupt)."""
     header_size = int.from_bytes(head, "little") if len(head) == 8 else size
+    if not_safetensors(Path(handle.name)):
+        return None
     if 8 + header_size > size:
         return f"holds {size} bytes, less than its {header_size}-byte header"
     try:

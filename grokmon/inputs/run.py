@@ -88,9 +88,16 @@ def resolve_inputs(ckpt_dir: str | Path, device: str = "auto", **options) -> Run
     config = resolve_config(ckpt_dir, **options)
     needs_probes = reads_probes(config)
     # when no probe data is read, a probe file lying there is still never a checkpoint (nor is probes.*)
-    probes_file = probe_path(ckpt_dir, config) if needs_probes else Path(config.data) if config.data else None
+    probes_file, no_probes = Path(config.data) if config.data else None, None
+    if needs_probes:
+        try:
+            probes_file = probe_path(ckpt_dir, config)
+        except ConfigError as exc:  # said once the checkpoints are found: a folder without any says that first
+            no_probes = exc
     found = find_checkpoints(ckpt_dir, exclude={probes_file} if probes_file else set(), weights=config.weights,
                              steps=config.steps)
+    if no_probes is not None:
+        raise no_probes
     dtype = getattr(torch, config.dtype)
     probes = load_probes(probes_file, config.points, config.seed, dtype) if needs_probes else None
     return RunInputs(ckpt_dir, config, found.checkpoints, probes, resolve_device(device), dtype, found)

@@ -9,7 +9,7 @@ import torch
 
 from ..errors import CheckpointError, first_line
 from . import dcp
-from .in_progress import incomplete
+from .in_progress import incomplete, not_safetensors
 from .safe_pickle import load_failure, load_pickle, pickled_name, refusal
 
 # Where trainers nest the model's weights inside a saved dict, most specific first.
@@ -21,6 +21,9 @@ def _load_file(path: Path) -> dict:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        corrupt = not_safetensors(path)
+        if corrupt:
+            raise CheckpointError(f"{path}: not a safetensors file (corrupt: {corrupt}); re-save it or delete it")
         try:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
