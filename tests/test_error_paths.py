@@ -186,3 +186,21 @@ def test_info_refuses_a_model_wrong_on_its_face_as_a_usage_error(make_run):
     result = runner.invoke(app, ["info", str(make_run("pt", steps=(0, 5))), "--model", "conv"])
     assert result.exit_code == 2 and "Expected model to be mlp, file.py:function or package.module:function" \
         in " ".join(result.output.replace("│", " ").split())
+
+
+def test_any_bytes_that_are_no_torch_archive_get_one_wording(tmp_path):
+    """Garbage fails inside the unpickler with whatever it was reading; the message must not depend on that, or
+    two corrupt files would be reported as two different failures."""
+    import random
+
+    from grokmon.inputs.safe_pickle import load_failure, load_pickle
+
+    reasons = set()
+    for seed in range(30):
+        path = tmp_path / f"step_{seed}.pt"
+        path.write_bytes(random.Random(seed).randbytes(3000))
+        with pytest.raises(Exception) as caught:
+            load_pickle(path)
+        reasons.add(str(load_failure(path, caught.value)).removeprefix(f"{path}: "))
+    assert reasons == {"not a readable PyTorch checkpoint (torch's safe loader could not read it); it may be "
+                       "truncated or corrupt, re-save it"}

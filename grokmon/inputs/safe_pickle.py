@@ -111,7 +111,9 @@ def load_failure(path: Path, exc: BaseException) -> CheckpointError:
         return refusal(path, f"it names {named.group(1)}")
     if "Weights only load failed" in message and _asks_for_objects(path):
         return refusal(path, "it builds objects that are not tensors")
-    if "Weights only load failed" in message:
+    if "Weights only load failed" in message or not zipfile.is_zipfile(path):
+        # bytes that are no torch.save archive fail inside the unpickler with whatever it was reading
+        # ("pop from empty list", a bare key): one wording, so that such files group as one failure
         reason = "torch's safe loader could not read it"
     else:
         reason = first_line(exc)
