@@ -166,3 +166,14 @@ def test_shapes_that_do_not_fit_are_named():
     built = build_from_factory("torch.nn:Linear", {"in_features": 3, "out_features": 2}, None)
     with pytest.raises(ModelError, match=r"weight \(2, 4\) vs model \(2, 3\)"):
         load_weights(built, {"weight": torch.zeros(2, 4), "bias": torch.zeros(2)}, "ckpt")
+
+
+def test_a_prefix_that_fits_some_keys_names_the_keys_it_leaves_out():
+    from grokmon.errors import ModelError
+    from grokmon.inputs.models import fit_state_dict
+
+    state = {k: torch.zeros(3) for k in ("0.weight", "2.weight", "4.weight")}
+    with pytest.raises(ModelError) as caught:
+        fit_state_dict(state, frozenset({"weight", "bias"}), "step_3.pt")
+    assert str(caught.value) == ("step_3.pt: weights do not fit the model: missing bias; unexpected none (of the keys "
+                                 "under '0.'; the others: 2.weight, 4.weight); check --model / --model-kwargs")

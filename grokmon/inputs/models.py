@@ -304,18 +304,21 @@ def fit_state_dict(state: dict[str, torch.Tensor], expected: frozenset[str], sou
     whole = _with_ties(state, ties)
     if set(whole) == expected:
         return whole
-    best, best_hits = state, len(set(state) & expected)
-    for prefix in _candidate_prefixes(set(state)):
+    best, best_hits, best_prefix = state, len(set(state) & expected), ""
+    for prefix in sorted(_candidate_prefixes(set(state))):  # sorted: ties break the same way every run
         kept = _with_ties({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, ties)
         hits = len(set(kept) & expected)
         if set(kept) == expected:
             return kept
         if hits > best_hits:
-            best, best_hits = kept, hits
+            best, best_hits, best_prefix = kept, hits, prefix
     missing = sorted(expected - set(best))
     unexpected = sorted(set(best) - expected)
+    left_out = sorted(k for k in state if not k.startswith(best_prefix))
+    # a prefix that fits best but covers only some keys would hide the others: name them
+    under = f" (of the keys under '{best_prefix}'; the others: {_few(left_out)})" if left_out else ""
     raise ModelError(
-        f"{source}: weights do not fit the model: missing {_few(missing)}; unexpected {_few(unexpected)}; "
+        f"{source}: weights do not fit the model: missing {_few(missing)}; unexpected {_few(unexpected)}{under}; "
         "check --model / --model-kwargs"
     )
 
