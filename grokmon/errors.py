@@ -77,10 +77,16 @@ def error_message(exc: BaseException) -> str:
 
 
 def failure_kind(error: str, checkpoint: str) -> str:
-    """A checkpoint's error message with its own name taken out, so that one mistake hitting many checkpoints
-    (a model that fits none of them) reads as one failure.
+    """A checkpoint's error message with its own name, the numbers and the quoted names in it taken out, so that
+    one mistake hitting many checkpoints (a model that fits none of them, corrupt files whose garbage header
+    lengths differ, NaN in different weights) reads as one failure.
 
     >>> failure_kind("step_5.pt: empty file", "step_5.pt") == failure_kind("step_9.pt: empty file", "step_9.pt")
     True
+    >>> failure_kind("a.pt: weight '0.weight' holds NaN", "a.pt") == failure_kind("b.pt: weight '4.weight' holds NaN", "b.pt")
+    True
+    >>> failure_kind("a.pt: empty file", "a.pt") == failure_kind("b.pt: holds NaN", "b.pt")
+    False
     """
-    return str(error).replace(str(checkpoint), "<checkpoint>")
+    text = str(error).replace(str(checkpoint), "<checkpoint>")
+    return re.sub(r"\d+", "<n>", re.sub(r"'[^']*'", "'<name>'", text))

@@ -204,3 +204,16 @@ def test_any_bytes_that_are_no_torch_archive_get_one_wording(tmp_path):
         reasons.add(str(load_failure(path, caught.value)).removeprefix(f"{path}: "))
     assert reasons == {"not a readable PyTorch checkpoint (torch's safe loader could not read it); it may be "
                        "truncated or corrupt, re-save it"}
+
+
+def test_corrupt_files_whose_garbage_differs_are_reported_as_one_failure(make_run):
+    run = make_run("pt", steps=(0, 9))
+    for step in (5, 12):
+        _garbage(run / f"step_{step}.safetensors")  # each header length is whatever its random bytes say
+    result = _analyze(run)
+    assert result.exit_code == 1
+    errors = _errors(run)
+    assert errors[5] != errors[12]  # the messages differ in their numbers ...
+    lines = _error_lines(result)  # ... and are still one failure
+    assert len(lines) == 1 and lines[0].startswith("grokmon: error: 2 of 4 checkpoints (steps 5, 12) failed like step 5: ")
+    assert "not a safetensors file" in lines[0]
