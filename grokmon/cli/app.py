@@ -46,7 +46,9 @@ def _stderr():
 def _stdout():
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False)
+    console.soft_wrap = not console.is_terminal  # a terminal gets lines wrapped at words; a pipe gets them whole
+    return console
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
