@@ -105,4 +105,5 @@ def test_the_cli_says_once_that_it_waits_for_a_first_checkpoint(tmp_path):
     result = CliRunner().invoke(app, ["watch", str(tmp_path), "--interval", "0.2", "--timeout", "0.5"])
     assert result.exit_code == 11
     assert result.stderr.count(f"grokmon: no checkpoint in {tmp_path} yet; waiting") == 1
+    assert result.stderr.splitlines()[-1] == "grokmon: watch timed out after 0.5 s (last verdict: none yet)"
 

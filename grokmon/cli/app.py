@@ -353,6 +353,8 @@ def watch(
         _fail(exc, debug)
     if event.finished == "until":
         raise typer.Exit(ADVICE_EXIT_CODES[event.report.advice])
+    last = "none yet" if event.report is None else event.report.advice
+    print(f"grokmon: watch timed out after {timeout:g} s (last verdict: {last})", file=sys.stderr)
     raise typer.Exit(ADVICE_EXIT_CODES["inconclusive"])  # timeout: the verdict asked for was not reached
 
 
