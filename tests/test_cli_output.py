@@ -14,3 +14,21 @@ def test_a_terminal_gets_lines_wrapped_at_words_and_a_pipe_gets_them_whole(monke
         console.print("reason: generalisation at step 8000: robust accuracy 0.947 still rising")
     assert [len(line) <= 40 for line in captured.get().splitlines()] == [True, True]
     assert "0.947" in captured.get().replace("\n", " ").split()
+
+
+def test_a_narrow_terminal_cuts_no_number_or_word_of_the_comparison(tmp_path):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from grokmon.cli import app
+
+    fixtures = Path(__file__).parent / "fixtures"
+    runs = [str(fixtures / "sample.parquet"), str(fixtures / "corpus" / "transformer--p43-wd2.parquet")]
+    result = CliRunner().invoke(app, ["compare", *runs], env={"COLUMNS": "50"})
+    assert result.exit_code == 0
+    assert "…" not in result.stdout
+    verdicts = (["accuracy", "stop"], ["accuracy", "keep-training"])
+    rows = [row for row in map(str.split, result.stdout.splitlines()) if row[1:3] in verdicts]
+    assert [row[0] for row in rows] == ["sample", "transfor"]  # names fold; at least 8 characters stand
+    assert rows[0][1:] == ["accuracy", "keep-training", "0.86", "55", "1431", "2760", "3550", "6608", "8000", "1.000"]

@@ -286,9 +286,13 @@ def compare(
     if as_json:
         typer.echo(json.dumps(comparison.to_dict(), indent=2))
     else:
-        from .tables import compare_table
+        from .tables import compare_table, least_width
 
-        _stdout().print(*compare_table(comparison))
+        console = _stdout()
+        table, headline = compare_table(comparison)
+        # narrower than the table's words and numbers, rich would cut them ("27…"): let the line run long instead
+        console.width = max(console.width, least_width(table))
+        console.print(table, headline)
     if output is not None:
         typer.echo(str(output), err=as_json)
 

@@ -43,17 +43,24 @@ def compare_table(comparison) -> list:
                   caption="first checkpoint at which: fit = train accuracy fitted, gen = labelled generalisation, "
                           "t≥.5 / t≥.95 = test accuracy 0.5 / 0.95 (- = never); test = final test accuracy",
                   caption_justify="left")
-    table.add_column("run", overflow="fold")  # the names wrap on a narrow terminal; the words and numbers never do
-    for header in ("mode", "advice"):
-        table.add_column(header, no_wrap=True)
-    for header in ("conf", "fit", "gen", "t≥.5", "t≥.95", "best", "last", "test"):
-        table.add_column(header, justify="right", no_wrap=True)
-    for s in comparison.summaries:
-        final = s.final.get("test_accuracy")
-        table.add_row(s.name, s.mode, Text(s.advice, style=ADVICE_STYLE.get(s.advice, "bold")), f"{s.confidence:.2f}",
-                      _step(s.fit_step), _step(s.generalisation_step), _step(s.test_50_step), _step(s.test_95_step),
-                      _step(s.best_step), _step(s.last_step), "-" if final is None else f"{final:.3f}")
+    rows = [[s.name, s.mode, s.advice, f"{s.confidence:.2f}", _step(s.fit_step), _step(s.generalisation_step),
+             _step(s.test_50_step), _step(s.test_95_step), _step(s.best_step), _step(s.last_step),
+             "-" if s.final.get("test_accuracy") is None else f"{s.final['test_accuracy']:.3f}"]
+            for s in comparison.summaries]
+    headers = ("run", "mode", "advice", "conf", "fit", "gen", "t≥.5", "t≥.95", "best", "last", "test")
+    for k, header in enumerate(headers):
+        # the names wrap on a narrow terminal (at least 8 characters of them); the words and numbers never do
+        widest = max([len(header)] + [len(row[k]) for row in rows])
+        table.add_column(header, overflow="fold", min_width=min(widest, 8)) if k == 0 else \
+            table.add_column(header, justify="right" if k > 2 else "left", no_wrap=True, min_width=widest)
+    for row in rows:
+        table.add_row(*row[:2], Text(row[2], style=ADVICE_STYLE.get(row[2], "bold")), *row[3:])
     return [table, Text(comparison.headline())]
+
+
+def least_width(table: Table) -> int:
+    """The width below which rich would cut a cell of `table` (its columns' minimum widths, one space between)."""
+    return sum(column.min_width or 1 for column in table.columns) + len(table.columns) - 1
 
 
 def history_table(verdict) -> Table:
