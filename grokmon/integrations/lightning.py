@@ -51,8 +51,7 @@ class GrokmonCallback(MonitorCallback, Callback):
 
     def _measure(self, trainer, saving: bool) -> None:
         step = trainer.global_step
-        every = self.monitor.every_n_steps
-        if not (saving if every is None else step > 0 and step % every == 0):
+        if not self.monitor.is_measure_step(step, saving):
             return  # not a step to measure on any rank: no collective call either
         stop = False
         if self.monitor.due(step, saving):

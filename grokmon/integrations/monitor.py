@@ -17,10 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..api import DEFAULT_OUTPUT_NAME
+from ..api import DEFAULT_OUTPUT_NAME, phases
 from ..columns import LIST_COLUMNS, METRIC_COLUMNS
 from ..errors import ConfigError, GrokmonError
-from ..phasing import ADVICE, PHASES, PhaseReport, PhaseThresholds, classify
+from ..phasing import ADVICE, PHASES, PhaseReport, PhaseThresholds
 
 STOP_VERDICTS = ("stop", "roll-back")
 # analyze's options that a callback takes as keyword arguments (`metrics` is a parameter of its own).
@@ -149,11 +149,13 @@ class LiveMonitor:
         self.store = ResultsStore(self.output or run_dir / DEFAULT_OUTPUT_NAME, self.session.inputs, self.overwrite)
         self.thresholds = PhaseThresholds().with_overrides(self.session.config.phases)
 
-    def due(self, step: int, saving: bool) -> bool:
-        """Whether `step` is one to measure: a save (every_n_steps None) or a multiple of every_n_steps, once."""
-        if self.session is None or step in self.seen:
-            return False
+    def is_measure_step(self, step: int, saving: bool) -> bool:
+        """The rule alone, the same on every rank: a save (every_n_steps None) or a multiple of every_n_steps."""
         return saving if self.every_n_steps is None else step > 0 and step % self.every_n_steps == 0
+
+    def due(self, step: int, saving: bool) -> bool:
+        """Whether `step` is one to measure here: a measure step, not measured yet, with a session open."""
+        return self.session is not None and step not in self.seen and self.is_measure_step(step, saving)
 
     def measure(self, step: int) -> Measurement:
         """Measure the live model at `step` (within the time budget), write its rows, judge the run so far."""
@@ -188,18 +190,19 @@ class LiveMonitor:
 
     def _checkpoint_names(self) -> dict[int, str]:
         """Step -> name of the checkpoints in the run folder so far, as analyze of that folder names them."""
-        from ..inputs.checkpoints import discover_checkpoints
+        from ..inputs.checkpoints import find_checkpoints
 
-        probes = self.session.inputs.probes.path
-        try:
-            found = discover_checkpoints(self.session.inputs.ckpt_dir, exclude=set() if probes is None else {probes})
+        probes, config = self.session.inputs.probes.path, self.session.config
+        try:  # as resolve_inputs finds them: the manifest's weights and [steps] count
+            found = find_checkpoints(self.session.inputs.ckpt_dir, set() if probes is None else {probes},
+                                     config.weights, config.steps).checkpoints
         except (GrokmonError, OSError):  # nothing saved yet, or a layout analyze would refuse: no names
             return {}
         return {c.step: c.name for c in found}
 
     def _verdict(self) -> PhaseReport | None:
         try:
-            report = classify(self.store.frame(), self.thresholds)
+            report = phases(self.store.frame(), self.thresholds)  # judged as `grokmon phases` judges the file
         except GrokmonError:  # no measured checkpoint yet, or no metric the classifier reads
             return None
         now = (report.current_phase, report.advice)
