@@ -15,6 +15,8 @@ Everything is computed in one pass, so the value at every checkpoint costs what 
 
 from __future__ import annotations
 
+import heapq
+
 import math
 from dataclasses import dataclass
 
@@ -81,15 +83,16 @@ def track(x: np.ndarray, value: np.ndarray, se: np.ndarray, se_floor_fraction: f
     return Track(value, se, sigma)
 
 
-def _running_median(values: np.ndarray, block: int = 256) -> np.ndarray:
-    """out[k] = median(values[: k + 1]), a block of k at a time so that memory stays small."""
-    n = len(values)
-    out = np.empty(n)
-    for start in range(0, n, block):
-        rows = np.arange(start, min(n, start + block))
-        known = np.arange(n)[None, :] <= rows[:, None]
-        ordered = np.sort(np.where(known, values[None, :], np.inf), axis=1)  # the k + 1 known values first
-        out[rows] = 0.5 * (ordered[rows - start, rows // 2] + ordered[rows - start, (rows + 1) // 2])
+def _running_median(values: np.ndarray) -> np.ndarray:
+    """out[k] = median(values[: k + 1]), in one pass: the smaller half in a max-heap, the larger in a min-heap."""
+    low: list[float] = []  # negated: heapq keeps a min-heap
+    high: list[float] = []
+    out = np.empty(len(values))
+    for k, value in enumerate(values.tolist()):
+        heapq.heappush(low, -heapq.heappushpop(high, value))
+        if len(low) > len(high) + 1:
+            heapq.heappush(high, -heapq.heappop(low))
+        out[k] = -low[0] if len(low) > len(high) else 0.5 * (-low[0] + high[0])
     return out
 
 
