@@ -21,7 +21,7 @@ from ..errors import ExecutorError, GrokmonError, first_line
 from ..inputs.checkpoints import Checkpoint
 from ..inputs.identity import identity_of
 from .events import ProgressEvent, finished
-from .measure import result_row
+from .measure import error_rows
 from .store import ResultsStore
 from .worker import WorkerInfo
 
@@ -165,8 +165,7 @@ class Driver:
             identity = identity_of(ckpt.files).columns()  # as measure_checkpoint records it for every row
         except OSError:  # gone meanwhile: the next run drops its rows
             identity = {}
-        return [{**result_row(ckpt.step, ckpt.name, name, points, message), **identity, "seconds": seconds}
-                for name, points in self.info.splits]
+        return error_rows(ckpt, message, identity, list(self.info.splits), seconds)
 
 
 def run_workers(spawn: Callable[[int], WorkerHandle], workers: int, pending: list[Checkpoint], store: ResultsStore,

@@ -76,11 +76,10 @@ def record_unreadable(failure: UnreadableCheckpoints, inputs: RunInputs, store: 
                       notify: Callable[[ProgressEvent], None], opening: ProgressEvent) -> None:
     """Write the error rows of checkpoints none of which could be read (one per split the probes have), keeping
     every row already in `store`, and report them as a run whose every checkpoint failed."""
-    from .measure import unreadable_rows
+    from .measure import split_points, unreadable_rows
     from .session import unmeasured_metadata
 
-    splits = [(s.name, len(s.x)) for s in inputs.probes.splits] if inputs.probes is not None else [("train", 0)]
-    checkpoints = unreadable_rows(failure, splits)
+    checkpoints = unreadable_rows(failure, split_points(inputs.probes.splits if inputs.probes is not None else ()))
     store.add([row for rows in checkpoints for row in rows], store.metadata or unmeasured_metadata(inputs))
     notify(opening)
     for index, rows in enumerate(checkpoints, start=1):

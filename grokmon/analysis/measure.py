@@ -25,9 +25,20 @@ def result_row(step: int, checkpoint: str | None, split: str, n_points: int, err
             "status": "ok" if error is None else "error", "error": error, **metrics}
 
 
-def row_splits(session: Session) -> list[tuple[str, int]]:
+def split_points(splits) -> list[tuple[str, int]]:
     """(split, points) of every row a checkpoint gets: one per split, or a single `train` row without probes."""
-    return [(s.name, len(s.x)) for s in session.splits] or [("train", 0)]
+    return [(s.name, len(s.x)) for s in splits] or [("train", 0)]
+
+
+def row_splits(session: Session) -> list[tuple[str, int]]:
+    """(split, points) of every row a checkpoint of the session gets."""
+    return split_points(session.splits)
+
+
+def error_rows(ckpt, message: str, identity: dict, splits: list[tuple[str, int]], seconds: float) -> list[dict]:
+    """The rows of a checkpoint that failed before anything was measured: one per (split, points) of `splits`."""
+    return [{**result_row(ckpt.step, ckpt.name, name, points, message), **identity, "seconds": seconds}
+            for name, points in splits]
 
 
 def _measured(session: Session, step: int, checkpoint: str | None) -> list[dict]:
@@ -68,5 +79,4 @@ def measure_checkpoint(session: Session, loaded: Loaded) -> list[dict]:
 def unreadable_rows(failure: UnreadableCheckpoints, splits: list[tuple[str, int]]) -> list[list[dict]]:
     """The error rows of every checkpoint of a run none of whose checkpoints could be read, one list per checkpoint,
     one row per (split, points) of `splits`; nothing was measured, so `seconds` is 0."""
-    return [[{**result_row(ckpt.step, ckpt.name, name, points, message), **identity, "seconds": 0.0}
-             for name, points in splits] for ckpt, message, identity in failure.failures]
+    return [error_rows(ckpt, message, identity, splits, 0.0) for ckpt, message, identity in failure.failures]
