@@ -65,6 +65,7 @@ class AccuracyJudge:
         self.train_seen: list[float] = []
         self.fitted = False
         self.test_before: list[float] = []  # test accuracy before the fit, and since
+        self.test_low = math.inf            # the lowest of test_before (kept, not searched at every checkpoint)
         self.test_since: list[float] = []
         self.start_level = math.inf         # lowest 3-median of test accuracy before the fit
         self.floor, self.floor_at = math.inf, -1  # memorisation level: lowest 3-median from the fit to generalising
@@ -108,6 +109,7 @@ class AccuracyJudge:
                 self.train_peak, self.train_peak_at = tr, i
         else:
             self.test_before.append(te)
+            self.test_low = min(self.test_low, te)
             self.start_level = min(self.start_level, _median3(self.test_before))
         pool = self.test_since if self.fitted else self.test_before
         level, middle = _median3(pool), self.seen[-2] if len(pool) >= 2 else i
@@ -198,7 +200,7 @@ class AccuracyJudge:
         """Before the fit: fitting, unless train and test accuracy rose together and both have stayed flat
         (settled short of a fitted train set: label noise, too small a network)."""
         th, tr, te = self.th, self.tr[i], self.te[i]
-        rise, learned = tr - self.train_low, te - min(self.test_before)
+        rise, learned = tr - self.train_low, te - self.test_low
         if (rise >= th.slope_sigma * math.sqrt(2) * self.tr_noise[i] and rise >= th.min_gain * (1 - self.train_low)
                 and learned >= th.slope_sigma * self._noise(i) and learned >= th.early_generalised * rise):
             train_flat, test_flat = self._flat(i, "train unfitted"), self._flat(i, "test unfitted")
