@@ -9,6 +9,7 @@ count saves, not steps: their number is never taken for a step.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import zipfile
@@ -67,8 +68,23 @@ def stored_step(path: Path, files: tuple[Path, ...]) -> int | None:
             return dcp.stored_step(path)
         step = trainer_state_step(path)
         return step if step is not None else _registered_objects_step(path)
-    if files[0].suffix == ".safetensors":
-        metadata = _safetensors_metadata(files[0])
+    try:
+        stat = files[0].stat()
+    except OSError:  # gone meanwhile: reading it says so in grokmon's words
+        return _file_step(files[0])
+    return _cached_file_step(files[0], (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_file_step(file: Path, version: tuple[int, ...]) -> int | None:
+    """_file_step, once per version of the file (inode, size, times): a watch and a training callback look for
+    checkpoints again and again, and a pickle's step costs a torch.load (errors are not cached: raised again)."""
+    return _file_step(file)
+
+
+def _file_step(file: Path) -> int | None:
+    if file.suffix == ".safetensors":
+        metadata = _safetensors_metadata(file)
         for key in ("step", "global_step"):
             if key in metadata:
                 try:
@@ -76,7 +92,7 @@ def stored_step(path: Path, files: tuple[Path, ...]) -> int | None:
                 except ValueError:
                     return None
         return None
-    return _pickle_step(files[0])
+    return _pickle_step(file)
 
 
 def trainer_state_step(folder: Path) -> int | None:
