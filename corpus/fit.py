@@ -8,6 +8,8 @@
   rates per decade from the labelled sequences (transitions / decades spent, plus a small pseudo-count on
   the transitions docs/phases.md allows); the regularisation C and the temper chosen by the log-loss of the
   filtered advice probabilities on held-out families.
+- Jackknife: the same fit once without each family, shipped with the model (a verdict one of them does not
+  share is `inconclusive`); each held-out fold's model carries its own, fitted without one more family.
 - Calibration: isotonic regression (scikit-learn) of "the advice was right" on the raw confidence, per
   advice, on held-out predictions (each family predicted by the model fitted without it); the accuracy
   mode's on its rules' raw strengths.
@@ -88,9 +90,15 @@ def fit_chain(prepared: list[Prepared]) -> dict:
     return {"rates": rates, "initial": (first + 0.1) / (first + 0.1).sum()}
 
 
-def model_for(prepared: list[Prepared], c: float, temper: float, calibration: Calibration = IDENTITY) -> GeometryModel:
-    return GeometryModel(tuple(feature_names()), temper=temper, calibration=calibration,
+def model_for(prepared: list[Prepared], c: float, temper: float, calibration: Calibration = IDENTITY,
+              left_out: str | None = None) -> GeometryModel:
+    return GeometryModel(tuple(feature_names()), temper=temper, calibration=calibration, left_out=left_out,
                          **fit_logistic(prepared, c), **fit_chain(prepared))
+
+
+def with_jackknife(prepared: list[Prepared], model: GeometryModel, c: float, temper: float) -> GeometryModel:
+    """`model` (fitted on `prepared`) with the jackknife: the same fit once without each family in `prepared`."""
+    return replace(model, jackknife=tuple(held_out(prepared, c, temper).values()))
 
 
 def predictions(model: GeometryModel, p: Prepared) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
@@ -106,8 +114,9 @@ def predictions(model: GeometryModel, p: Prepared) -> tuple[list[str], list[str]
 
 
 def held_out(prepared: list[Prepared], c: float, temper: float) -> dict[str, GeometryModel]:
+    """Per family, the model fitted without it."""
     families = sorted({p.run.family for p in prepared})
-    return {f: model_for([p for p in prepared if p.run.family != f], c, temper) for f in families}
+    return {f: model_for([p for p in prepared if p.run.family != f], c, temper, left_out=f) for f in families}
 
 
 def log_loss(prepared: list[Prepared], models: dict[str, GeometryModel]) -> float:
@@ -172,9 +181,13 @@ def fold_models(prepared: list[Prepared], c: float, temper: float) -> tuple[dict
     Fitted to ship (model on every run, calibrations on every family's held-out predictions)."""
     models = held_out(prepared, c, temper)
     geo, acc = geometry_samples(prepared, models), accuracy_samples(prepared)
-    folds = {f: Fitted(replace(m, calibration=isotonic(pooled(geo, f))), isotonic(pooled(acc, f)))
-             for f, m in models.items()}
-    final = Fitted(model_for(prepared, c, temper, isotonic(pooled(geo))), isotonic(pooled(acc)))
+    folds = {}
+    for f, m in models.items():
+        rest = [p for p in prepared if p.run.family != f]
+        m = with_jackknife(rest, replace(m, calibration=isotonic(pooled(geo, f)), left_out=None), c, temper)
+        folds[f] = Fitted(m, isotonic(pooled(acc, f)))
+    final = Fitted(replace(model_for(prepared, c, temper, isotonic(pooled(geo))), jackknife=tuple(models.values())),
+                   isotonic(pooled(acc)))
     return folds, final
 
 
@@ -182,12 +195,19 @@ def to_json(fitted: Fitted, c: float) -> dict:
     def cal(calibration: Calibration) -> dict:
         return {a: {"x": xs.tolist(), "y": ys.tolist()} for a, (xs, ys) in calibration.maps.items()}
 
-    g = fitted.geometry
-    return {"fitted_by": "corpus/fit.py", "C": c, "phases": list(PHASES),
-            "geometry": {"features": list(g.features), "mean": g.mean.tolist(), "scale": g.scale.tolist(),
-                         "coef": g.coef.tolist(), "intercept": g.intercept.tolist(), "prior": g.prior.tolist(),
-                         "initial": g.initial.tolist(), "rates": g.rates.tolist(), "temper": g.temper,
-                         "calibration": cal(g.calibration)},
+    def geometry(g: GeometryModel) -> dict:
+        doc = {"features": list(g.features), "mean": g.mean.tolist(), "scale": g.scale.tolist(),
+               "coef": g.coef.tolist(), "intercept": g.intercept.tolist(), "prior": g.prior.tolist(),
+               "initial": g.initial.tolist(), "rates": g.rates.tolist(), "temper": g.temper}
+        if g.calibration.maps:
+            doc["calibration"] = cal(g.calibration)
+        if g.left_out is not None:
+            doc["left_out"] = g.left_out
+        if g.jackknife:
+            doc["jackknife"] = [geometry(m) for m in g.jackknife]
+        return doc
+
+    return {"fitted_by": "corpus/fit.py", "C": c, "phases": list(PHASES), "geometry": geometry(fitted.geometry),
             "accuracy_calibration": cal(fitted.accuracy)}
 
 

@@ -258,9 +258,9 @@ def test_foreign_parquet_is_refused(tmp_path, command):
         assert runner.invoke(app, [command, str(path), "-o", str(tmp_path / "run.txt")]).exit_code == 2
 
 
-CHECKPOINTS = 12
+CHECKPOINTS = 36
 # The groups that make a checkpoint cost something; which groups does not matter to an interruption.
-OPTIONS = dict(points=100, lc_directions=6, device="cpu", metrics="accuracy,centroid,lc")
+OPTIONS = dict(points=100, lc_directions=6, device="cpu", metrics="accuracy,centroid,lc,robustness")
 
 
 @pytest.fixture(scope="module")

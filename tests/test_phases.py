@@ -292,6 +292,44 @@ def test_geometry_that_never_moves_is_never_a_confident_stop_or_roll_back():
     assert {v.advice for v in report.history} == {"inconclusive"}
 
 
+def test_a_geometry_verdict_that_a_model_fitted_without_one_family_does_not_give_is_inconclusive():
+    import dataclasses
+
+    from grokmon.phasing.model import Fitted, shipped
+
+    frame = table(STEPS, geometry_series(STEPS))
+    base = shipped()
+    main = dataclasses.replace(base.geometry, jackknife=())
+    alone = classify(frame, mode="geometry", fitted=Fitted(main, base.accuracy)).history
+    acted = [i for i, v in enumerate(alone) if v.advice != "inconclusive"]
+    assert acted
+    agreeing = dataclasses.replace(main, left_out="same", jackknife=())
+    assert classify(frame, mode="geometry", fitted=Fitted(dataclasses.replace(main, jackknife=(agreeing,)),
+                                                          base.accuracy)).history == alone
+    collapse = np.full(len(PHASES), -50.0)
+    collapse[PHASES.index("collapse")] = 50.0
+    dissenting = dataclasses.replace(main, left_out="toy", intercept=collapse, coef=np.zeros_like(main.coef))
+    gated = classify(frame, mode="geometry", fitted=Fitted(dataclasses.replace(main, jackknife=(agreeing, dissenting)),
+                                                           base.accuracy)).history
+    for i in acted:
+        assert gated[i].advice == "inconclusive" and gated[i].phase == alone[i].phase
+        assert gated[i].confidence == alone[i].confidence
+        assert (f"{alone[i].advice} rests on one family of the corpus: fitted without the toy runs, the model reads "
+                "roll-back") in gated[i].reason
+
+
+def test_the_shipped_model_carries_a_model_fitted_without_each_family_and_survives_its_file():
+    from corpus.fit import to_json
+    from grokmon.phasing.model import Fitted, shipped
+
+    fitted = shipped()
+    assert {m.left_out for m in fitted.geometry.jackknife} == {"cnn", "modular", "omnigrok", "transformer", "xor"}
+    assert all(not m.jackknife and not m.calibration.maps for m in fitted.geometry.jackknife)
+    again = Fitted.from_dict(json.loads(json.dumps(to_json(fitted, 0.03))))
+    frame = table(STEPS, geometry_series(STEPS))
+    assert classify(frame, mode="geometry", fitted=again).history == classify(frame, mode="geometry").history
+
+
 def test_geometry_mode_without_geometry_columns_is_an_error():
     steps = STEPS[STEPS <= 20_000]
     with pytest.raises(ConfigError, match="mode geometry needs centroid, jacobian or lc.*--mode accuracy"):

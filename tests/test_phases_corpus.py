@@ -41,9 +41,10 @@ def test_the_corpus_covers_the_families_and_what_happens_in_them(runs):
 
 
 # Runs whose final geometry verdict is keep-training where the truth has settled (or collapsed), with the shipped
-# model (docs/phases.md, "Limits": the geometry keeps moving after test accuracy settles). Only that check is
-# waived there, and only for these runs; every other check holds on every run.
-GEOMETRY_FINAL_MISSES = {"p47-w64-wd1", "p59-w64-wd0.5-s1", "init6-n300-wd0.3", "p43-wd2", "transformer-label-noise"}
+# model, and every model fitted without one family agrees (docs/phases.md, "Limits": the geometry keeps moving
+# after test accuracy settles). Only that check is waived there, and only for these runs; every other check holds
+# on every run.
+GEOMETRY_FINAL_MISSES = {"p43-wd2", "transformer-label-noise"}
 
 
 def _waived(run, line: str, mode: str) -> bool:

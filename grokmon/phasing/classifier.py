@@ -92,6 +92,9 @@ def _geometry_judged(g: GeometryReading, th) -> Judged:
         note = (f"{g.note}; only {g.groups} independent metric group{'s' if g.groups != 1 else ''} of the "
                 f"{len(VOTE_GROUPS)} ({', '.join(VOTE_GROUPS)}) moves, and the geometry needs {th.min_groups} to tell")
         return Judged(g.phase, "inconclusive", 0.0, note, g.best)
+    if g.dissent is not None and g.advice != "inconclusive":
+        return Judged(g.phase, "inconclusive", g.confidence, f"{g.note}; {g.advice} rests on one family of the "
+                                                             f"corpus: {g.dissent}", g.best)
     return Judged(g.phase, g.advice, g.confidence, g.note, g.best)
 
 

@@ -1,5 +1,6 @@
 """Geometry mode: labels are not used; the fitted model reads the geometry features (geometry_features.py)
-and a forward filter turns them into the probability of each phase at every checkpoint (model.py)."""
+and a forward filter turns them into the probability of each phase at every checkpoint (model.py); the models
+fitted without one family each say where that reading rests on one family alone."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from .types import ADVICE_FOR_PHASE, PHASES
 @dataclass(frozen=True)
 class GeometryReading:
     """The geometry's view of one checkpoint: its most likely advice and phase, that advice's probability and
-    its calibrated confidence, the independent groups present, a note on what each group does, and the best
-    checkpoint so far (for a roll-back)."""
+    its calibrated confidence, the independent groups present, a note on what each group does, the best
+    checkpoint so far (for a roll-back), and the dissent of a model fitted without one family (None: all agree)."""
 
     phase: str | None
     advice: str
@@ -25,6 +26,7 @@ class GeometryReading:
     groups: int
     note: str
     best: int | None
+    dissent: str | None = None
 
 
 def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
@@ -46,6 +48,7 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
     damage = np.diff(model.phase_probabilities(design)[:, PHASES.index("collapse")], prepend=0.0)
     damage[count == 0] = 0.0
     words = _words(evidence, n, th.slope_sigma)
+    dissent = model.dissent(design, table.x, count > 0, [names[k] for k in advice])
     out = []
     collapse_from: int | None = None
     for i in range(n):
@@ -56,7 +59,7 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
         collapse_from = (collapse_from if collapse_from is not None else i) if name == "collapse" else None
         best = _before_damage(damage[: collapse_from + 1]) if collapse_from else None
         out.append(GeometryReading(name, names[advice[i]], float(probability[i]), float(confidence[i]), int(count[i]),
-                                   f"{words[i]} (P({name}) {posterior[i, phase[i]]:.2f})", best))
+                                   f"{words[i]} (P({name}) {posterior[i, phase[i]]:.2f})", best, dissent[i]))
     return out
 
 

@@ -5,8 +5,9 @@ divided by the phases' frequencies it is a likelihood, tempered (consecutive che
 their trend windows, so their evidence is not independent), and a forward filter over the checkpoints
 combines it with a Markov chain of phases in log-step (transition rates per decade, fitted from the
 corpus's labelled sequences). The filter's posterior at checkpoint i uses checkpoints 0..i only, and all
-of them come out of one pass. Both modes: per phase read, isotonic maps from the raw confidence to the
-share of corpus verdicts that were right at that confidence (calibration).
+of them come out of one pass. The same fit once without each family of the corpus (the jackknife) says where a
+reading rests on one family alone (`GeometryModel.dissent`). Both modes: per phase read, isotonic maps from the
+raw confidence to the share of corpus verdicts that were right at that confidence (calibration).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class GeometryModel:
     rates: np.ndarray       # generator of the phase chain, per decade of steps (rows sum to 0)
     temper: float
     calibration: Calibration
+    left_out: str | None = None  # the corpus family this model was fitted without (None: fitted on every family)
+    jackknife: tuple["GeometryModel", ...] = ()  # the same fit once without each family (agreement, below)
 
     def phase_probabilities(self, design: np.ndarray) -> np.ndarray:
         """P(phase | features) at every checkpoint, from the logistic regression alone."""
@@ -69,17 +72,7 @@ class GeometryModel:
 
         `informative`: where the features carry evidence (elsewhere the chain only moves on).
         """
-        n = len(x)
-        likelihood = (self.phase_probabilities(design) / self.prior) ** self.temper
-        likelihood[~informative] = 1.0
-        steps = self.transitions(np.diff(x, prepend=x[0]))
-        out = np.zeros((n, len(PHASES)))
-        belief = self.initial
-        for i in range(n):
-            belief = (belief @ steps[i] if i else belief) * likelihood[i]
-            belief = belief / belief.sum()
-            out[i] = belief
-        return out
+        return _forward([self], design, x, informative)[0]
 
     def transitions(self, gaps: np.ndarray) -> np.ndarray:
         """exp(rates x gap) for every gap (decades), by repeated squaring."""
@@ -88,11 +81,44 @@ class GeometryModel:
             small = small @ small
         return small
 
+    def dissent(self, design: np.ndarray, x: np.ndarray, informative: np.ndarray, advice: list[str]) -> list[str | None]:
+        """Per checkpoint, the first jackknife model whose most likely advice is not `advice` there, as
+        "fitted without the <family> runs, the model reads <its advice>" (None where every one agrees): a reading that
+        changes when one family of training runs is left out of the fit rests on that family alone."""
+        out: list[str | None] = [None] * len(x)
+        if not self.jackknife:
+            return out
+        for model, posterior in zip(self.jackknife, _forward(self.jackknife, design, x, informative)):
+            by_advice = advice_probabilities(posterior)
+            names = list(by_advice)
+            theirs = np.column_stack([by_advice[a] for a in names]).argmax(axis=1)
+            for i, k in enumerate(theirs):
+                if out[i] is None and names[k] != advice[i]:
+                    out[i] = f"fitted without the {model.left_out} runs, the model reads {names[k]}"
+        return out
+
     @classmethod
     def from_dict(cls, doc: dict) -> "GeometryModel":
         arrays = {k: np.asarray(doc[k], float) for k in ("mean", "scale", "coef", "intercept", "prior", "initial", "rates")}
-        return cls(tuple(doc["features"]), temper=float(doc["temper"]),
-                   calibration=Calibration.from_dict(doc["calibration"]), **arrays)
+        calibration = Calibration.from_dict(doc.get("calibration", {}))
+        return cls(tuple(doc["features"]), temper=float(doc["temper"]), calibration=calibration,
+                   left_out=doc.get("left_out"), jackknife=tuple(cls.from_dict(d) for d in doc.get("jackknife", ())),
+                   **arrays)
+
+
+def _forward(models, design: np.ndarray, x: np.ndarray, informative: np.ndarray) -> np.ndarray:
+    """The forward filter of several models over the same checkpoints at once (models x n x phases)."""
+    likelihood = np.stack([(m.phase_probabilities(design) / m.prior) ** m.temper for m in models])
+    likelihood[:, ~informative] = 1.0
+    gaps = np.diff(x, prepend=x[0])
+    steps = np.stack([m.transitions(gaps) for m in models])  # models x n x phases x phases
+    out = np.zeros(likelihood.shape)
+    belief = np.stack([m.initial for m in models])
+    for i in range(len(x)):
+        belief = (np.einsum("mk,mkj->mj", belief, steps[:, i]) if i else belief) * likelihood[:, i]
+        belief = belief / belief.sum(axis=1, keepdims=True)
+        out[:, i] = belief
+    return out
 
 
 def advice_probabilities(phases: np.ndarray) -> dict[str, np.ndarray]:
