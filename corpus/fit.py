@@ -96,10 +96,6 @@ def model_for(prepared: list[Prepared], c: float, temper: float, calibration: Ca
                          **fit_logistic(prepared, c), **fit_chain(prepared))
 
 
-def with_jackknife(prepared: list[Prepared], model: GeometryModel, c: float, temper: float) -> GeometryModel:
-    """`model` (fitted on `prepared`) with the jackknife: the same fit once without each family in `prepared`."""
-    return replace(model, jackknife=tuple(held_out(prepared, c, temper).values()))
-
 
 def predictions(model: GeometryModel, p: Prepared) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Per checkpoint: predicted advice, the phase read, the advice's raw probability, all advice probabilities
@@ -182,13 +178,12 @@ def fold_models(prepared: list[Prepared], c: float, temper: float) -> tuple[dict
     models = held_out(prepared, c, temper)
     geo, acc = geometry_samples(prepared, models), accuracy_samples(prepared)
     folds = {}
-    for f, m in models.items():
-        rest = [p for p in prepared if p.run.family != f]
-        m = with_jackknife(rest, replace(m, calibration=isotonic(pooled(geo, f)), left_out=None), c, temper)
+    for f, m in models.items():  # each fold's jackknife: fitted without f and one more family
+        nested = held_out([p for p in prepared if p.run.family != f], c, temper)
+        m = replace(m, calibration=isotonic(pooled(geo, f)), left_out=None, jackknife=tuple(nested.values()))
         folds[f] = Fitted(m, isotonic(pooled(acc, f)))
-    final = Fitted(replace(model_for(prepared, c, temper, isotonic(pooled(geo))), jackknife=tuple(models.values())),
-                   isotonic(pooled(acc)))
-    return folds, final
+    final = model_for(prepared, c, temper, isotonic(pooled(geo)))
+    return folds, Fitted(replace(final, jackknife=tuple(models.values())), isotonic(pooled(acc)))
 
 
 def to_json(fitted: Fitted, c: float) -> dict:
@@ -199,9 +194,9 @@ def to_json(fitted: Fitted, c: float) -> dict:
         doc = {"features": list(g.features), "mean": g.mean.tolist(), "scale": g.scale.tolist(),
                "coef": g.coef.tolist(), "intercept": g.intercept.tolist(), "prior": g.prior.tolist(),
                "initial": g.initial.tolist(), "rates": g.rates.tolist(), "temper": g.temper}
-        if g.calibration.maps:
+        if g.left_out is None:
             doc["calibration"] = cal(g.calibration)
-        if g.left_out is not None:
+        else:
             doc["left_out"] = g.left_out
         if g.jackknife:
             doc["jackknife"] = [geometry(m) for m in g.jackknife]

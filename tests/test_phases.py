@@ -300,22 +300,59 @@ def test_a_geometry_verdict_that_a_model_fitted_without_one_family_does_not_give
     frame = table(STEPS, geometry_series(STEPS))
     base = shipped()
     main = dataclasses.replace(base.geometry, jackknife=())
-    alone = classify(frame, mode="geometry", fitted=Fitted(main, base.accuracy)).history
+
+    def history(*jackknife, th=None):
+        fitted = Fitted(dataclasses.replace(main, jackknife=jackknife), base.accuracy)
+        return classify(frame, th, mode="geometry", fitted=fitted).history
+
+    alone = history()
     acted = [i for i, v in enumerate(alone) if v.advice != "inconclusive"]
-    assert acted
-    agreeing = dataclasses.replace(main, left_out="same", jackknife=())
-    assert classify(frame, mode="geometry", fitted=Fitted(dataclasses.replace(main, jackknife=(agreeing,)),
-                                                          base.accuracy)).history == alone
+    assert acted and all(alone[i].confidence < 0.99 for i in acted)
+    agreeing = dataclasses.replace(main, left_out="same")
+    assert history(agreeing) == alone
     collapse = np.full(len(PHASES), -50.0)
     collapse[PHASES.index("collapse")] = 50.0
     dissenting = dataclasses.replace(main, left_out="toy", intercept=collapse, coef=np.zeros_like(main.coef))
-    gated = classify(frame, mode="geometry", fitted=Fitted(dataclasses.replace(main, jackknife=(agreeing, dissenting)),
-                                                           base.accuracy)).history
+    gated = history(agreeing, dissenting)
     for i in acted:
         assert gated[i].advice == "inconclusive" and gated[i].phase == alone[i].phase
         assert gated[i].confidence == alone[i].confidence
-        assert (f"{alone[i].advice} rests on one family of the corpus: fitted without the toy runs, the model reads "
-                "roll-back") in gated[i].reason
+        assert gated[i].reason.startswith(f"no verdict the corpus agrees on at step {alone[i].step}")
+        assert gated[i].reason.endswith(f"{alone[i].advice} does not hold when one family of the corpus is left out "
+                                        "of the fit: fitted without the toy runs the model reads roll-back (max_dissent=0)")
+    strict = history(agreeing, dissenting, th=PhaseThresholds(min_confidence=0.99, act_confidence=0.99))
+    for i in acted:  # a verdict too weak anyway says so, and that the corpus is split too
+        assert strict[i].reason.startswith("too little evidence to act on")
+        assert "< min_confidence=0.99" in strict[i].reason and "without the toy runs the model reads roll-back" in strict[i].reason
+    other = dataclasses.replace(dissenting, left_out="other")
+    both = history(other, dissenting)
+    assert all("without the other runs the model reads roll-back, without the toy runs roll-back (max_dissent=0)"
+               in both[i].reason for i in acted)
+    assert history(other, dissenting, th=PhaseThresholds(max_dissent=2)) == alone
+    assert [v.advice for v in history(other, dissenting, th=PhaseThresholds(max_dissent=1))] == [v.advice for v in both]
+
+
+def test_accuracy_mode_does_not_count_a_geometry_verdict_that_the_corpus_does_not_agree_on():
+    import dataclasses
+
+    from grokmon.phasing.model import Fitted, shipped
+
+    train, test = grokking(STEPS)
+    frame = table(STEPS, {**geometry_series(STEPS), **accuracy_series(train, test)})
+    base = shipped()
+    main = dataclasses.replace(base.geometry, jackknife=())
+    alone = classify(frame, fitted=Fitted(main, base.accuracy)).history
+    disagreeing = [i for i, v in enumerate(alone) if "the geometry disagrees" in v.reason]
+    assert disagreeing
+    members = []  # one reads stop and one roll-back everywhere: together they dissent from every geometry verdict
+    for family, phase in (("plateau", "robustness_plateau"), ("collapse", "collapse")):
+        intercept = np.full(len(PHASES), -50.0)
+        intercept[PHASES.index(phase)] = 50.0
+        members.append(dataclasses.replace(main, left_out=family, intercept=intercept, coef=np.zeros_like(main.coef)))
+    gated = classify(frame, fitted=Fitted(dataclasses.replace(main, jackknife=tuple(members)), base.accuracy)).history
+    assert not any("the geometry disagrees" in v.reason for v in gated)
+    assert all(g.confidence >= a.confidence and g.phase == a.phase for g, a in zip(gated, alone))
+    assert all(gated[i].confidence > alone[i].confidence for i in disagreeing)
 
 
 def test_the_shipped_model_carries_a_model_fitted_without_each_family_and_survives_its_file():

@@ -78,7 +78,8 @@ def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[Geometr
         advice = ADVICE_FOR_PHASE[r.phase]
         confidence, note = fitted.accuracy(r.phase, r.strength), r.note
         g = _geometry_judged(geometry[i], th) if geometry is not None else None
-        if g is not None and g.advice not in ("inconclusive", advice) and g.confidence >= th.min_confidence:
+        if (g is not None and g.withheld is None and g.advice not in ("inconclusive", advice)
+                and g.confidence >= th.min_confidence):
             confidence *= 1.0 - th.geometry_weight * g.confidence
             note += f"; the geometry disagrees: it reads {g.phase} ({g.advice}, confidence {g.confidence:.2f})"
         out.append(Judged(r.phase, advice, confidence, note, r.best))
@@ -92,10 +93,13 @@ def _geometry_judged(g: GeometryReading, th) -> Judged:
         note = (f"{g.note}; only {g.groups} independent metric group{'s' if g.groups != 1 else ''} of the "
                 f"{len(VOTE_GROUPS)} ({', '.join(VOTE_GROUPS)}) moves, and the geometry needs {th.min_groups} to tell")
         return Judged(g.phase, "inconclusive", 0.0, note, g.best)
-    if g.dissent is not None and g.advice != "inconclusive":
-        return Judged(g.phase, "inconclusive", g.confidence, f"{g.note}; {g.advice} rests on one family of the "
-                                                             f"corpus: {g.dissent}", g.best)
-    return Judged(g.phase, g.advice, g.confidence, g.note, g.best)
+    withheld = None
+    if len(g.dissent) > th.max_dissent:
+        (family, advice), *more = g.dissent
+        others = "".join(f", without the {f} runs {a}" for f, a in more)
+        withheld = (f"{g.advice} does not hold when one family of the corpus is left out of the fit: fitted without "
+                    f"the {family} runs the model reads {advice}{others} (max_dissent={th.max_dissent})")
+    return Judged(g.phase, g.advice, g.confidence, g.note, g.best, withheld)
 
 
 def _with_failures(result: PhaseReport, df: pd.DataFrame, last_step: int) -> PhaseReport:

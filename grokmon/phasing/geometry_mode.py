@@ -1,6 +1,6 @@
 """Geometry mode: labels are not used; the fitted model reads the geometry features (geometry_features.py)
 and a forward filter turns them into the probability of each phase at every checkpoint (model.py); the models
-fitted without one family each say where that reading rests on one family alone."""
+fitted without one family each say where that reading does not hold without that family."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from .types import ADVICE_FOR_PHASE, PHASES
 class GeometryReading:
     """The geometry's view of one checkpoint: its most likely advice and phase, that advice's probability and
     its calibrated confidence, the independent groups present, a note on what each group does, the best
-    checkpoint so far (for a roll-back), and the dissent of a model fitted without one family (None: all agree)."""
+    checkpoint so far (for a roll-back), and (family, advice) of each model fitted without one family that reads
+    another advice."""
 
     phase: str | None
     advice: str
@@ -26,7 +27,7 @@ class GeometryReading:
     groups: int
     note: str
     best: int | None
-    dissent: str | None = None
+    dissent: tuple[tuple[str, str], ...] = ()
 
 
 def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:

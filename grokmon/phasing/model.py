@@ -6,8 +6,9 @@ their trend windows, so their evidence is not independent), and a forward filter
 combines it with a Markov chain of phases in log-step (transition rates per decade, fitted from the
 corpus's labelled sequences). The filter's posterior at checkpoint i uses checkpoints 0..i only, and all
 of them come out of one pass. The same fit once without each family of the corpus (the jackknife) says where a
-reading rests on one family alone (`GeometryModel.dissent`). Both modes: per phase read, isotonic maps from the
-raw confidence to the share of corpus verdicts that were right at that confidence (calibration).
+reading does not hold without one of the families (`GeometryModel.dissent`). Both modes: per phase read,
+isotonic maps from the raw confidence to the share of corpus verdicts that were right at that confidence
+(calibration).
 """
 
 from __future__ import annotations
@@ -81,29 +82,31 @@ class GeometryModel:
             small = small @ small
         return small
 
-    def dissent(self, design: np.ndarray, x: np.ndarray, informative: np.ndarray, advice: list[str]) -> list[str | None]:
-        """Per checkpoint, the first jackknife model whose most likely advice is not `advice` there, as
-        "fitted without the <family> runs, the model reads <its advice>" (None where every one agrees): a reading that
-        changes when one family of training runs is left out of the fit rests on that family alone."""
-        out: list[str | None] = [None] * len(x)
-        if not self.jackknife:
-            return out
-        for model, posterior in zip(self.jackknife, _forward(self.jackknife, design, x, informative)):
-            by_advice = advice_probabilities(posterior)
-            names = list(by_advice)
-            theirs = np.column_stack([by_advice[a] for a in names]).argmax(axis=1)
-            for i, k in enumerate(theirs):
-                if out[i] is None and names[k] != advice[i]:
-                    out[i] = f"fitted without the {model.left_out} runs, the model reads {names[k]}"
-        return out
+    def dissent(self, design: np.ndarray, x: np.ndarray, informative: np.ndarray,
+                advice: list[str]) -> list[tuple[tuple[str, str], ...]]:
+        """Per checkpoint, (family left out, its advice) for every jackknife model whose most likely advice is
+        not `advice` there (empty where all agree): a reading that changes when one family of training runs is
+        left out of the fit rests on the runs of that family."""
+        out: list[list[tuple[str, str]]] = [[] for _ in x]
+        if self.jackknife:
+            for model, posterior in zip(self.jackknife, _forward(self.jackknife, design, x, informative)):
+                by_advice = advice_probabilities(posterior)
+                names = list(by_advice)
+                theirs = np.column_stack([by_advice[a] for a in names]).argmax(axis=1)
+                for i, k in enumerate(theirs):
+                    if names[k] != advice[i]:
+                        out[i].append((model.left_out, names[k]))
+        return [tuple(d) for d in out]
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "GeometryModel":
+    def from_dict(cls, doc: dict, left_out: str | None = None) -> "GeometryModel":
+        """The model of a model.json document; `left_out`: the family a jackknife member was fitted without
+        (members carry no calibration of their own)."""
         arrays = {k: np.asarray(doc[k], float) for k in ("mean", "scale", "coef", "intercept", "prior", "initial", "rates")}
-        calibration = Calibration.from_dict(doc.get("calibration", {}))
-        return cls(tuple(doc["features"]), temper=float(doc["temper"]), calibration=calibration,
-                   left_out=doc.get("left_out"), jackknife=tuple(cls.from_dict(d) for d in doc.get("jackknife", ())),
-                   **arrays)
+        calibration = Calibration({}) if left_out else Calibration.from_dict(doc["calibration"])
+        jackknife = tuple(cls.from_dict(d, left_out=d["left_out"]) for d in doc.get("jackknife", ()))
+        return cls(tuple(doc["features"]), temper=float(doc["temper"]), calibration=calibration, left_out=left_out,
+                   jackknife=jackknife, **arrays)
 
 
 def _forward(models, design: np.ndarray, x: np.ndarray, informative: np.ndarray) -> np.ndarray:

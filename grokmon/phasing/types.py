@@ -67,6 +67,8 @@ class PhaseThresholds:
 
     - `min_groups` (2): fewer independent metric groups (complexity, alignment, rank, scale) that move: the
       geometry verdict is `inconclusive`.
+    - `max_dissent` (0): a geometry verdict that more than this many of the models fitted without one family
+      of the corpus do not share is `inconclusive` (5, the number of families, or more: never).
 
     >>> PhaseThresholds().slope_sigma
     3.0
@@ -94,6 +96,7 @@ class PhaseThresholds:
     unfitted_decades: float = 1.0
     geometry_weight: float = 0.2
     min_groups: int = 2
+    max_dissent: int = 0
 
     def with_overrides(self, overrides: dict[str, str | float]) -> "PhaseThresholds":
         """Return a copy with fields replaced, values coerced to the field type.
@@ -134,7 +137,7 @@ _RANGES = {  # (lowest, highest, lowest excluded) of each threshold
     "onset_gain": _SHARE, "min_gain": _SHARE, "early_generalised": _FRACTION, "collapse_drop": _FRACTION,
     "collapse_checkpoints": (1, math.inf, False), "plateau_decades": _POSITIVE, "plateau_gain": _SHARE,
     "partial_decades": _POSITIVE, "saturated_decades": _POSITIVE, "unfitted_decades": _POSITIVE,
-    "geometry_weight": _SHARE, "min_groups": (1, 4, False),
+    "geometry_weight": _SHARE, "min_groups": (1, 4, False), "max_dissent": (0, math.inf, False),
 }
 
 

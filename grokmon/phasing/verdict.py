@@ -16,13 +16,15 @@ FEW_CHECKPOINTS_CAP = 0.2  # the most confidence a verdict on fewer than min_che
 @dataclass(frozen=True)
 class Judged:
     """One checkpoint's reading in a form both modes share: phase, advice, calibrated confidence (before the
-    verdict's own caps), the reason's body, and the best checkpoint so far."""
+    verdict's own caps), the reason's body, the best checkpoint so far, and why the advice is withheld whatever
+    its confidence (None: it is not)."""
 
     phase: str | None
     advice: str
     confidence: float
     note: str
     best: int | None
+    withheld: str | None = None
 
 
 def history(steps: np.ndarray, judged: list[Judged], points: np.ndarray, th) -> list[StepVerdict]:
@@ -30,7 +32,7 @@ def history(steps: np.ndarray, judged: list[Judged], points: np.ndarray, th) -> 
     out, last = [], None
     for i, j in enumerate(judged):
         if j.phase is None and last is not None:  # no evidence here: the last verdict stands
-            j = Judged(last.phase, last.advice, last.confidence, last.note, last.best)
+            j = last
         else:
             last = j
         best = None if j.best is None else int(steps[j.best])
@@ -51,11 +53,14 @@ def _verdict(step: int, count: int, j: Judged, best: int | None, points: float, 
                   f"few to tell; step {step} looks like {j.phase} ({note})")
         return StepVerdict(step, j.phase, "inconclusive", min(confidence, FEW_CHECKPOINTS_CAP), reason)
     needed = th.act_confidence if j.advice in ("stop", "roll-back") else th.min_confidence
-    if j.advice == "inconclusive" or confidence < needed:
+    weak = j.advice == "inconclusive" or confidence < needed
+    if weak or j.withheld:
         name = "act_confidence" if j.advice in ("stop", "roll-back") else "min_confidence"
-        why = "" if j.advice == "inconclusive" else f" (confidence {confidence:.2f} < {name}={needed:g} for {j.advice})"
-        return StepVerdict(step, j.phase, "inconclusive", confidence,
-                           f"too little evidence to act on at step {step}: {j.phase}, {note}{why}")
+        why = "" if j.advice == "inconclusive" or not weak else \
+            f" (confidence {confidence:.2f} < {name}={needed:g} for {j.advice})"
+        head = "too little evidence to act on" if weak else "no verdict the corpus agrees on"
+        tail = f"; {j.withheld}" if j.withheld else ""
+        return StepVerdict(step, j.phase, "inconclusive", confidence, f"{head} at step {step}: {j.phase}, {note}{why}{tail}")
     reason = f"{j.phase} at step {step}: {note}"
     if j.advice == "roll-back" and best is not None:
         reason += f"; best step {best}"
