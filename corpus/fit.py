@@ -4,7 +4,8 @@
 
 - Labels: the true phase of every checkpoint (corpus/truth.py, from the truth curves).
 - Features: grokmon.phasing.geometry_features at the default thresholds, the same code `phases` runs.
-- Model: scikit-learn's LogisticRegression (multinomial, L2) on the standardised features; the phase chain's
+- Model: scikit-learn's LogisticRegression (multinomial, L2) on the features standardised where they are
+  evidence (an absent group 0, presence flags not features); the phase chain's
   rates per decade from the labelled sequences (transitions / decades spent, plus a small pseudo-count on
   the transitions docs/phases.md allows); the regularisation C and the temper chosen by the log-loss of the
   filtered advice probabilities on held-out families.
@@ -24,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 
 from grokmon.phasing.accuracy_mode import AccuracyJudge
-from grokmon.phasing.geometry_features import design_matrix, feature_names, group_evidence
+from grokmon.phasing.geometry_features import design_matrix, evidence_mask, feature_names, group_evidence
 from grokmon.phasing.model import MODEL_FILE, Calibration, Fitted, GeometryModel, advice_probabilities
 from grokmon.phasing.table import RunTable
 from grokmon.phasing.types import ADVICE_FOR_PHASE, PHASES, PhaseThresholds
@@ -63,9 +64,12 @@ def fit_logistic(prepared: list[Prepared], c: float) -> dict:
 
     rows = np.vstack([p.design[p.count > 0] for p in prepared])
     y = np.concatenate([p.labels[p.count > 0] for p in prepared])
-    mean, scale = rows.mean(axis=0), rows.std(axis=0)
+    evidence = evidence_mask(rows) > 0  # each feature standardised over the checkpoints where it is evidence
+    mean, scale = np.zeros(rows.shape[1]), np.ones(rows.shape[1])
+    for j in np.flatnonzero(evidence.any(axis=0)):
+        mean[j], scale[j] = rows[evidence[:, j], j].mean(), rows[evidence[:, j], j].std()
     scale[scale < 1e-9] = 1.0
-    lr = LogisticRegression(C=c, max_iter=5000).fit((rows - mean) / scale, y)
+    lr = LogisticRegression(C=c, max_iter=5000).fit((rows - mean) / scale * evidence, y)
     coef, intercept = np.zeros((K, rows.shape[1])), np.full(K, -30.0)  # a phase never seen: never predicted
     coef[lr.classes_], intercept[lr.classes_] = lr.coef_, lr.intercept_
     prior = np.bincount(y, minlength=K) / len(y)

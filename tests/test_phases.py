@@ -292,6 +292,25 @@ def test_geometry_that_never_moves_is_never_a_confident_stop_or_roll_back():
     assert {v.advice for v in report.history} == {"inconclusive"}
 
 
+def test_an_absent_group_and_the_presence_flags_are_no_evidence():
+    from grokmon.phasing.geometry_features import FEATURES, VOTE_GROUPS, design_matrix, group_evidence
+    from grokmon.phasing.model import shipped
+    from grokmon.phasing.table import RunTable
+
+    run = RunTable(table(STEPS, geometry_series(STEPS)), 0.25)
+    design, _ = design_matrix(group_evidence(run, 0.3, 3.0), len(STEPS))
+    model = shipped().geometry
+    width, rank = len(FEATURES) + 1, list(VOTE_GROUPS).index("rank")
+    absent = design.copy()
+    absent[:, rank * width:(rank + 1) * width] = 0.0  # rank absent: its features 0, its flag 0
+    garbage = absent.copy()
+    garbage[:, rank * width:(rank + 1) * width - 1] = np.random.default_rng(0).normal(0, 5, (len(STEPS), width - 1))
+    np.testing.assert_array_equal(model.phase_probabilities(garbage), model.phase_probabilities(absent))
+    assert not np.allclose(model.phase_probabilities(design), model.phase_probabilities(absent))
+    flags = design[:, width - 1::width]
+    assert np.all(model.standardised(design)[:, width - 1::width] == 0) and flags.any()
+
+
 def test_a_geometry_verdict_that_a_model_fitted_without_one_family_does_not_give_is_inconclusive():
     import dataclasses
 
@@ -307,7 +326,7 @@ def test_a_geometry_verdict_that_a_model_fitted_without_one_family_does_not_give
 
     alone = history()
     acted = [i for i, v in enumerate(alone) if v.advice != "inconclusive"]
-    assert acted and all(alone[i].confidence < 0.99 for i in acted)
+    assert acted
     agreeing = dataclasses.replace(main, left_out="same")
     assert history(agreeing) == alone
     collapse = np.full(len(PHASES), -50.0)
@@ -321,7 +340,9 @@ def test_a_geometry_verdict_that_a_model_fitted_without_one_family_does_not_give
         assert gated[i].reason.endswith(f"{alone[i].advice} does not hold when one family of the corpus is left out "
                                         "of the fit: fitted without the toy runs the model reads roll-back (max_dissent=0)")
     strict = history(agreeing, dissenting, th=PhaseThresholds(min_confidence=0.99, act_confidence=0.99))
-    for i in acted:  # a verdict too weak anyway says so, and that the corpus is split too
+    weak = [i for i in acted if alone[i].confidence < 0.99]
+    assert weak
+    for i in weak:  # a verdict too weak anyway says so, and that the corpus is split too
         assert strict[i].reason.startswith("too little evidence to act on")
         assert "< min_confidence=0.99" in strict[i].reason and "without the toy runs the model reads roll-back" in strict[i].reason
     other = dataclasses.replace(dissenting, left_out="other")
@@ -335,24 +356,31 @@ def test_a_geometry_verdict_that_a_model_fitted_without_one_family_does_not_give
 def test_accuracy_mode_does_not_count_a_geometry_verdict_that_the_corpus_does_not_agree_on():
     import dataclasses
 
-    from grokmon.phasing.model import Fitted, shipped
+    from grokmon.phasing.model import Calibration, Fitted, shipped
 
     train, test = grokking(STEPS)
     frame = table(STEPS, {**geometry_series(STEPS), **accuracy_series(train, test)})
     base = shipped()
-    main = dataclasses.replace(base.geometry, jackknife=())
-    alone = classify(frame, fitted=Fitted(main, base.accuracy)).history
-    disagreeing = [i for i, v in enumerate(alone) if "the geometry disagrees" in v.reason]
-    assert disagreeing
-    members = []  # one reads stop and one roll-back everywhere: together they dissent from every geometry verdict
-    for family, phase in (("plateau", "robustness_plateau"), ("collapse", "collapse")):
+
+    def reading(phase, **changes):  # a model that reads `phase` everywhere, with confidence 1 (no calibration)
         intercept = np.full(len(PHASES), -50.0)
         intercept[PHASES.index(phase)] = 50.0
-        members.append(dataclasses.replace(main, left_out=family, intercept=intercept, coef=np.zeros_like(main.coef)))
-    gated = classify(frame, fitted=Fitted(dataclasses.replace(main, jackknife=tuple(members)), base.accuracy)).history
+        return dataclasses.replace(base.geometry, intercept=intercept, coef=np.zeros_like(base.geometry.coef),
+                                   calibration=Calibration({}), jackknife=(), **changes)
+
+    def accuracy_history(geometry):
+        return classify(frame, mode="accuracy", fitted=Fitted(geometry, base.accuracy)).history
+
+    stop = reading("robustness_plateau")
+    alone = accuracy_history(stop)
+    disagreeing = [i for i, v in enumerate(alone) if "the geometry disagrees: it reads robustness_plateau" in v.reason]
+    assert disagreeing
+    assert accuracy_history(dataclasses.replace(stop, jackknife=(reading("robustness_plateau", left_out="a"),))) == alone
+    gated = accuracy_history(dataclasses.replace(stop, jackknife=(reading("collapse", left_out="b"),)))
     assert not any("the geometry disagrees" in v.reason for v in gated)
     assert all(g.confidence >= a.confidence and g.phase == a.phase for g, a in zip(gated, alone))
-    assert all(gated[i].confidence > alone[i].confidence for i in disagreeing)
+    judged = [i for i in disagreeing if i + 1 >= PhaseThresholds().min_checkpoints]  # fewer: capped at 0.2 anyway
+    assert judged and all(gated[i].confidence > alone[i].confidence for i in judged)
 
 
 def test_the_shipped_model_carries_a_model_fitted_without_each_family_and_survives_its_file():

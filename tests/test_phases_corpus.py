@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from corpus import checks
 from corpus.load import FIXTURES, corpus_runs, sample_run
-from grokmon.phasing import classify
+from grokmon.phasing import PhaseThresholds, classify
+from grokmon.phasing.model import shipped
 
 MODES = ("accuracy", "geometry")
 
@@ -44,7 +45,7 @@ def test_the_corpus_covers_the_families_and_what_happens_in_them(runs):
 # model, and every model fitted without one family agrees (docs/phases.md, "Limits": the geometry keeps moving
 # after test accuracy settles). Only that check is waived there, and only for these runs; every other check holds
 # on every run.
-GEOMETRY_FINAL_MISSES = {"p43-wd2", "transformer-label-noise"}
+GEOMETRY_FINAL_MISSES = {"p47-w64-wd1", "p43-wd2"}
 
 
 def _waived(run, line: str, mode: str) -> bool:
@@ -89,11 +90,15 @@ def test_every_prefix_of_every_run_gives_the_verdict_of_the_history(runs, mode):
 
 def test_geometry_is_right_where_it_acts_and_does_not_only_abstain(runs, reports):
     pairs = [(truth, v.advice) for run in runs for truth, v in zip(run.advice, reports[run.name, "geometry"].history)]
-    acted = [(truth, said) for truth, said in pairs if said in ("stop", "roll-back")]
-    assert acted and sum(truth == said for truth, said in acted) >= 0.9 * len(acted)
     committed = [(truth, said) for truth, said in pairs if said != "inconclusive"]
     assert len(committed) >= len(pairs) / 3
     assert sum(truth == said for truth, said in committed) >= 0.85 * len(committed)
+    # the readings a verdict acts on, with the agreement across families off (on, each rests on one family)
+    alone = PhaseThresholds(max_dissent=len(shipped().geometry.jackknife))
+    acted = [(truth, v.advice) for run in runs
+             for truth, v in zip(run.advice, classify(run.table, alone, mode="geometry").history)
+             if v.advice in ("stop", "roll-back")]
+    assert acted and sum(truth == said for truth, said in acted) >= 0.9 * len(acted)
 
 
 def test_cli_history_as_a_table_and_in_json(runs):

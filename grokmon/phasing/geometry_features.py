@@ -110,7 +110,7 @@ def group_evidence(table, trend_decades: float, slope_sigma: float) -> dict[str,
 
 def design_matrix(evidence: dict[str, GroupEvidence], n: int) -> tuple[np.ndarray, np.ndarray]:
     """The model's input at every checkpoint: each group's FEATURES (0 where absent) and its presence flag, in
-    VOTE_GROUPS order; and the number of groups present."""
+    VOTE_GROUPS order (the model reads the features through `evidence_mask`); and the number of groups present."""
     columns, count = [], np.zeros(n)
     for group in VOTE_GROUPS:
         ev = evidence.get(group)
@@ -120,6 +120,17 @@ def design_matrix(evidence: dict[str, GroupEvidence], n: int) -> tuple[np.ndarra
         columns += [np.where(ev.present[:, None], np.nan_to_num(ev.features), 0.0), ev.present[:, None].astype(float)]
         count += ev.present
     return np.hstack(columns), count
+
+
+def evidence_mask(design: np.ndarray) -> np.ndarray:
+    """1 where a column of `design_matrix` is a feature of a group present at that checkpoint, else 0: an absent
+    group is no evidence (its standardised features count as 0), and a presence flag is not evidence either
+    (a single-logit network's rank is absent at every checkpoint, a deep one's only before it moves)."""
+    width = len(FEATURES) + 1
+    mask = np.zeros_like(design)
+    for k in range(len(VOTE_GROUPS)):
+        mask[:, k * width:(k + 1) * width - 1] = design[:, [(k + 1) * width - 1]]
+    return mask
 
 
 def feature_names() -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .geometry_features import evidence_mask
 from .types import ADVICE_FOR_PHASE, PHASES
 
 MODEL_FILE = Path(__file__).with_name("model.json")
@@ -61,9 +62,13 @@ class GeometryModel:
     left_out: str | None = None  # the corpus family this model was fitted without (None: fitted on every family)
     jackknife: tuple["GeometryModel", ...] = ()  # the same fit once without each family (agreement, below)
 
+    def standardised(self, design: np.ndarray) -> np.ndarray:
+        """The features in units of the corpus's spread, 0 where they are no evidence (`evidence_mask`)."""
+        return (design - self.mean) / self.scale * evidence_mask(design)
+
     def phase_probabilities(self, design: np.ndarray) -> np.ndarray:
         """P(phase | features) at every checkpoint, from the logistic regression alone."""
-        logits = ((design - self.mean) / self.scale) @ self.coef.T + self.intercept
+        logits = self.standardised(design) @ self.coef.T + self.intercept
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
