@@ -3,6 +3,7 @@
     nice -n 10 python -m corpus.build                 # every run not stored yet (CPU minutes each)
     nice -n 10 python -m corpus.build --run cnn/c16-wd0 --force
     nice -n 10 python -m corpus.build --sample        # re-analyse sample_checkpoints/ into its fixture
+    nice -n 10 python -m corpus.build --validation    # the runs kept out of fitting (corpus/validation.py)
 
 The sample run's results (sample_checkpoints/, analysed with the defaults: 512 points) are stored as
 tests/fixtures/sample.parquet; its truth curve is sample_checkpoints/training_curve.csv.
@@ -25,11 +26,10 @@ from pathlib import Path
 
 import torch
 
-from . import cnn, collapse, modular, omnigrok, transformer, xor
+from . import cnn, collapse, modular, omnigrok, transformer, validation, xor
 from .common import analyse_and_store, describe, slim, train
-from .load import SAMPLE_FIXTURE
+from .load import FIXTURES, SAMPLE_FIXTURE, VALIDATION
 
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "corpus"
 FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor, "transformer": transformer}
 
 
@@ -44,17 +44,17 @@ def runs() -> dict[str, tuple[str, str, callable]]:
     return out
 
 
-def fixture_path(key: str) -> Path:
+def fixture_path(key: str, folder: Path = FIXTURES) -> Path:
     family, name = key.split("/")
-    return FIXTURES / f"{family}--{name}.parquet"
+    return folder / f"{family}--{name}.parquet"
 
 
-def build(key: str, family: str, scenario: str, make) -> None:
+def build(key: str, family: str, scenario: str, make, folder: Path = FIXTURES) -> None:
     task = make()
     about = {"family": family, "run": key.split("/")[1], "scenario": scenario, "settings": describe(task)}
-    with tempfile.TemporaryDirectory(prefix="grokmon-corpus-") as folder:
-        truth = train(task, Path(folder))
-        analyse_and_store(Path(folder), fixture_path(key), task, truth, about)
+    with tempfile.TemporaryDirectory(prefix="grokmon-corpus-") as scratch:
+        truth = train(task, Path(scratch))
+        analyse_and_store(Path(scratch), fixture_path(key, folder), task, truth, about)
 
 
 def build_sample() -> None:
@@ -75,20 +75,22 @@ def main() -> None:
     parser.add_argument("--run", action="append", help="FAMILY/RUN to build (repeatable; default: all)")
     parser.add_argument("--force", action="store_true", help="rebuild runs already stored")
     parser.add_argument("--sample", action="store_true", help="only re-analyse the sample run into its fixture")
+    parser.add_argument("--validation", action="store_true", help="the validation runs instead of the corpus")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.sample:
         build_sample()
         return
-    todo = runs()
+    todo, folder = (validation.runs(), VALIDATION) if args.validation else (runs(), FIXTURES)
+    folder.mkdir(parents=True, exist_ok=True)
     unknown = set(args.run or ()) - set(todo)
     if unknown:
         raise SystemExit(f"unknown run(s) {', '.join(sorted(unknown))}; known: {', '.join(todo)}")
     for key, (family, scenario, make) in todo.items():
-        if (args.run and key not in args.run) or (fixture_path(key).exists() and not args.force):
+        if (args.run and key not in args.run) or (fixture_path(key, folder).exists() and not args.force):
             continue
         print(f"{key} ({scenario})", flush=True)
-        build(key, family, scenario, make)
+        build(key, family, scenario, make, folder)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ without it, at every checkpoint of every run (the verdict the CI recipe would ha
     python -m corpus.evaluate          # Markdown tables for docs/phases.md; needs the `corpus` extra
     python -m corpus.evaluate --sweep  # accuracy mode's plateau span and tolerance against the checks
     python -m corpus.evaluate --corpus # the runs of the corpus
+    python -m corpus.evaluate --validation  # the shipped model on the runs kept out of fitting
 
 Per mode: precision and recall of `stop` and `roll-back` against the true advice, false stops and false
 roll-backs, the checks of corpus/checks.py, and a calibration table (confidence against the share right).
@@ -21,7 +22,8 @@ from grokmon.phasing import classify
 from grokmon.phasing.types import ADVICE_FOR_PHASE, PhaseThresholds
 
 from . import checks
-from .fit import choose, fold_models, prepare_all
+from .fit import Prepared, choose, fold_models, prepare_all
+from .load import VALIDATION, corpus_runs
 
 BINS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
 
@@ -72,8 +74,8 @@ def corpus_table(prepared) -> str:
     return "\n".join(lines)
 
 
-def markdown(mode: str, result: dict) -> str:
-    lines = [f"### {mode} mode (held out by family)", "",
+def markdown(mode: str, result: dict, judged_by: str = "held out by family", runs: str = "held-out runs") -> str:
+    lines = [f"### {mode} mode ({judged_by})", "",
              "| advice | precision | recall | false (said, truth other) | said | true |", "|---|---:|---:|---:|---:|---:|"]
     for advice in ("stop", "roll-back"):
         p, r, false, said, true = result[advice]
@@ -87,7 +89,7 @@ def markdown(mode: str, result: dict) -> str:
     lines += ["", "| true advice at the end | verdict | runs |", "|---|---|---:|"]
     lines += [f"| {t} | {s} | {n} |" for (t, s), n in sorted(result["final"].items())]
     failed = {name: v for name, v in result["checks"].items() if v}
-    lines += ["", f"Checks failed on held-out runs: {sum(map(len, failed.values()))} in {len(failed)} runs."]
+    lines += ["", f"Checks failed on {runs}: {sum(map(len, failed.values()))} in {len(failed)} runs."]
     lines += [f"- {name}: {'; '.join(v)}" for name, v in failed.items()]
     return "\n".join(lines)
 
@@ -105,7 +107,22 @@ def sweep(prepared, folds) -> str:
     return "\n".join(lines)
 
 
+def validation() -> str:
+    """The shipped model on the validation runs (corpus/validation.py), both modes: the runs and the tables."""
+    prepared = [Prepared(run, PhaseThresholds()) for run in corpus_runs(VALIDATION)]
+    if not prepared:
+        raise SystemExit(f"no validation runs in {VALIDATION}: python -m corpus.build --validation")
+    parts = [corpus_table(prepared)]
+    for mode in ("accuracy", "geometry"):
+        judged = [(p.run, classify(p.run.table, mode=mode)) for p in prepared]
+        parts.append(markdown(mode, scores(judged, mode), "validation runs, shipped model", "validation runs"))
+    return "\n\n".join(parts)
+
+
 def main() -> None:
+    if "--validation" in sys.argv:
+        print(validation())
+        return
     prepared = prepare_all()
     c, temper = choose(prepared)
     folds, _ = fold_models(prepared, c, temper)

@@ -14,6 +14,7 @@ from . import truth
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "corpus"
+VALIDATION = ROOT / "tests" / "fixtures" / "validation"  # runs kept out of fitting (corpus/validation.py)
 SAMPLE_FIXTURE = ROOT / "tests" / "fixtures" / "sample.parquet"
 SAMPLE_CURVE = ROOT / "sample_checkpoints" / "training_curve.csv"
 

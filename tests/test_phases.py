@@ -110,6 +110,22 @@ def test_collapse_rolls_back_to_the_peak():
     assert f"best step {report.best_step}" in report.reason and "test accuracy" in report.reason
 
 
+def test_the_roll_back_target_is_before_damage_the_run_only_partly_recovered_from():
+    """A plateau, a dip well beyond the noise (an event damaged the network), a recovery to within the noise of
+    the plateau, then a collapse: the target is the plateau before the dip, not the recovered checkpoint."""
+    steps = STEPS
+    train, test = grokking(steps, fit_at=2.0, grok_at=3.0)
+    test = np.minimum(test, 0.96)  # at 0.96 from step ~2,700
+    dip = [i for i, s in enumerate(steps) if s > 8_000][:5]  # two checkpoints down, three nearly back, then lost
+    test[dip[0]], test[dip[1]] = 0.80, 0.82
+    test[dip[2]:dip[4] + 1] = 0.955
+    test[dip[4] + 1:] = np.linspace(0.9, 0.6, len(steps) - dip[4] - 1)
+    report = classify(accuracy_table(steps, train, test))
+    assert (report.current_phase, report.advice) == ("collapse", "roll-back"), report.reason
+    assert report.best_step < steps[dip[0]], (report.best_step, steps[dip[0]])
+    assert test[list(steps).index(report.best_step)] == 0.96
+
+
 def test_training_that_diverges_after_the_fit_is_collapse():
     steps = STEPS[STEPS <= 60_000]
     train, test = grokking(steps)

@@ -1,5 +1,5 @@
 """Both modes replayed on every prefix of every real run of the corpus (tests/fixtures/corpus/, made by
-corpus/build.py) and of the sample run, judged against their truth curves (corpus/truth.py, corpus/checks.py):
+corpus/build.py), of the sample run and of the validation runs (kept out of fitting), judged against their truth curves (corpus/truth.py, corpus/checks.py):
 no stop before test accuracy is within 0.05 of its final level, no roll-back on a run that never loses test
 accuracy, only keep-training or inconclusive through memorisation, the right verdict at the end, a
 roll-back's best step near the peak, onsets where the truth has them."""
@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from corpus import checks
-from corpus.load import FIXTURES, corpus_runs, sample_run
+from corpus.load import FIXTURES, VALIDATION, corpus_runs, sample_run
 from grokmon.phasing import PhaseThresholds, classify
 from grokmon.phasing.model import shipped
 
@@ -58,6 +58,31 @@ def test_every_verdict_of_every_run_passes_the_checks(runs, reports, mode):
                 if (kept := [line for line in checks.all_checks(run, reports[run.name, mode], mode)
                              if not _waived(run, line, mode)])}
     assert not failures, failures
+
+
+# The validation runs (corpus/validation.py) are not fitted, calibrated or chosen on. The check one of them fails
+# with the shipped model, waived here and only there (docs/phases.md, "Validation runs").
+VALIDATION_MISSES = {("accuracy", "d24-bce-wd0.3-s1"): "final verdict inconclusive"}
+
+
+@pytest.fixture(scope="module")
+def validation():
+    found = corpus_runs(VALIDATION)
+    if not found:
+        pytest.skip(f"no validation fixtures in {VALIDATION}: python -m corpus.build --validation")
+    return found
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_runs_kept_out_of_fitting_pass_the_checks(validation, mode):
+    failures = {}
+    for run in validation:
+        lines = checks.all_checks(run, classify(run.table, mode=mode), mode)
+        waived = VALIDATION_MISSES.get((mode, run.name))
+        if kept := [line for line in lines if not (waived and line.startswith(waived))]:
+            failures[run.name] = kept
+    assert not failures, failures
+    assert {run.family for run in validation} == {"modular", "omnigrok", "cnn", "xor", "transformer"}
 
 
 @pytest.mark.parametrize("mode", MODES)
