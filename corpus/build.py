@@ -33,15 +33,24 @@ from .load import FIXTURES, SAMPLE_FIXTURE, VALIDATION
 FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor, "transformer": transformer}
 
 
-def runs() -> dict[str, tuple[str, str, callable]]:
-    """"family/run" -> (family, scenario, a function making its Task)."""
+def makers(plain: dict, collapsing: dict) -> dict[str, tuple[str, str, callable]]:
+    """"family/run" -> (family, scenario, a function making its Task), from "family/run" -> task arguments
+    (plain runs) and "family/run" -> (family, events, task arguments) (collapsing runs)."""
     out = {}
-    for family, module in FAMILIES.items():
-        for name, arguments in module.RUNS.items():
-            out[f"{family}/{name}"] = (family, "plain", lambda m=module, a=arguments: m.task(**a))
-    for name, (family, events, arguments) in collapse.RUNS.items():
-        out[f"{family}/{name}"] = (family, "collapse", lambda f=family, e=events, a=arguments: collapse.task(f, e, a))
+    for key, arguments in plain.items():
+        family = key.split("/")[0]
+        out[key] = (family, "plain", lambda m=FAMILIES[family], a=arguments: m.task(**a))
+    for key, (family, events, arguments) in collapsing.items():
+        out[key] = (family, "collapse", lambda f=family, e=events, a=arguments: collapse.task(f, e, a))
     return out
+
+
+def runs() -> dict[str, tuple[str, str, callable]]:
+    """The corpus: every family's RUNS and corpus.collapse.RUNS."""
+    plain = {f"{family}/{name}": arguments
+             for family, module in FAMILIES.items() for name, arguments in module.RUNS.items()}
+    return makers(plain, {f"{family}/{name}": (family, events, arguments)
+                          for name, (family, events, arguments) in collapse.RUNS.items()})
 
 
 def fixture_path(key: str, folder: Path = FIXTURES) -> Path:
@@ -81,11 +90,12 @@ def main() -> None:
     if args.sample:
         build_sample()
         return
-    todo, folder = (validation.runs(), VALIDATION) if args.validation else (runs(), FIXTURES)
-    folder.mkdir(parents=True, exist_ok=True)
+    todo, folder = ((makers(validation.PLAIN, validation.COLLAPSE), VALIDATION) if args.validation
+                    else (runs(), FIXTURES))
     unknown = set(args.run or ()) - set(todo)
     if unknown:
         raise SystemExit(f"unknown run(s) {', '.join(sorted(unknown))}; known: {', '.join(todo)}")
+    folder.mkdir(parents=True, exist_ok=True)
     for key, (family, scenario, make) in todo.items():
         if (args.run and key not in args.run) or (fixture_path(key, folder).exists() and not args.force):
             continue

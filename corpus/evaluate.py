@@ -22,7 +22,7 @@ from grokmon.phasing import classify
 from grokmon.phasing.types import ADVICE_FOR_PHASE, PhaseThresholds
 
 from . import checks
-from .fit import Prepared, choose, fold_models, prepare_all
+from .fit import choose, fold_models, prepare_all
 from .load import VALIDATION, corpus_runs
 
 BINS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
@@ -62,19 +62,18 @@ def _underlying(verdict, mode: str) -> str:
     return verdict.advice if verdict.advice != "inconclusive" else ADVICE_FOR_PHASE[verdict.phase]
 
 
-def corpus_table(prepared) -> str:
-    """The runs of the corpus: family, scenario, checkpoints, final accuracies, the true phases in order."""
+def corpus_table(runs) -> str:
+    """Runs (corpus.load.Run): family, scenario, checkpoints, final accuracies, the true phases in order."""
     lines = ["| family | run | scenario | checkpoints | last step | final train / test | true phases |",
              "|---|---|---|---:|---:|---|---|"]
-    for p in sorted(prepared, key=lambda p: (p.run.family, p.run.name)):
-        run = p.run
+    for run in sorted(runs, key=lambda r: (r.family, r.name)):
         phases = [ph for k, ph in enumerate(run.phases) if k == 0 or ph != run.phases[k - 1]]
         lines.append(f"| {run.family} | {run.name} | {run.scenario} | {len(run.steps)} | {int(run.steps[-1])} | "
                      f"{run.train[-1]:.2f} / {run.test[-1]:.2f} | {' → '.join(phases)} |")
     return "\n".join(lines)
 
 
-def markdown(mode: str, result: dict, judged_by: str = "held out by family", runs: str = "held-out runs") -> str:
+def markdown(mode: str, result: dict, judged_by: str = "held out by family", where: str = "held-out runs") -> str:
     lines = [f"### {mode} mode ({judged_by})", "",
              "| advice | precision | recall | false (said, truth other) | said | true |", "|---|---:|---:|---:|---:|---:|"]
     for advice in ("stop", "roll-back"):
@@ -89,7 +88,7 @@ def markdown(mode: str, result: dict, judged_by: str = "held out by family", run
     lines += ["", "| true advice at the end | verdict | runs |", "|---|---|---:|"]
     lines += [f"| {t} | {s} | {n} |" for (t, s), n in sorted(result["final"].items())]
     failed = {name: v for name, v in result["checks"].items() if v}
-    lines += ["", f"Checks failed on {runs}: {sum(map(len, failed.values()))} in {len(failed)} runs."]
+    lines += ["", f"Checks failed on {where}: {sum(map(len, failed.values()))} in {len(failed)} runs."]
     lines += [f"- {name}: {'; '.join(v)}" for name, v in failed.items()]
     return "\n".join(lines)
 
@@ -109,12 +108,12 @@ def sweep(prepared, folds) -> str:
 
 def validation() -> str:
     """The shipped model on the validation runs (corpus/validation.py), both modes: the runs and the tables."""
-    prepared = [Prepared(run, PhaseThresholds()) for run in corpus_runs(VALIDATION)]
-    if not prepared:
+    runs = corpus_runs(VALIDATION)
+    if not runs:
         raise SystemExit(f"no validation runs in {VALIDATION}: python -m corpus.build --validation")
-    parts = [corpus_table(prepared)]
+    parts = [corpus_table(runs)]
     for mode in ("accuracy", "geometry"):
-        judged = [(p.run, classify(p.run.table, mode=mode)) for p in prepared]
+        judged = [(run, classify(run.table, mode=mode)) for run in runs]
         parts.append(markdown(mode, scores(judged, mode), "validation runs, shipped model", "validation runs"))
     return "\n\n".join(parts)
 
@@ -133,7 +132,7 @@ def main() -> None:
         print(sweep(prepared, folds))
         return
     if "--corpus" in sys.argv:
-        print(corpus_table(prepared))
+        print(corpus_table([p.run for p in prepared]))
         return
     for mode in ("accuracy", "geometry"):
         print(markdown(mode, scores(replay(prepared, folds, mode), mode)), "\n")

@@ -4,11 +4,11 @@
 
 - Labels: the true phase of every checkpoint (corpus/truth.py, from the truth curves).
 - Features: grokmon.phasing.geometry_features at the default thresholds, the same code `phases` runs.
-- Model: scikit-learn's LogisticRegression (multinomial, L2) on the features standardised where they are
-  evidence (an absent group 0, presence flags not features); the phase chain's
-  rates per decade from the labelled sequences (transitions / decades spent, plus a small pseudo-count on
-  the transitions docs/phases.md allows); the regularisation C and the temper chosen by the log-loss of the
-  filtered advice probabilities on held-out families.
+- Model: scikit-learn's LogisticRegression (multinomial, L2) on the features standardised over the checkpoints
+  where they are evidence (an absent group's features 0); the phase chain's rates per decade from the labelled
+  sequences (transitions / decades spent, plus a small pseudo-count on the transitions docs/phases.md allows);
+  the regularisation C and the temper chosen by the log-loss of the filtered advice probabilities on held-out
+  families.
 - Jackknife: the same fit once without each family, shipped with the model (a verdict one of them does not
   share is `inconclusive`); each held-out fold's model carries its own, fitted without one more family.
 - Calibration: isotonic regression (scikit-learn) of "the advice was right" on the raw confidence, per

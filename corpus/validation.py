@@ -5,27 +5,21 @@ They estimate what the checks give on real runs the corpus has not seen."""
 
 from __future__ import annotations
 
-from . import cnn, collapse, modular, omnigrok, transformer, xor
+from . import collapse
 
+# "family/run" -> the family's task arguments
 PLAIN = {
-    "modular/p43-w80-wd0.7-s2": (modular, dict(p=43, width=80, weight_decay=0.7, steps=8000, seed=2)),
-    "omnigrok/init7-n400-wd0.15-s1": (omnigrok, dict(init_scale=7, width=100, train_points=400, weight_decay=0.15,
-                                                     steps=14000, seed=1)),
-    "cnn/c12-wd0.3-s1": (cnn, dict(channels=12, weight_decay=0.3, steps=3000, seed=1)),
-    "xor/d24-bce-wd0.3-s1": (xor, dict(dim=24, spread=0.45, weight_decay=0.3, lr=3e-3, steps=6000, seed=1)),
-    "transformer/p41-wd1.5-s3": (transformer, dict(p=41, weight_decay=1.5, steps=10000, seed=3)),
+    "modular/p43-w80-wd0.7-s2": dict(p=43, width=80, weight_decay=0.7, steps=8000, seed=2),
+    "omnigrok/init7-n400-wd0.15-s1": dict(init_scale=7, width=100, train_points=400, weight_decay=0.15, steps=14000,
+                                          seed=1),
+    "cnn/c12-wd0.3-s1": dict(channels=12, weight_decay=0.3, steps=3000, seed=1),
+    "xor/d24-bce-wd0.3-s1": dict(dim=24, spread=0.45, weight_decay=0.3, lr=3e-3, steps=6000, seed=1),
+    "transformer/p41-wd1.5-s3": dict(p=41, weight_decay=1.5, steps=10000, seed=3),
 }
+# "family/run" -> (family, {step: event}, the family's task arguments), as corpus.collapse.RUNS
 COLLAPSE = {
     "modular/modular-lr-blowup-s3": ("modular", {4000: collapse.lr_blowup(20)},
                                      dict(p=37, width=96, weight_decay=1.0, fraction=0.5, steps=6000, seed=3)),
     "cnn/cnn-label-noise-s1": ("cnn", {700: collapse.label_noise(0.5, seed=7)}, dict(channels=12, steps=4000, seed=1)),
 }
 
-
-def runs() -> dict[str, tuple[str, str, callable]]:
-    """"family/run" -> (family, scenario, a function making its Task), as corpus.build.runs."""
-    out = {key: (key.split("/")[0], "plain", lambda m=module, a=arguments: m.task(**a))
-           for key, (module, arguments) in PLAIN.items()}
-    for key, (family, events, arguments) in COLLAPSE.items():
-        out[key] = (family, "collapse", lambda f=family, e=events, a=arguments: collapse.task(f, e, a))
-    return out

@@ -73,7 +73,6 @@ class AccuracyJudge:
         self.peak = -math.inf               # highest 3-median of test accuracy once generalised
         self.best: int | None = None        # roll-back target: the middle of the best 3-median
         self.best_level = -math.inf
-        self.dipped = False                 # a 3-median fell below best_level by more than the noise since
         self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
 
     def readings(self) -> list[Reading]:
@@ -115,10 +114,8 @@ class AccuracyJudge:
         pool = self.test_since if self.fitted else self.test_before
         level, middle = _median3(pool), self.seen[-2] if len(pool) >= 2 else i
         if self.best is None or level > self.best_level:  # the middle of the best three in a row ...
-            self.best, self.best_level, self.dipped = middle, level, False
-        elif level < self.best_level - self._noise(i):
-            self.dipped = True
-        elif not self.dipped:  # ... or of a later three as good within the noise, the run on that level since
+            self.best, self.best_level = middle, level
+        elif level >= self.best_level - self._noise(i):  # ... or of a later three as good within the noise
             self.best = middle
         if self.generalised is None and self.fitted:
             self.generalised = self._risen(i)

@@ -123,11 +123,10 @@ def design_matrix(evidence: dict[str, GroupEvidence], n: int) -> tuple[np.ndarra
 
 
 def evidence_mask(design: np.ndarray) -> np.ndarray:
-    """1 where a column of `design_matrix` is a feature of a group present at that checkpoint, else 0: an absent
-    group is no evidence (its standardised features count as 0), and a presence flag is not evidence either
-    (a single-logit network's rank is absent at every checkpoint, a deep one's only before it moves)."""
+    """0 for the FEATURES of a group absent at that checkpoint, else 1: an absent group's features are no
+    evidence (its standardised features count as 0, not as the value 0 would stand for); its presence flag is."""
     width = len(FEATURES) + 1
-    mask = np.zeros_like(design)
+    mask = np.ones_like(design)
     for k in range(len(VOTE_GROUPS)):
         mask[:, k * width:(k + 1) * width - 1] = design[:, [(k + 1) * width - 1]]
     return mask

@@ -107,7 +107,8 @@ class GeometryModel:
     def from_dict(cls, doc: dict, left_out: str | None = None) -> "GeometryModel":
         """The model of a model.json document; `left_out`: the family a jackknife member was fitted without
         (members carry no calibration of their own)."""
-        arrays = {k: np.asarray(doc[k], float) for k in ("mean", "scale", "coef", "intercept", "prior", "initial", "rates")}
+        arrays = {k: np.asarray(doc[k], float)
+                  for k in ("mean", "scale", "coef", "intercept", "prior", "initial", "rates")}
         calibration = Calibration({}) if left_out else Calibration.from_dict(doc["calibration"])
         jackknife = tuple(cls.from_dict(d, left_out=d["left_out"]) for d in doc.get("jackknife", ()))
         return cls(tuple(doc["features"]), temper=float(doc["temper"]), calibration=calibration, left_out=left_out,

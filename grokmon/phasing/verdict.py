@@ -60,7 +60,8 @@ def _verdict(step: int, count: int, j: Judged, best: int | None, points: float, 
             f" (confidence {confidence:.2f} < {name}={needed:g} for {j.advice})"
         head = "too little evidence to act on" if weak else "no verdict the corpus agrees on"
         tail = f"; {j.withheld}" if j.withheld else ""
-        return StepVerdict(step, j.phase, "inconclusive", confidence, f"{head} at step {step}: {j.phase}, {note}{why}{tail}")
+        reason = f"{head} at step {step}: {j.phase}, {note}{why}{tail}"
+        return StepVerdict(step, j.phase, "inconclusive", confidence, reason)
     reason = f"{j.phase} at step {step}: {note}"
     if j.advice == "roll-back" and best is not None:
         reason += f"; best step {best}"
