@@ -308,6 +308,7 @@ def test_the_features_of_an_absent_group_are_no_evidence():
     np.testing.assert_array_equal(model.phase_probabilities(garbage), model.phase_probabilities(absent))
     assert not np.any(model.standardised(absent)[:, rank * width:(rank + 1) * width - 1])
     assert not np.allclose(model.phase_probabilities(design), model.phase_probabilities(absent))
+    assert np.any(model.standardised(design)[:, width - 1::width])  # the presence flags are evidence
 
 
 def test_a_geometry_verdict_that_a_model_fitted_without_one_family_does_not_give_is_inconclusive():
