@@ -26,7 +26,8 @@ import numpy as np
 
 from grokmon.phasing.accuracy_mode import AccuracyJudge
 from grokmon.phasing.geometry_features import design_matrix, evidence_mask, feature_names, group_evidence
-from grokmon.phasing.model import MODEL_FILE, Calibration, Fitted, GeometryModel, advice_probabilities
+from grokmon.phasing.model import (ADVICE_ORDER, MODEL_FILE, Calibration, Fitted, GeometryModel,
+                                   advice_probabilities, most_likely)
 from grokmon.phasing.table import RunTable
 from grokmon.phasing.types import ADVICE_FOR_PHASE, PHASES, PhaseThresholds
 
@@ -43,7 +44,6 @@ ALLOWED = {("fitting", "memorisation"), ("fitting", "generalisation"), ("fitting
 PSEUDO_COUNT, PSEUDO_DECADES = 0.2, 1.0
 C_GRID, TEMPER_GRID = (0.03, 0.1, 0.3, 1.0), (0.3, 0.5, 0.7, 1.0)
 IDENTITY = Calibration({})
-ADVICE_ORDER = list(advice_probabilities(np.eye(K)))
 
 
 class Prepared:
@@ -100,17 +100,13 @@ def model_for(prepared: list[Prepared], c: float, temper: float, calibration: Ca
                          **fit_logistic(prepared, c), **fit_chain(prepared))
 
 
-
 def predictions(model: GeometryModel, p: Prepared) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Per checkpoint: predicted advice, the phase read, the advice's raw probability, all advice probabilities
     (as geometry_mode reads them)."""
     posterior = model.filtered(p.design, p.x, p.count > 0)
-    by_advice = advice_probabilities(posterior)
-    stacked = np.column_stack([by_advice[a] for a in ADVICE_ORDER])
-    advice = [ADVICE_ORDER[k] for k in stacked.argmax(axis=1)]
-    phases = [max((k for k, ph in enumerate(PHASES) if ADVICE_FOR_PHASE[ph] == a), key=lambda k: posterior[i, k])
-              for i, a in enumerate(advice)]
-    return advice, [PHASES[k] for k in phases], stacked.max(axis=1), stacked
+    advice, phase, probability = most_likely(posterior)
+    return ([ADVICE_ORDER[k] for k in advice], [PHASES[k] for k in phase], probability,
+            advice_probabilities(posterior))
 
 
 def held_out(prepared: list[Prepared], c: float, temper: float) -> dict[str, GeometryModel]:

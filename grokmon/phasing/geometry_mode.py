@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry_features import VOTE_GROUPS, SERIES_WORDS, design_matrix, group_evidence
-from .model import GeometryModel, advice_probabilities
-from .types import ADVICE_FOR_PHASE, PHASES
+from .model import ADVICE_ORDER, GeometryModel, most_likely
+from .types import PHASES
 
 
 @dataclass(frozen=True)
@@ -35,21 +35,15 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
     n = len(table.steps)
     evidence = group_evidence(table, th.trend_decades, th.slope_sigma)
     design, count = design_matrix(evidence, n)
-    posterior = model.filtered(design, table.x, count > 0)
-    by_advice = advice_probabilities(posterior)
-    names = list(by_advice)
-    stacked = np.column_stack([by_advice[a] for a in names])
-    advice = stacked.argmax(axis=1)
-    # within the advice, its most likely phase
-    member = np.array([[ADVICE_FOR_PHASE[p] == a for p in PHASES] for a in names])
-    phase = np.where(member[advice], posterior, -1.0).argmax(axis=1)
-    probability = stacked.max(axis=1)
+    every = model.filtered_with_jackknife(design, table.x, count > 0)
+    posterior = every[0]
+    advice, phase, probability = most_likely(posterior)
     confidence = np.array([model.calibration(PHASES[k], p) for k, p in zip(phase, probability)])
     # how much each checkpoint's own reading (before the filter) raised the probability of collapse
     damage = np.diff(model.phase_probabilities(design)[:, PHASES.index("collapse")], prepend=0.0)
     damage[count == 0] = 0.0
     words = _words(evidence, n, th.slope_sigma)
-    dissent = model.dissent(design, table.x, count > 0, [names[k] for k in advice])
+    dissent = model.dissent(every[1:], advice)
     out = []
     collapse_from: int | None = None
     for i in range(n):
@@ -59,8 +53,9 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
         name = PHASES[phase[i]]
         collapse_from = (collapse_from if collapse_from is not None else i) if name == "collapse" else None
         best = _before_damage(damage[: collapse_from + 1]) if collapse_from else None
-        out.append(GeometryReading(name, names[advice[i]], float(probability[i]), float(confidence[i]), int(count[i]),
-                                   f"{words[i]} (P({name}) {posterior[i, phase[i]]:.2f})", best, dissent[i]))
+        out.append(GeometryReading(name, ADVICE_ORDER[advice[i]], float(probability[i]), float(confidence[i]),
+                                   int(count[i]), f"{words[i]} (P({name}) {posterior[i, phase[i]]:.2f})", best,
+                                   dissent[i]))
     return out
 
 

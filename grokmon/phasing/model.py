@@ -24,6 +24,8 @@ from .geometry_features import evidence_mask
 from .types import ADVICE_FOR_PHASE, PHASES
 
 MODEL_FILE = Path(__file__).with_name("model.json")
+ADVICE_ORDER = tuple(dict.fromkeys(ADVICE_FOR_PHASE[p] for p in PHASES))  # the phases' advice, first seen first
+_GIVES = np.array([[ADVICE_FOR_PHASE[p] == a for p in PHASES] for a in ADVICE_ORDER])  # advice x phases
 _SQUARINGS = 12  # expm(Q dx) as (I + Q dx / 2^12)^(2^12)
 
 
@@ -80,6 +82,10 @@ class GeometryModel:
         """
         return _forward([self], design, x, informative)[0]
 
+    def filtered_with_jackknife(self, design: np.ndarray, x: np.ndarray, informative: np.ndarray) -> np.ndarray:
+        """`filtered` of this model and of every jackknife model, in one pass (1 + jackknife models x n x phases)."""
+        return _forward([self, *self.jackknife], design, x, informative)
+
     def transitions(self, gaps: np.ndarray) -> np.ndarray:
         """exp(rates x gap) for every gap (decades), by repeated squaring."""
         small = np.eye(len(PHASES)) + self.rates[None] * (np.maximum(gaps, 0.0)[:, None, None] / 2**_SQUARINGS)
@@ -87,20 +93,16 @@ class GeometryModel:
             small = small @ small
         return small
 
-    def dissent(self, design: np.ndarray, x: np.ndarray, informative: np.ndarray,
-                advice: list[str]) -> list[tuple[tuple[str, str], ...]]:
-        """Per checkpoint, (family left out, its advice) for every jackknife model whose most likely advice is
-        not `advice` there (empty where all agree): a reading that changes when one family of training runs is
-        left out of the fit rests on the runs of that family."""
-        out: list[list[tuple[str, str]]] = [[] for _ in x]
-        if self.jackknife:
-            for model, posterior in zip(self.jackknife, _forward(self.jackknife, design, x, informative)):
-                by_advice = advice_probabilities(posterior)
-                names = list(by_advice)
-                theirs = np.column_stack([by_advice[a] for a in names]).argmax(axis=1)
-                for i, k in enumerate(theirs):
-                    if names[k] != advice[i]:
-                        out[i].append((model.left_out, names[k]))
+    def dissent(self, posteriors: np.ndarray, advice: np.ndarray) -> list[tuple[tuple[str, str], ...]]:
+        """Per checkpoint, (family left out, its advice) for every jackknife model whose most likely advice is not
+        `advice` there (indices into ADVICE_ORDER; empty where all agree), from their filtered `posteriors`
+        (jackknife models x n x phases): a reading that changes when one family of training runs is left out of
+        the fit rests on the runs of that family."""
+        out: list[list[tuple[str, str]]] = [[] for _ in advice]
+        for model, posterior in zip(self.jackknife, posteriors):
+            theirs = advice_probabilities(posterior).argmax(axis=1)
+            for i in np.flatnonzero(theirs != advice):
+                out[i].append((model.left_out, ADVICE_ORDER[theirs[i]]))
         return [tuple(d) for d in out]
 
     @classmethod
@@ -130,13 +132,22 @@ def _forward(models, design: np.ndarray, x: np.ndarray, informative: np.ndarray)
     return out
 
 
-def advice_probabilities(phases: np.ndarray) -> dict[str, np.ndarray]:
-    """Sum the phase probabilities (n x phases) into the advice each phase gives."""
+def advice_probabilities(phases: np.ndarray) -> np.ndarray:
+    """Sum the phase probabilities (n x phases) into the advice each phase gives (n x ADVICE_ORDER)."""
     out: dict[str, np.ndarray] = {}
     for k, phase in enumerate(PHASES):
         advice = ADVICE_FOR_PHASE[phase]
         out[advice] = out.get(advice, 0.0) + phases[:, k]
-    return out
+    return np.column_stack([out[a] for a in ADVICE_ORDER])
+
+
+def most_likely(posterior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per checkpoint of phase probabilities (n x phases): the most likely advice (index into ADVICE_ORDER), the
+    most likely phase among those giving it (index into PHASES), and that advice's probability."""
+    by_advice = advice_probabilities(posterior)
+    advice = by_advice.argmax(axis=1)
+    phase = np.where(_GIVES[advice], posterior, -1.0).argmax(axis=1)
+    return advice, phase, by_advice.max(axis=1)
 
 
 @dataclass(frozen=True)
