@@ -14,8 +14,8 @@ Each run becomes tests/fixtures/corpus/FAMILY--RUN.parquet: the results table of
 whole train and test sets at every saved step). Run from the repository root (the CNN factory is
 `corpus.cnn:build`). Needs the `corpus` extra (scikit-learn) and torch.
 
-A family is a module with `RUNS` (name -> task arguments) and `task(**arguments) -> Task`, listed in FAMILIES
-below.
+A family is a module with `RUNS` (name -> task arguments) and `task(**arguments) -> Task`, listed in
+corpus/families.py.
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from pathlib import Path
 
 import torch
 
-from . import cnn, collapse, modular, omnigrok, transformer, validation, xor
+from . import collapse, validation
 from .common import analyse_and_store, describe, slim, train
+from .families import FAMILIES
 from .load import FIXTURES, SAMPLE_FIXTURE, VALIDATION
-
-FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor, "transformer": transformer}
 
 
 def makers(plain: dict, collapsing: dict) -> dict[str, tuple[str, str, callable]]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from . import cnn, modular, omnigrok, transformer, xor
 from .common import Task
+from .families import FAMILIES
 
 
 def label_noise(fraction: float, seed: int = 123):
@@ -31,7 +31,6 @@ def lr_blowup(factor: float):
     return blow
 
 
-FAMILY_OF = {"cnn": cnn, "modular": modular, "omnigrok": omnigrok, "xor": xor, "transformer": transformer}
 # run name -> (family, {step: event}, the family's task arguments)
 RUNS = {
     "cnn-label-noise": ("cnn", {600: label_noise(0.6)}, dict(steps=4000)),
@@ -49,6 +48,6 @@ RUNS = {
 
 
 def task(family: str, events: dict, arguments: dict) -> Task:
-    made = FAMILY_OF[family].task(**arguments)
+    made = FAMILIES[family].task(**arguments)
     made.events.update(events)
     return made

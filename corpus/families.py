@@ -1,0 +1,7 @@
+"""The corpus's families by name: each a module with `RUNS` (name -> task arguments) and `task(**arguments) -> Task`."""
+
+from __future__ import annotations
+
+from . import cnn, modular, omnigrok, transformer, xor
+
+FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor, "transformer": transformer}
