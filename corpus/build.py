@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -32,15 +33,19 @@ from .families import FAMILIES
 from .load import FIXTURES, SAMPLE_FIXTURE, VALIDATION
 
 
-def makers(plain: dict, collapsing: dict) -> dict[str, tuple[str, str, callable]]:
+def makers(plain: dict, collapsing: dict, save_every: dict | None = None) -> dict[str, tuple[str, str, callable]]:
     """"family/run" -> (family, scenario, a function making its Task), from "family/run" -> task arguments
-    (plain runs) and "family/run" -> (family, events, task arguments) (collapsing runs)."""
+    (plain runs) and "family/run" -> (family, events, task arguments) (collapsing runs); `save_every`:
+    "family/run" -> N for the runs saved every N steps (the others: the log-spaced grid)."""
     out = {}
     for key, arguments in plain.items():
         family = key.split("/")[0]
         out[key] = (family, "plain", lambda m=FAMILIES[family], a=arguments: m.task(**a))
     for key, (family, events, arguments) in collapsing.items():
         out[key] = (family, "collapse", lambda f=family, e=events, a=arguments: collapse.task(f, e, a))
+    for key, every in (save_every or {}).items():
+        family, scenario, make = out[key]
+        out[key] = (family, scenario, lambda m=make, n=every: replace(m(), save_every=n))
     return out
 
 
@@ -89,7 +94,7 @@ def main() -> None:
     if args.sample:
         build_sample()
         return
-    todo, folder = ((makers(validation.PLAIN, validation.COLLAPSE), VALIDATION) if args.validation
+    todo, folder = ((makers(validation.PLAIN, validation.COLLAPSE, validation.SAVE_EVERY), VALIDATION) if args.validation
                     else (runs(), FIXTURES))
     unknown = set(args.run or ()) - set(todo)
     if unknown:

@@ -33,6 +33,8 @@ class Task:
     labels trained on, the learning rate, ...). `train_labels` are the labels trained on (they start as
     `y_train`; an event may corrupt them); truth curves and probes always use the clean `y_train`.
     `factory` is the `--model` spec grokmon needs to rebuild the network (None: the inferred MLP).
+    `save_every`: save every N steps and nowhere else, as most training scripts do (None: the corpus's
+    log-spaced grid and the extra saves where test accuracy moved).
     """
 
     model: nn.Module
@@ -51,6 +53,7 @@ class Task:
     check_every: int = 10           # how often test accuracy is looked at for the extra saves
     seed: int = 0
     train_labels: torch.Tensor | None = None
+    save_every: int | None = None   # None: log-spaced saves (save_grid) plus the extra saves; N: every N steps only
 
     def __post_init__(self):
         if self.train_labels is None:
@@ -88,7 +91,7 @@ def train(task: Task, out: Path, log: Callable[[str], None] = print) -> list[dic
     """
     torch.manual_seed(task.seed)
     generator = torch.Generator().manual_seed(task.seed)
-    grid = save_grid(task.steps)
+    grid = save_grid(task.steps) if task.save_every is None else set(range(0, task.steps + 1, task.save_every))
     curve: list[dict] = []
     last_saved = None
     start = time.time()
@@ -99,7 +102,8 @@ def train(task: Task, out: Path, log: Callable[[str], None] = print) -> list[dic
         if step in grid or step % task.check_every == 0:
             model.eval()
             test = accuracy(model, task.x_test, task.y_test)
-            moved = last_saved is not None and abs(test - last_saved) >= MOVE_TO_SAVE and len(curve) < MOST_SAVES - 5
+            moved = (task.save_every is None and last_saved is not None and abs(test - last_saved) >= MOVE_TO_SAVE
+                     and len(curve) < MOST_SAVES - 5)
             if step in grid or moved:
                 state = {k: v.detach().to(torch.float32).clone().contiguous() for k, v in model.state_dict().items()}
                 save_file(state, str(out / f"step_{step:06d}.safetensors"), metadata={"step": str(step)})
@@ -158,7 +162,7 @@ def describe(task: Task) -> dict:
     return {"optimizer": type(optimiser).__name__, "lr": group["lr"], "weight_decay": group.get("weight_decay", 0.0),
             "steps": task.steps, "batch": task.batch, "loss": task.loss, "train_points": len(task.x_train),
             "test_points": len(task.x_test), "events": sorted(task.events), "seed": task.seed,
-            "parameters": sum(p.numel() for p in task.model.parameters())}
+            "parameters": sum(p.numel() for p in task.model.parameters()), "save_every": task.save_every}
 
 
 def scale_init(model: nn.Module, factor: float) -> nn.Module:

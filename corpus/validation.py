@@ -1,7 +1,12 @@
 """Runs kept out of everything the classifier is fitted or chosen on: new seeds and settings of every family,
 plain and collapsing, chosen before any was trained. `python -m corpus.build --validation` trains and stores
 them in tests/fixtures/validation/; `python -m corpus.evaluate --validation` judges them with the shipped model.
-They estimate what the checks give on real runs the corpus has not seen."""
+They estimate what the checks give on real runs the corpus has not seen.
+
+The runs named `...-everyN` are saved every N steps and nowhere else, as most training scripts save (the corpus
+is saved on a log-spaced grid, plus where test accuracy moved): on the log-step axis their checkpoints crowd
+at the end of the run and the early phases have few of them.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,21 @@ PLAIN = {
     "cnn/c12-wd0.3-s1": dict(channels=12, weight_decay=0.3, steps=3000, seed=1),
     "xor/d24-bce-wd0.3-s1": dict(dim=24, spread=0.45, weight_decay=0.3, lr=3e-3, steps=6000, seed=1),
     "transformer/p41-wd1.5-s3": dict(p=41, weight_decay=1.5, steps=10000, seed=3),
+    "modular/p41-w96-wd1-s4-every200": dict(p=41, width=96, weight_decay=1.0, steps=8000, seed=4),
+    "omnigrok/init8-n500-wd0.1-s2-every400": dict(init_scale=8, width=100, train_points=500, weight_decay=0.1,
+                                                  steps=16000, seed=2),
+    "cnn/c16-wd0.1-s2-every75": dict(channels=16, weight_decay=0.1, steps=3000, seed=2),
+    "xor/d20-bce-wd0.5-s2-every125": dict(dim=20, spread=0.4, weight_decay=0.5, lr=3e-3, steps=5000, seed=2),
+    "transformer/p43-wd2-s2-every250": dict(p=43, weight_decay=2.0, steps=10000, seed=2),
 }
 # "family/run" -> (family, {step: event}, the family's task arguments), as corpus.collapse.RUNS
 COLLAPSE = {
     "modular/modular-lr-blowup-s3": ("modular", {4000: collapse.lr_blowup(20)},
                                      dict(p=37, width=96, weight_decay=1.0, fraction=0.5, steps=6000, seed=3)),
     "cnn/cnn-label-noise-s1": ("cnn", {700: collapse.label_noise(0.5, seed=7)}, dict(channels=12, steps=4000, seed=1)),
+    "cnn/cnn-lr-blowup-s2-every75": ("cnn", {800: collapse.lr_blowup(100)}, dict(steps=3000, seed=2)),
+    "modular/modular-label-noise-s2-every175": ("modular", {4000: collapse.label_noise(0.3, seed=9)},
+                                                dict(p=47, width=64, weight_decay=1.0, steps=7000, seed=2)),
 }
-
+# "family/run" -> N: saved every N steps only
+SAVE_EVERY = {key: int(key.rsplit("-every", 1)[1]) for key in (*PLAIN, *COLLAPSE) if "-every" in key}
