@@ -43,6 +43,10 @@ ALLOWED = {("fitting", "memorisation"), ("fitting", "generalisation"), ("fitting
            ("fitting", "collapse")}
 PSEUDO_COUNT, PSEUDO_DECADES = 0.2, 1.0
 C_GRID, TEMPER_GRID = (0.03, 0.1, 0.3, 1.0), (0.3, 0.5, 0.7, 1.0)
+# checkpoints closer together than this quantile of the corpus's gaps weigh less (model.py, evidence per decade):
+# only spacings denser than nearly all the corpus was fitted on (held out: 12 failed checks; the median, which also
+# thins the corpus's own extra saves at the moves and delays onsets, 16; no weighting 13)
+GAP_QUANTILE = 0.1
 IDENTITY = Calibration({})
 
 
@@ -96,8 +100,9 @@ def fit_chain(prepared: list[Prepared]) -> dict:
 
 def model_for(prepared: list[Prepared], c: float, temper: float, calibration: Calibration = IDENTITY,
               left_out: str | None = None) -> GeometryModel:
-    return GeometryModel(tuple(feature_names()), temper=temper, calibration=calibration, left_out=left_out,
-                         **fit_logistic(prepared, c), **fit_chain(prepared))
+    gap = float(np.quantile(np.concatenate([np.diff(p.x) for p in prepared]), GAP_QUANTILE))
+    return GeometryModel(tuple(feature_names()), temper=temper, reference_gap=gap, calibration=calibration,
+                         left_out=left_out, **fit_logistic(prepared, c), **fit_chain(prepared))
 
 
 def predictions(model: GeometryModel, p: Prepared) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
@@ -193,7 +198,8 @@ def to_json(fitted: Fitted, c: float) -> dict:
     def geometry(g: GeometryModel) -> dict:
         doc = {"features": list(g.features), "mean": g.mean.tolist(), "scale": g.scale.tolist(),
                "coef": g.coef.tolist(), "intercept": g.intercept.tolist(), "prior": g.prior.tolist(),
-               "initial": g.initial.tolist(), "rates": g.rates.tolist(), "temper": g.temper}
+               "initial": g.initial.tolist(), "rates": g.rates.tolist(), "temper": g.temper,
+               "reference_gap": g.reference_gap}
         if g.left_out is None:
             doc["calibration"] = cal(g.calibration)
         else:

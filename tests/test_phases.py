@@ -4,6 +4,7 @@ each mode, causality, the thresholds, the report's JSON, input checks. Real runs
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -181,6 +182,32 @@ def test_robust_accuracy_still_rising_after_test_settled_is_delayed_robustness(d
         assert report.advice == "stop" and "delayed robustness" not in report.reason
 
 
+def test_robust_accuracy_falling_after_test_settled_is_not_delayed_robustness_nor_a_confident_stop():
+    steps = STEPS[STEPS <= 20_000]
+    train, test = grokking(steps, grok_at=3.0)
+    robust = 0.9 - 0.3 * sigmoid(steps, 4.1, 0.1)  # robust accuracy lost while test accuracy stays flat
+    series = accuracy_series(train, test)
+    series[("robust_accuracy", "test")] = (robust, accuracy_se(robust))
+    report = classify(table(steps, series))
+    assert report.current_phase == "robustness_plateau" and report.advice == "inconclusive", report.reason
+    assert "robust accuracy" in report.reason and "falling" in report.reason
+    assert "delayed robustness" not in report.reason and "still rising" not in report.reason
+
+
+def test_a_drop_at_the_newest_checkpoint_only_is_too_weak_to_act_on_until_it_holds():
+    steps = STEPS[STEPS <= 60_000]
+    train, test = grokking(steps)
+    dropped = test.copy()
+    dropped[-1] -= 0.3
+    report = classify(accuracy_table(steps, train, dropped))
+    assert report.advice == "inconclusive" and report.current_phase != "collapse", report.reason
+    assert "a spike, or a collapse if it holds for 2 checkpoints" in report.reason
+    held = test.copy()
+    held[-2:] -= 0.3
+    assert classify(accuracy_table(steps, train, held)).advice == "roll-back"
+    assert classify(accuracy_table(steps, train, test)).advice == "stop"
+
+
 def test_three_checkpoints_are_inconclusive():
     steps = np.array([100, 1000, 10_000])
     report = classify(accuracy_table(steps, np.array([0.5, 1.0, 1.0]), np.array([0.1, 0.5, 0.99])))
@@ -273,6 +300,24 @@ def test_a_single_logit_network_counts_its_norms_once_and_has_no_rank():
     assert not evidence["rank"].present.any()
     assert evidence["scale"].metric == "centroid_norm"
     assert sum(ev.present[-1] for ev in evidence.values()) == 3
+
+
+def test_geometry_evidence_counts_per_decade_not_per_checkpoint():
+    """The same readings saved four times as densely (as a run saved every N steps is, late on the log-step
+    axis) give the filter no more evidence than the corpus's spacing would."""
+    from grokmon.phasing.model import shipped
+
+    model = shipped().geometry
+    rng = np.random.default_rng(0)
+    row = rng.normal(0, 1, len(model.features)) * model.scale + model.mean
+    for dense in (40, 160):
+        x = np.linspace(3.0, 3.0 + 40 * model.reference_gap, dense)
+        posterior = model.filtered(np.tile(row, (dense, 1)), x, np.ones(dense, bool))[-1]
+        if dense == 40:
+            sparse = posterior
+    assert np.abs(posterior - sparse).max() < 0.05, (sparse, posterior)
+    counted_in_full = replace(model, reference_gap=0.0).filtered(np.tile(row, (160, 1)), x, np.ones(160, bool))[-1]
+    assert np.abs(counted_in_full - sparse).max() > np.abs(posterior - sparse).max()
 
 
 def test_geometry_mode_is_forced_even_with_labels():

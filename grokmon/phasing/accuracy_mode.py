@@ -155,7 +155,21 @@ class AccuracyJudge:
             return self._unfitted(i)
         if self.generalised is None:
             return self._memorised(i)
-        return self._generalised(i)
+        return self._unconfirmed_drop(i, self._generalised(i))
+
+    def _unconfirmed_drop(self, i: int, reading: Reading) -> Reading:
+        """A generalised run whose newest test accuracy is `collapse_drop` below the peak, and significantly, but
+        not yet at `collapse_checkpoints` checkpoints in a row: a spike or the start of a collapse, which only
+        the next checkpoints tell apart. The reading stands, with no strength (so, calibrated, too weak to act
+        on)."""
+        th = self.th
+        drop = self.peak - self.te[i]
+        if drop < th.collapse_drop or drop < th.slope_sigma * self._noise(i):
+            return reading
+        note = (f"{reading.note}; but test accuracy {self.te[i]:.3f} at step {int(self.steps[i])} is {drop:.3f} "
+                f"below its peak {self.peak:.3f}: a spike, or a collapse if it holds for "
+                f"{th.collapse_checkpoints} checkpoints")
+        return Reading(reading.phase, 0.0, note, reading.best)
 
     def _lost(self, i: int, name: str, peak: float) -> float | None:
         """How much series `name` ("train" or "test") has lost from `peak`, if it is a collapse: at least
@@ -270,13 +284,16 @@ class AccuracyJudge:
             return Reading("generalisation", max(0.5, 1.0 - flat[1]),
                            f"test accuracy {te:.3f} {moving}, {flat[2]:+.3f} over the last {span}, with train at {tr:.3f}",
                            self.best)
-        if self.robust is not None and self.robust.present[i]:
-            robust = self._flat(i, "robust")
-            if robust is not None and not robust[0]:
-                return Reading("generalisation", max(0.5, 1.0 - robust[1]),
-                               f"delayed robustness: robust accuracy {self.robust.value[i]:.3f} still rising "
-                               f"({robust[2]:+.3f} over the last {span}) while test accuracy settled at {te:.3f}",
-                               self.best)
+        robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
+        if robust is not None and not robust[0] and robust[2] > 0:
+            return Reading("generalisation", max(0.5, 1.0 - robust[1]),
+                           f"delayed robustness: robust accuracy {self.robust.value[i]:.3f} still rising "
+                           f"({robust[2]:+.3f} over the last {span}) while test accuracy settled at {te:.3f}",
+                           self.best)
         since = f", up from {self.floor:.3f}" if self.generalised == "rose" else ", learned with the train set"
-        return Reading("robustness_plateau", flat[1],
-                       f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}", self.best)
+        note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
+        if robust is not None and not robust[0]:
+            # robust accuracy falling: no gain to wait for, but the run has not settled either
+            return Reading("robustness_plateau", flat[1] * robust[1], f"{note}; robust accuracy "
+                           f"{self.robust.value[i]:.3f} falling ({robust[2]:+.3f} over the same span)", self.best)
+        return Reading("robustness_plateau", flat[1], note, self.best)

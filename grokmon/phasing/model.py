@@ -60,6 +60,7 @@ class GeometryModel:
     initial: np.ndarray     # phase distribution at the first checkpoint
     rates: np.ndarray       # generator of the phase chain, per decade of steps (rows sum to 0)
     temper: float
+    reference_gap: float    # the corpus's median gap between checkpoints, in decades (evidence per decade, below)
     calibration: Calibration
     left_out: str | None = None  # the corpus family this model was fitted without (None: fitted on every family)
     jackknife: tuple["GeometryModel", ...] = ()  # the same fit once without each family (agreement, below)
@@ -113,15 +114,22 @@ class GeometryModel:
                   for k in ("mean", "scale", "coef", "intercept", "prior", "initial", "rates")}
         calibration = Calibration({}) if left_out else Calibration.from_dict(doc["calibration"])
         jackknife = tuple(cls.from_dict(d, left_out=d["left_out"]) for d in doc.get("jackknife", ()))
-        return cls(tuple(doc["features"]), temper=float(doc["temper"]), calibration=calibration, left_out=left_out,
+        return cls(tuple(doc["features"]), temper=float(doc["temper"]), reference_gap=float(doc["reference_gap"]),
+                   calibration=calibration, left_out=left_out,
                    jackknife=jackknife, **arrays)
 
 
 def _forward(models, design: np.ndarray, x: np.ndarray, informative: np.ndarray) -> np.ndarray:
-    """The forward filter of several models over the same checkpoints at once (models x n x phases)."""
-    likelihood = np.stack([(m.phase_probabilities(design) / m.prior) ** m.temper for m in models])
-    likelihood[:, ~informative] = 1.0
+    """The forward filter of several models over the same checkpoints at once (models x n x phases).
+
+    Evidence counts per decade of steps, not per checkpoint: a checkpoint closer to the previous one than the
+    corpus's median gap weighs gap / that gap (saved every N steps, a run's late checkpoints crowd on the
+    log-step axis and share their trend windows; counted in full, twelve of them in a tenth of a decade
+    would be read as twelve independent readings)."""
     gaps = np.diff(x, prepend=x[0])
+    likelihood = np.stack([(m.phase_probabilities(design) / m.prior) ** (m.temper * _weights(gaps, m.reference_gap))
+                           for m in models])
+    likelihood[:, ~informative] = 1.0
     steps = np.stack([m.transitions(gaps) for m in models])  # models x n x phases x phases
     out = np.zeros(likelihood.shape)
     belief = np.stack([m.initial for m in models])
@@ -130,6 +138,14 @@ def _forward(models, design: np.ndarray, x: np.ndarray, informative: np.ndarray)
         belief = belief / belief.sum(axis=1, keepdims=True)
         out[:, i] = belief
     return out
+
+
+def _weights(gaps: np.ndarray, reference: float) -> np.ndarray:
+    """Per checkpoint, the weight of its evidence (n x 1): its gap over the reference gap, at most 1; the
+    first checkpoint weighs 1."""
+    weights = np.minimum(gaps / reference, 1.0) if reference > 0 else np.ones(len(gaps))
+    weights[:1] = 1.0
+    return weights[:, None]
 
 
 def advice_probabilities(phases: np.ndarray) -> np.ndarray:
