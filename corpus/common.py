@@ -91,7 +91,8 @@ def train(task: Task, out: Path, log: Callable[[str], None] = print) -> list[dic
     """
     torch.manual_seed(task.seed)
     generator = torch.Generator().manual_seed(task.seed)
-    grid = save_grid(task.steps) if task.save_every is None else set(range(0, task.steps + 1, task.save_every))
+    every = task.save_every
+    grid = save_grid(task.steps) if every is None else set(range(0, task.steps, every)) | {task.steps}
     curve: list[dict] = []
     last_saved = None
     start = time.time()
@@ -162,7 +163,8 @@ def describe(task: Task) -> dict:
     return {"optimizer": type(optimiser).__name__, "lr": group["lr"], "weight_decay": group.get("weight_decay", 0.0),
             "steps": task.steps, "batch": task.batch, "loss": task.loss, "train_points": len(task.x_train),
             "test_points": len(task.x_test), "events": sorted(task.events), "seed": task.seed,
-            "parameters": sum(p.numel() for p in task.model.parameters()), "save_every": task.save_every}
+            "parameters": sum(p.numel() for p in task.model.parameters()),
+            **({"save_every": task.save_every} if task.save_every else {})}
 
 
 def scale_init(model: nn.Module, factor: float) -> nn.Module:

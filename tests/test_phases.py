@@ -201,11 +201,24 @@ def test_a_drop_at_the_newest_checkpoint_only_is_too_weak_to_act_on_until_it_hol
     dropped[-1] -= 0.3
     report = classify(accuracy_table(steps, train, dropped))
     assert report.advice == "inconclusive" and report.current_phase != "collapse", report.reason
-    assert "a spike, or a collapse if it holds for 2 checkpoints" in report.reason
+    assert report.confidence == 0.0
+    assert "but test accuracy" in report.reason
+    assert "a spike, or the start of a collapse if it is as low at the next 1 checkpoint" in report.reason
     held = test.copy()
     held[-2:] -= 0.3
-    assert classify(accuracy_table(steps, train, held)).advice == "roll-back"
+    confirmed = classify(accuracy_table(steps, train, held))
+    assert confirmed.advice == "roll-back" and "a spike" not in confirmed.reason
     assert classify(accuracy_table(steps, train, test)).advice == "stop"
+
+
+def test_a_fitted_train_set_lost_at_the_newest_checkpoint_only_is_too_weak_to_act_on():
+    steps = STEPS[STEPS <= 3_000]
+    train, test = grokking(steps)  # memorising: fitted, test accuracy still at chance
+    dropped = train.copy()
+    dropped[-1] -= 0.4
+    report = classify(accuracy_table(steps, dropped, test))
+    assert report.advice == "inconclusive" and "but train accuracy" in report.reason, report.reason
+    assert classify(accuracy_table(steps, train, test)).advice == "keep-training"
 
 
 def test_three_checkpoints_are_inconclusive():

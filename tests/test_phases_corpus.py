@@ -43,10 +43,10 @@ def test_the_corpus_covers_the_families_and_what_happens_in_them(runs):
 
 
 # Geometry-mode checks that corpus runs fail with the shipped model, waived only there and only for these runs
-# (docs/phases.md, "Limits"): the final verdict keep-training where the truth has settled (or collapsed) and every
-# model fitted without one family agrees (the geometry keeps moving after test accuracy settles); one onset labelled
-# x2.10 after the truth's, where the extra saves at the rise weigh less (evidence per decade). Every other check holds
-# on every run.
+# (docs/phases.md, "The corpus", Checks): the final verdict keep-training where the truth has settled (or
+# collapsed) and every model fitted without one family agrees (the geometry keeps moving after test accuracy
+# settles); one onset labelled x2.10 after the truth's, where the extra saves at the rise weigh less (evidence per
+# decade). Every other check holds on every run.
 GEOMETRY_MISSES = {"p47-w64-wd1": ("final verdict keep-training",), "p43-wd2": ("final verdict keep-training",),
                    "transformer-label-noise": ("final verdict keep-training",),
                    "modular-lr-blowup": ("generalisation labelled from step 950",)}

@@ -154,22 +154,33 @@ class AccuracyJudge:
         if not self.fitted:
             return self._unfitted(i)
         if self.generalised is None:
-            return self._memorised(i)
+            return self._unconfirmed_drop(i, self._memorised(i))
         return self._unconfirmed_drop(i, self._generalised(i))
 
     def _unconfirmed_drop(self, i: int, reading: Reading) -> Reading:
-        """A generalised run whose newest test accuracy is `collapse_drop` below the peak, and significantly, but
-        not yet at `collapse_checkpoints` checkpoints in a row: a spike or the start of a collapse, which only
-        the next checkpoints tell apart. The reading stands, with no strength (so, calibrated, too weak to act
-        on)."""
+        """The newest checkpoint alone `collapse_drop` below the peak, and significantly: test accuracy once the run
+        generalised, train accuracy once it was fitted. Until the drop holds for `collapse_checkpoints` checkpoints
+        in a row it is a spike or the start of a collapse, which only the next checkpoints tell apart: the reading
+        stands with no strength (no confidence: `inconclusive`)."""
         th = self.th
-        drop = self.peak - self.te[i]
-        if drop < th.collapse_drop or drop < th.slope_sigma * self._noise(i):
-            return reading
-        note = (f"{reading.note}; but test accuracy {self.te[i]:.3f} at step {int(self.steps[i])} is {drop:.3f} "
-                f"below its peak {self.peak:.3f}: a spike, or a collapse if it holds for "
-                f"{th.collapse_checkpoints} checkpoints")
-        return Reading(reading.phase, 0.0, note, reading.best)
+        peaks = (self.peak if self.generalised else -math.inf, self.train_peak if self.fitted else -math.inf)
+        for name, values, peak, noise in (("test", self.te, peaks[0], self.te_noise),
+                                          ("train", self.tr, peaks[1], self.tr_noise)):
+            drop = peak - values[i]
+            if drop < th.collapse_drop or drop < th.slope_sigma * math.sqrt(2.0) * noise[i]:
+                continue
+            below = 0
+            for j in reversed(self.seen):
+                if peak - values[j] < th.collapse_drop:
+                    break
+                below += 1
+            if below >= th.collapse_checkpoints:
+                continue  # it held: the collapse rules decide
+            note = (f"{reading.note}; but {name} accuracy {values[i]:.3f} at step {int(self.steps[i])} is {drop:.3f} "
+                    f"below its peak {peak:.3f}: a spike, or the start of a collapse if it is as low at the next "
+                    f"{th.collapse_checkpoints - below} checkpoint{'s' if th.collapse_checkpoints - below > 1 else ''}")
+            return Reading(reading.phase, 0.0, note, reading.best)
+        return reading
 
     def _lost(self, i: int, name: str, peak: float) -> float | None:
         """How much series `name` ("train" or "test") has lost from `peak`, if it is a collapse: at least
@@ -288,12 +299,14 @@ class AccuracyJudge:
         if robust is not None and not robust[0] and robust[2] > 0:
             return Reading("generalisation", max(0.5, 1.0 - robust[1]),
                            f"delayed robustness: robust accuracy {self.robust.value[i]:.3f} still rising "
-                           f"({robust[2]:+.3f} over the last {span}) while test accuracy settled at {te:.3f}",
+                           f"({robust[2]:+.3f} over the last {th.plateau_decades:g} decades) while test accuracy settled "
+                           f"at {te:.3f}",
                            self.best)
         since = f", up from {self.floor:.3f}" if self.generalised == "rose" else ", learned with the train set"
         note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
         if robust is not None and not robust[0]:
             # robust accuracy falling: no gain to wait for, but the run has not settled either
             return Reading("robustness_plateau", flat[1] * robust[1], f"{note}; robust accuracy "
-                           f"{self.robust.value[i]:.3f} falling ({robust[2]:+.3f} over the same span)", self.best)
+                           f"{self.robust.value[i]:.3f} falling ({robust[2]:+.3f} over the last {th.plateau_decades:g} "
+                           "decades)", self.best)
         return Reading("robustness_plateau", flat[1], note, self.best)

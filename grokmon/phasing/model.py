@@ -37,6 +37,8 @@ class Calibration:
     maps: dict[str, tuple[np.ndarray, np.ndarray]]
 
     def __call__(self, phase: str, raw: float) -> float:
+        if raw <= 0.0:  # a reading with no strength has no confidence, whatever the map's floor
+            return 0.0
         if phase not in self.maps:
             return float(raw)
         xs, ys = self.maps[phase]
@@ -60,7 +62,7 @@ class GeometryModel:
     initial: np.ndarray     # phase distribution at the first checkpoint
     rates: np.ndarray       # generator of the phase chain, per decade of steps (rows sum to 0)
     temper: float
-    reference_gap: float    # the corpus's median gap between checkpoints, in decades (evidence per decade, below)
+    reference_gap: float    # a low quantile of the corpus's gaps between checkpoints, in decades (evidence per decade)
     calibration: Calibration
     left_out: str | None = None  # the corpus family this model was fitted without (None: fitted on every family)
     jackknife: tuple["GeometryModel", ...] = ()  # the same fit once without each family (agreement, below)
@@ -114,18 +116,18 @@ class GeometryModel:
                   for k in ("mean", "scale", "coef", "intercept", "prior", "initial", "rates")}
         calibration = Calibration({}) if left_out else Calibration.from_dict(doc["calibration"])
         jackknife = tuple(cls.from_dict(d, left_out=d["left_out"]) for d in doc.get("jackknife", ()))
-        return cls(tuple(doc["features"]), temper=float(doc["temper"]), reference_gap=float(doc["reference_gap"]),
-                   calibration=calibration, left_out=left_out,
+        return cls(tuple(doc["features"]), temper=float(doc["temper"]), calibration=calibration, left_out=left_out,
+                   reference_gap=float(doc.get("reference_gap", 0.0)),  # absent (older files): counted in full
                    jackknife=jackknife, **arrays)
 
 
 def _forward(models, design: np.ndarray, x: np.ndarray, informative: np.ndarray) -> np.ndarray:
     """The forward filter of several models over the same checkpoints at once (models x n x phases).
 
-    Evidence counts per decade of steps, not per checkpoint: a checkpoint closer to the previous one than the
-    corpus's median gap weighs gap / that gap (saved every N steps, a run's late checkpoints crowd on the
-    log-step axis and share their trend windows; counted in full, twelve of them in a tenth of a decade
-    would be read as twelve independent readings)."""
+    Evidence counts per decade of steps, not per checkpoint: a checkpoint closer to the previous one than
+    `reference_gap` (fitted: a low quantile of the corpus's gaps) weighs gap / reference_gap. Saved every N
+    steps, a run's late checkpoints crowd on the log-step axis and share their trend windows; counted in full,
+    ten of them in a tenth of a decade would be read as ten independent readings."""
     gaps = np.diff(x, prepend=x[0])
     likelihood = np.stack([(m.phase_probabilities(design) / m.prior) ** (m.temper * _weights(gaps, m.reference_gap))
                            for m in models])
@@ -143,7 +145,7 @@ def _forward(models, design: np.ndarray, x: np.ndarray, informative: np.ndarray)
 def _weights(gaps: np.ndarray, reference: float) -> np.ndarray:
     """Per checkpoint, the weight of its evidence (n x 1): its gap over the reference gap, at most 1; the
     first checkpoint weighs 1."""
-    weights = np.minimum(gaps / reference, 1.0) if reference > 0 else np.ones(len(gaps))
+    weights = np.clip(gaps / reference, 0.0, 1.0) if reference > 0 else np.ones(len(gaps))
     weights[:1] = 1.0
     return weights[:, None]
 
