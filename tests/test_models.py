@@ -4,7 +4,7 @@ from torch import nn
 
 from conftest import tiny_mlp
 from grokmon.errors import ModelError
-from grokmon.inputs.models import build_from_factory, fit_state_dict, infer_mlp, load_weights
+from grokmon.inputs.models import BuiltModel, build_from_factory, fit_state_dict, infer_mlp, load_weights
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -166,6 +166,19 @@ def test_shapes_that_do_not_fit_are_named():
     built = build_from_factory("torch.nn:Linear", {"in_features": 3, "out_features": 2}, None)
     with pytest.raises(ModelError, match=r"weight \(2, 4\) vs model \(2, 3\)"):
         load_weights(built, {"weight": torch.zeros(2, 4), "bias": torch.zeros(2)}, "ckpt")
+
+
+def test_a_model_of_another_depth_names_its_wrong_shapes_besides_the_keys():
+    """A 64-32-10 model for 64-128-128-10 weights: the extra layer's keys and the shapes that differ."""
+    deep = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10))
+    shallow = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    built = BuiltModel(shallow, {}, expected_keys=frozenset(shallow.state_dict()))
+    with pytest.raises(ModelError) as caught:
+        load_weights(built, deep.state_dict(), "step_50.pt")
+    message = str(caught.value)
+    assert "unexpected 4.bias, 4.weight" in message
+    assert "wrong shape: 0.bias (128,) vs model (32,), 0.weight (128, 64) vs model (32, 64), 2.bias (128,) vs model " \
+           "(10,), 2.weight (128, 128) vs model (10, 32)" in message
 
 
 def test_a_prefix_that_fits_some_keys_names_the_keys_it_leaves_out():

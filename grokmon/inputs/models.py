@@ -297,9 +297,11 @@ def _candidate_prefixes(keys: set[str]) -> list[str]:
 
 
 def fit_state_dict(state: dict[str, torch.Tensor], expected: frozenset[str], source: str,
-                   ties: dict[str, tuple[str, ...]] | None = None) -> dict[str, torch.Tensor]:
-    """Rename checkpoint keys to the model's: strip the prefix that makes them fit, or say what does not fit.
-    Keys of tensors the model ties to another one (`ties`) may be missing when that other one is there."""
+                   ties: dict[str, tuple[str, ...]] | None = None,
+                   shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
+    """Rename checkpoint keys to the model's: strip the prefix that makes them fit, or say what does not fit
+    (with the model's `shapes`, also the keys both have whose shapes differ). Keys of tensors the model ties to
+    another one (`ties`) may be missing when that other one is there."""
     ties = ties or {}
     whole = _with_ties(state, ties)
     if set(whole) == expected:
@@ -317,10 +319,18 @@ def fit_state_dict(state: dict[str, torch.Tensor], expected: frozenset[str], sou
     left_out = sorted(k for k in state if not k.startswith(best_prefix))
     # a prefix that fits best but covers only some keys would hide the others: name them
     under = f" (of the keys under '{best_prefix}'; the others: {_few(left_out)})" if left_out else ""
+    wrong = _wrong_shapes(best, shapes or {})
+    shaped = f"; wrong shape: {_few(wrong)}" if wrong else ""
     raise ModelError(
-        f"{source}: weights do not fit the model: missing {_few(missing)}; unexpected {_few(unexpected)}{under}; "
-        "check --model / --model-kwargs"
+        f"{source}: weights do not fit the model: missing {_few(missing)}; unexpected {_few(unexpected)}{under}"
+        f"{shaped}; check --model / --model-kwargs"
     )
+
+
+def _wrong_shapes(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """'key (checkpoint shape) vs model (shape)' for every key both have whose shapes differ."""
+    return [f"{k} {tuple(v.shape)} vs model {tuple(shapes[k])}" for k, v in sorted(state.items())
+            if k in shapes and tuple(v.shape) != tuple(shapes[k])]
 
 
 def _few(keys: list[str]) -> str:
@@ -334,11 +344,13 @@ def load_weights(built: BuiltModel, state: dict[str, torch.Tensor], source: str)
     """Copy one checkpoint's weights into the model (same device and dtype as the model keeps)."""
     if built.key_map is not None:
         state = strip_common_prefix(state)
-    state = fit_state_dict(state, built.expected_keys, source, built.ties)
+    own = built.module.state_dict()
+    names = {k: built.key_map[k] if built.key_map is not None else k for k in built.expected_keys}
+    shapes = {k: tuple(own[name].shape) for k, name in names.items() if name in own}
+    state = fit_state_dict(state, built.expected_keys, source, built.ties, shapes)
     if built.key_map is not None:
         state = {built.key_map[k]: v for k, v in state.items()}
-    own = built.module.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+    wrong = _wrong_shapes(state, {k: tuple(v.shape) for k, v in own.items()})
     if wrong:
         raise ModelError(f"{source}: weight shapes do not fit the model: {_few(wrong)}; check --model / --model-kwargs")
     with torch.no_grad():

@@ -261,6 +261,12 @@ class AccuracyJudge:
         start = min(self.saturation_start[i], i - 1)  # two checkpoints at least
         return self.fitted and self.reaches_back[i] and start >= 0 and self.last_short[i] < start
 
+    def _seen_change(self, i: int, name: str) -> float:
+        """How much series `name` changed from the first checkpoint of its span to checkpoint i. A reason cites it
+        beside the trend line's change, which decides but can overshoot a step (+1.02 for a jump from 0 to 1)."""
+        values = self.robust.value if name == "robust" else (self.tr if name.startswith("train") else self.te)
+        return float(values[i] - values[int(self.spans[name].start[i])])
+
     def _flat(self, i: int, name: str) -> tuple[bool, float, float] | None:
         """Whether series `name` gained or lost less than `plateau_gain` over its span (`plateau_decades`;
         "... unfitted": `unfitted_decades`; "test partial": `partial_decades`): (flat, probability that it is,
@@ -291,22 +297,25 @@ class AccuracyJudge:
             if flat is None:
                 return Reading("generalisation", 0.5, f"test accuracy {te:.3f} with train at {tr:.3f}; the run is "
                                f"shorter than {span} so far", self.best)
-            moving = "rising" if flat[2] > 0 else "falling (not yet a collapse)"
+            seen = self._seen_change(i, "test partial" if partial else "test")
+            moving = ("moving" if seen * flat[2] <= 0 else "rising" if flat[2] > 0
+                      else "falling (not yet a collapse)")
             return Reading("generalisation", max(0.5, 1.0 - flat[1]),
-                           f"test accuracy {te:.3f} {moving}, {flat[2]:+.3f} over the last {span}, with train at {tr:.3f}",
+                           f"test accuracy {te:.3f} {moving}, {seen:+.3f} over the last {span} (trend line {flat[2]:+.3f}), "
+                           f"with train at {tr:.3f}",
                            self.best)
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
         if robust is not None and not robust[0] and robust[2] > 0:
             return Reading("generalisation", max(0.5, 1.0 - robust[1]),
                            f"delayed robustness: robust accuracy {self.robust.value[i]:.3f} still rising "
-                           f"({robust[2]:+.3f} over the last {th.plateau_decades:g} decades) while test accuracy settled "
-                           f"at {te:.3f}",
-                           self.best)
+                           f"({self._seen_change(i, 'robust'):+.3f} over the last {th.plateau_decades:g} decades, trend line "
+                           f"{robust[2]:+.3f}) while test accuracy settled at {te:.3f}", self.best)
         since = f", up from {self.floor:.3f}" if self.generalised == "rose" else ", learned with the train set"
         note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
         if robust is not None and not robust[0]:
             # robust accuracy falling: no gain to wait for, but the run has not settled either
-            return Reading("robustness_plateau", flat[1] * robust[1], f"{note}; robust accuracy "
-                           f"{self.robust.value[i]:.3f} falling ({robust[2]:+.3f} over the last {th.plateau_decades:g} "
-                           "decades)", self.best)
+            return Reading("robustness_plateau", flat[1] * robust[1],
+                           f"{note}; robust accuracy {self.robust.value[i]:.3f} falling "
+                           f"({self._seen_change(i, 'robust'):+.3f} over the last {th.plateau_decades:g} decades, trend line "
+                           f"{robust[2]:+.3f})", self.best)
         return Reading("robustness_plateau", flat[1], note, self.best)

@@ -53,10 +53,23 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
         name = PHASES[phase[i]]
         collapse_from = (collapse_from if collapse_from is not None else i) if name == "collapse" else None
         best = _before_damage(damage[: collapse_from + 1]) if collapse_from else None
-        out.append(GeometryReading(name, ADVICE_ORDER[advice[i]], float(probability[i]), float(confidence[i]),
-                                   int(count[i]), f"{words[i]} (P({name}) {posterior[i, phase[i]]:.2f})", best,
-                                   dissent[i]))
+        said = ADVICE_ORDER[advice[i]]
+        odds = _odds(name, posterior[i, phase[i]], said, probability[i], confidence[i])
+        out.append(GeometryReading(name, said, float(probability[i]), float(confidence[i]), int(count[i]),
+                                   f"{words[i]} ({odds})", best, dissent[i]))
     return out
+
+
+def _odds(phase: str, p_phase: float, advice: str, p_advice: float, confidence: float) -> str:
+    """The model's probability of the phase (and of its advice, where other phases share it), and, where the
+    calibration moves the advice's, what such readings were worth on families the model was not fitted on (why
+    a P of 0.97 can come with a confidence of 0.37)."""
+    said = f"P({phase}) {p_phase:.2f}"
+    if abs(p_advice - p_phase) > 0.005:
+        said += f", P({advice}) {p_advice:.2f}"
+    if abs(p_advice - confidence) <= 0.1:
+        return said
+    return f"{said}; such readings were right {confidence:.0%} of the time on families held out of the fit"
 
 
 def _before_damage(damage: np.ndarray) -> int:
