@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import cnn, modular, omnigrok, transformer, xor
+from . import cnn, mlp, modular, omnigrok, transformer, xor
 
-FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor, "transformer": transformer}
+FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor, "transformer": transformer, "mlp": mlp}

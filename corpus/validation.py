@@ -1,7 +1,8 @@
 """Runs kept out of everything the classifier is fitted or chosen on: new seeds and settings of every family,
 plain and collapsing, chosen before any was trained. `python -m corpus.build --validation` trains and stores
 them in tests/fixtures/validation/; `python -m corpus.evaluate --validation` judges them with the shipped model.
-They estimate what the checks give on real runs the corpus has not seen.
+They estimate what the checks give on real runs the corpus has not seen. The `mlp` runs are a family the fitted
+corpus lacks: plain digits MLPs (corpus/mlp.py), the run most training scripts make.
 
 The runs named `...-everyN` are saved every N steps and nowhere else, as most training scripts save (the corpus
 is saved on a log-spaced grid, plus where test accuracy moved): on the log-step axis their checkpoints crowd
@@ -26,6 +27,13 @@ PLAIN = {
     "cnn/c16-wd0.1-s2-every75": dict(channels=16, weight_decay=0.1, steps=3000, seed=2),
     "xor/d20-bce-wd0.5-s2-every125": dict(dim=20, spread=0.4, weight_decay=0.5, lr=3e-3, steps=5000, seed=2),
     "transformer/p43-wd2-s2-every250": dict(p=43, weight_decay=2.0, steps=10000, seed=2),
+    "mlp/w128-sgd-lr0.01": dict(steps=4000),
+    "mlp/w64-sgd-lr0.05-m0.9": dict(width=64, lr=0.05, momentum=0.9, steps=3000),
+    "mlp/w128-adam-lr1e-3": dict(optimizer="adam", lr=1e-3, steps=2000),
+    "mlp/w256-adamw-lr3e-4-wd0.05": dict(width=256, optimizer="adam", lr=3e-4, weight_decay=0.05, steps=3000),
+    "mlp/w32-sgd-lr0.1-n300": dict(width=32, lr=0.1, train_points=300, steps=3000),
+    "mlp/w96-sgd-lr0.03-s1": dict(width=96, lr=0.03, steps=3000, seed=1),
+    "mlp/w128-adam-lr5e-4-wd0.01-s2-every50": dict(optimizer="adam", lr=5e-4, weight_decay=0.01, steps=2500, seed=2),
 }
 # "family/run" -> (family, {step: event}, the family's task arguments), as corpus.collapse.RUNS
 COLLAPSE = {
@@ -35,6 +43,8 @@ COLLAPSE = {
     "cnn/cnn-lr-blowup-s2-every75": ("cnn", {800: collapse.lr_blowup(100)}, dict(steps=3000, seed=2)),
     "modular/modular-label-noise-s2-every175": ("modular", {4000: collapse.label_noise(0.3, seed=9)},
                                                 dict(p=47, width=64, weight_decay=1.0, steps=7000, seed=2)),
+    "mlp/mlp-label-noise": ("mlp", {1500: collapse.label_noise(0.5)}, dict(momentum=0.9, lr=0.02, steps=4000)),
+    "mlp/mlp-lr-blowup": ("mlp", {1200: collapse.lr_blowup(30)}, dict(optimizer="adam", lr=1e-3, steps=3000, seed=1)),
 }
 # "family/run" -> N: saved every N steps only
 SAVE_EVERY = {key: int(key.rsplit("-every", 1)[1]) for key in (*PLAIN, *COLLAPSE) if "-every" in key}

@@ -69,6 +69,7 @@ def test_every_verdict_of_every_run_passes_the_checks(runs, reports, mode):
 # with hindsight) says stop or roll-back and the probes leave it open (inconclusive), a roll-back target after the
 # damage within the probes' noise, and an onset of a few probe points two checkpoints late.
 VALIDATION_MISSES = {("accuracy", "d24-bce-wd0.3-s1"): ("final verdict inconclusive",),
+                     ("accuracy", "w128-sgd-lr0.01"): ("final verdict inconclusive",),
                      ("accuracy", "cnn-label-noise-s1"): ("best step",),
                      ("accuracy", "init8-n500-wd0.1-s2-every400"): ("final verdict inconclusive",),
                      ("accuracy", "d20-bce-wd0.5-s2-every125"): ("final verdict inconclusive",),
@@ -94,7 +95,8 @@ def test_the_runs_kept_out_of_fitting_pass_the_checks(validation, mode):
         if kept := [line for line in lines if not line.startswith(waived)]:
             failures[run.name] = kept
     assert not failures, failures
-    assert {run.family for run in validation} == {"modular", "omnigrok", "cnn", "xor", "transformer"}
+    # every family of the corpus, and one it lacks (plain digits MLPs)
+    assert {run.family for run in validation} == {"modular", "omnigrok", "cnn", "xor", "transformer", "mlp"}
 
 
 @pytest.mark.parametrize("mode", MODES)
