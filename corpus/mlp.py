@@ -1,6 +1,6 @@
 """Digits MLPs that learn ordinarily: default initialisation, cross-entropy, minibatches of 64, SGD (with or
-without momentum) or Adam, with and without weight decay — the run most training scripts make. Train and test
-accuracy rise together; there is no memorisation stage to wait through."""
+without momentum) or AdamW (`optimizer="adam"`), with and without weight decay — the run most training scripts
+make. Train and test accuracy rise together; there is no memorisation stage to wait through."""
 
 from __future__ import annotations
 

@@ -181,6 +181,20 @@ def test_a_model_of_another_depth_names_its_wrong_shapes_besides_the_keys():
            "(10,), 2.weight (128, 128) vs model (10, 32)" in message
 
 
+def test_a_module_with_extra_state_loads_its_own_weights():
+    class Noted(nn.Linear):
+        def get_extra_state(self):
+            return {"note": "not a tensor"}
+
+        def set_extra_state(self, state):
+            self.note = state["note"]
+
+    module = Noted(3, 2)
+    built = BuiltModel(module, {}, expected_keys=frozenset(module.state_dict()))
+    load_weights(built, Noted(3, 2).state_dict(), "ckpt")
+    assert module.note == "not a tensor"
+
+
 def test_a_prefix_that_fits_some_keys_names_the_keys_it_leaves_out():
     from grokmon.errors import ModelError
     from grokmon.inputs.models import fit_state_dict

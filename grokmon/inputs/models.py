@@ -330,7 +330,7 @@ def fit_state_dict(state: dict[str, torch.Tensor], expected: frozenset[str], sou
 def _wrong_shapes(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> list[str]:
     """'key (checkpoint shape) vs model (shape)' for every key both have whose shapes differ."""
     return [f"{k} {tuple(v.shape)} vs model {tuple(shapes[k])}" for k, v in sorted(state.items())
-            if k in shapes and tuple(v.shape) != tuple(shapes[k])]
+            if k in shapes and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(shapes[k])]
 
 
 def _few(keys: list[str]) -> str:
@@ -346,11 +346,11 @@ def load_weights(built: BuiltModel, state: dict[str, torch.Tensor], source: str)
         state = strip_common_prefix(state)
     own = built.module.state_dict()
     names = {k: built.key_map[k] if built.key_map is not None else k for k in built.expected_keys}
-    shapes = {k: tuple(own[name].shape) for k, name in names.items() if name in own}
+    shapes = {k: tuple(own[name].shape) for k, name in names.items() if isinstance(own.get(name), torch.Tensor)}
     state = fit_state_dict(state, built.expected_keys, source, built.ties, shapes)
     if built.key_map is not None:
         state = {built.key_map[k]: v for k, v in state.items()}
-    wrong = _wrong_shapes(state, {k: tuple(v.shape) for k, v in own.items()})
+    wrong = _wrong_shapes(state, {k: tuple(v.shape) for k, v in own.items() if isinstance(v, torch.Tensor)})
     if wrong:
         raise ModelError(f"{source}: weight shapes do not fit the model: {_few(wrong)}; check --model / --model-kwargs")
     with torch.no_grad():

@@ -305,17 +305,19 @@ class AccuracyJudge:
                            f"with train at {tr:.3f}",
                            self.best)
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
+        seen = self._seen_change(i, "robust") if robust is not None else 0.0
         if robust is not None and not robust[0] and robust[2] > 0:
+            still = "still rising" if seen > 0 else "still rising on its trend line"
             return Reading("generalisation", max(0.5, 1.0 - robust[1]),
-                           f"delayed robustness: robust accuracy {self.robust.value[i]:.3f} still rising "
-                           f"({self._seen_change(i, 'robust'):+.3f} over the last {th.plateau_decades:g} decades, trend line "
-                           f"{robust[2]:+.3f}) while test accuracy settled at {te:.3f}", self.best)
+                           f"delayed robustness: robust accuracy {self.robust.value[i]:.3f} {still} "
+                           f"({seen:+.3f} over the last {th.plateau_decades:g} decades, trend line {robust[2]:+.3f}) while "
+                           f"test accuracy settled at {te:.3f}", self.best)
         since = f", up from {self.floor:.3f}" if self.generalised == "rose" else ", learned with the train set"
         note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
         if robust is not None and not robust[0]:
             # robust accuracy falling: no gain to wait for, but the run has not settled either
+            falling = "falling" if seen < 0 else "falling on its trend line"
             return Reading("robustness_plateau", flat[1] * robust[1],
-                           f"{note}; robust accuracy {self.robust.value[i]:.3f} falling "
-                           f"({self._seen_change(i, 'robust'):+.3f} over the last {th.plateau_decades:g} decades, trend line "
-                           f"{robust[2]:+.3f})", self.best)
+                           f"{note}; robust accuracy {self.robust.value[i]:.3f} {falling} "
+                           f"({seen:+.3f} over the last {th.plateau_decades:g} decades, trend line {robust[2]:+.3f})", self.best)
         return Reading("robustness_plateau", flat[1], note, self.best)
