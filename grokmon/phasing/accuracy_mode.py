@@ -163,24 +163,33 @@ class AccuracyJudge:
         in a row it is a spike or the start of a collapse, which only the next checkpoints tell apart: the reading
         stands with no strength (no confidence: `inconclusive`)."""
         th = self.th
-        peaks = (self.peak if self.generalised else -math.inf, self.train_peak if self.fitted else -math.inf)
-        for name, values, peak, noise in (("test", self.te, peaks[0], self.te_noise),
-                                          ("train", self.tr, peaks[1], self.tr_noise)):
+        for name, peak in (("test", self.peak if self.generalised else -math.inf),
+                           ("train", self.train_peak if self.fitted else -math.inf)):
+            values, noise = self._series(name)
             drop = peak - values[i]
-            if drop < th.collapse_drop or drop < th.slope_sigma * math.sqrt(2.0) * noise[i]:
-                continue
-            below = 0
-            for j in reversed(self.seen):
-                if peak - values[j] < th.collapse_drop:
-                    break
-                below += 1
-            if below >= th.collapse_checkpoints:
-                continue  # it held: the collapse rules decide
+            below = self._held_below(values, peak)
+            if drop < th.slope_sigma * math.sqrt(2.0) * noise[i] or not 0 < below < th.collapse_checkpoints:
+                continue  # no drop, or one that held (the collapse rules decide)
+            left = th.collapse_checkpoints - below
             note = (f"{reading.note}; but {name} accuracy {values[i]:.3f} at step {int(self.steps[i])} is {drop:.3f} "
                     f"below its peak {peak:.3f}: a spike, or the start of a collapse if it is as low at the next "
-                    f"{th.collapse_checkpoints - below} checkpoint{'s' if th.collapse_checkpoints - below > 1 else ''}")
+                    f"{left} checkpoint{'s' if left > 1 else ''}")
             return Reading(reading.phase, 0.0, note, reading.best)
         return reading
+
+    def _series(self, name: str) -> tuple[list[float], list[float]]:
+        """The values and noise of "train" or "test" accuracy."""
+        return (self.tr, self.tr_noise) if name == "train" else (self.te, self.te_noise)
+
+    def _held_below(self, values: list[float], peak: float) -> int:
+        """How many of the newest checkpoints in a row are `collapse_drop` or more below `peak` (at most
+        `collapse_checkpoints`: enough to say the drop held)."""
+        below = 0
+        for j in reversed(self.seen[-self.th.collapse_checkpoints:]):
+            if peak - values[j] < self.th.collapse_drop:
+                break
+            below += 1
+        return below
 
     def _lost(self, i: int, name: str, peak: float) -> float | None:
         """How much series `name` ("train" or "test") has lost from `peak`, if it is a collapse: at least
@@ -188,9 +197,8 @@ class AccuracyJudge:
         of its last `trend_decades` significantly below the peak (a 3-median) against the noise of both. None
         otherwise."""
         th = self.th
-        values, noise = (self.tr, self.tr_noise) if name == "train" else (self.te, self.te_noise)
-        recent = max(values[j] for j in self.seen[-th.collapse_checkpoints:])
-        if len(self.seen) < th.collapse_checkpoints or peak - recent < th.collapse_drop:
+        values, noise = self._series(name)
+        if self._held_below(values, peak) < th.collapse_checkpoints:
             return None
         level = self.levels[name]
         spread = noise[i] * math.sqrt(1.0 / max(int(level.count[i]), 1) + 1.0 / 3.0)
@@ -301,17 +309,16 @@ class AccuracyJudge:
             moving = ("moving" if seen * flat[2] <= 0 else "rising" if flat[2] > 0
                       else "falling (not yet a collapse)")
             return Reading("generalisation", max(0.5, 1.0 - flat[1]),
-                           f"test accuracy {te:.3f} {moving}, {seen:+.3f} over the last {span} (trend line {flat[2]:+.3f}), "
-                           f"with train at {tr:.3f}",
-                           self.best)
+                           f"test accuracy {te:.3f} {moving}, {seen:+.3f} over the last {span} "
+                           f"(trend line {flat[2]:+.3f}), with train at {tr:.3f}", self.best)
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
         seen = self._seen_change(i, "robust") if robust is not None else 0.0
         if robust is not None and not robust[0] and robust[2] > 0:
             still = "still rising" if seen > 0 else "still rising on its trend line"
             return Reading("generalisation", max(0.5, 1.0 - robust[1]),
                            f"delayed robustness: robust accuracy {self.robust.value[i]:.3f} {still} "
-                           f"({seen:+.3f} over the last {th.plateau_decades:g} decades, trend line {robust[2]:+.3f}) while "
-                           f"test accuracy settled at {te:.3f}", self.best)
+                           f"({seen:+.3f} over the last {th.plateau_decades:g} decades, trend line "
+                           f"{robust[2]:+.3f}) while test accuracy settled at {te:.3f}", self.best)
         since = f", up from {self.floor:.3f}" if self.generalised == "rose" else ", learned with the train set"
         note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
         if robust is not None and not robust[0]:
@@ -319,5 +326,6 @@ class AccuracyJudge:
             falling = "falling" if seen < 0 else "falling on its trend line"
             return Reading("robustness_plateau", flat[1] * robust[1],
                            f"{note}; robust accuracy {self.robust.value[i]:.3f} {falling} "
-                           f"({seen:+.3f} over the last {th.plateau_decades:g} decades, trend line {robust[2]:+.3f})", self.best)
+                           f"({seen:+.3f} over the last {th.plateau_decades:g} decades, trend line "
+                           f"{robust[2]:+.3f})", self.best)
         return Reading("robustness_plateau", flat[1], note, self.best)
