@@ -33,19 +33,19 @@ from .families import FAMILIES
 from .load import FIXTURES, SAMPLE_FIXTURE, VALIDATION
 
 
-def makers(plain: dict, collapsing: dict, save_every: dict | None = None) -> dict[str, tuple[str, str, callable]]:
+def makers(plain: dict, collapsing: dict, overrides: dict | None = None) -> dict[str, tuple[str, str, callable]]:
     """"family/run" -> (family, scenario, a function making its Task), from "family/run" -> task arguments
-    (plain runs) and "family/run" -> (family, events, task arguments) (collapsing runs); `save_every`:
-    "family/run" -> N for the runs saved every N steps (the others: the log-spaced grid)."""
+    (plain runs) and "family/run" -> (family, events, task arguments) (collapsing runs); `overrides`:
+    "family/run" -> Task fields to replace (`save_every`, `schedule`; the others keep the family's)."""
     out = {}
     for key, arguments in plain.items():
         family = key.split("/")[0]
         out[key] = (family, "plain", lambda m=FAMILIES[family], a=arguments: m.task(**a))
     for key, (family, events, arguments) in collapsing.items():
         out[key] = (family, "collapse", lambda f=family, e=events, a=arguments: collapse.task(f, e, a))
-    for key, every in (save_every or {}).items():
+    for key, fields in (overrides or {}).items():
         family, scenario, make = out[key]
-        out[key] = (family, scenario, lambda m=make, n=every: replace(m(), save_every=n))
+        out[key] = (family, scenario, lambda m=make, f=fields: replace(m(), **f))
     return out
 
 
@@ -94,7 +94,7 @@ def main() -> None:
     if args.sample:
         build_sample()
         return
-    todo, folder = ((makers(validation.PLAIN, validation.COLLAPSE, validation.SAVE_EVERY), VALIDATION) if args.validation
+    todo, folder = ((makers(validation.PLAIN, validation.COLLAPSE, validation.OVERRIDES), VALIDATION) if args.validation
                     else (runs(), FIXTURES))
     unknown = set(args.run or ()) - set(todo)
     if unknown:

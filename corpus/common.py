@@ -8,6 +8,7 @@ A family module defines `RUNS` (run name -> keyword arguments) and `task(**kwarg
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ SAVES = 40            # log-spaced saves from step 1 to the last step (step 0 is
 MOVE_TO_SAVE = 0.05   # also save when test accuracy moved this much since the last save ...
 MOST_SAVES = 60       # ... up to this many checkpoints in all
 POINTS = 192          # probe points per split that grokmon analyses (the fixture stays small)
+WARMUP_FRACTION = 0.05  # of the steps, the cosine schedule's linear warm-up
 
 
 @dataclass
@@ -34,7 +36,9 @@ class Task:
     `y_train`; an event may corrupt them); truth curves and probes always use the clean `y_train`.
     `factory` is the `--model` spec grokmon needs to rebuild the network (None: the inferred MLP).
     `save_every`: save every N steps and nowhere else, as most training scripts do (None: the corpus's
-    log-spaced grid and the extra saves where test accuracy moved).
+    log-spaced grid and the extra saves where test accuracy moved). `schedule`: "cosine" for a linear warm-up
+    over the first WARMUP_FRACTION of the steps, then a cosine decay of the learning rate to 0 at the last step,
+    the schedule most training stacks use (None: a constant learning rate).
     """
 
     model: nn.Module
@@ -54,6 +58,7 @@ class Task:
     seed: int = 0
     train_labels: torch.Tensor | None = None
     save_every: int | None = None   # None: log-spaced saves (save_grid) plus the extra saves; N: every N steps only
+    schedule: str | None = None     # None: constant learning rate; "cosine": warm-up, then cosine decay to 0
 
     def __post_init__(self):
         if self.train_labels is None:
@@ -84,6 +89,14 @@ def save_grid(steps: int, saves: int = SAVES) -> set[int]:
     return {0} | {int(s) for s in np.unique(np.round(np.geomspace(1, steps, saves)))}
 
 
+def lr_factor(schedule: str, steps: int) -> Callable[[int], float]:
+    """The learning rate's multiplier at each step, for torch's LambdaLR: warm-up, then cosine to 0."""
+    if schedule != "cosine":
+        raise ValueError(f"Expected schedule None or 'cosine', but got {schedule!r}")
+    warm = max(1, int(WARMUP_FRACTION * steps))
+    return lambda step: min(1.0, (step + 1) / warm) * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
+
+
 def train(task: Task, out: Path, log: Callable[[str], None] = print) -> list[dict]:
     """Train `task`, saving step_NNNNNN.safetensors (step in the metadata) and probes.safetensors into `out`.
 
@@ -97,6 +110,9 @@ def train(task: Task, out: Path, log: Callable[[str], None] = print) -> list[dic
     last_saved = None
     start = time.time()
     model = task.model
+    # no scheduler without a schedule: LambdaLR would reset the learning rate an event changed (lr_blowup)
+    scheduler = (torch.optim.lr_scheduler.LambdaLR(task.optimizer, lr_factor(task.schedule, task.steps))
+                 if task.schedule else None)
     for step in range(task.steps + 1):
         if step in task.events:
             task.events[step](task)
@@ -124,6 +140,8 @@ def train(task: Task, out: Path, log: Callable[[str], None] = print) -> list[dic
         task.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         task.optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         if not torch.isfinite(loss):
             log(f"  non-finite loss at step {step}")
     save_file({"x_train": task.x_train.contiguous(), "y_train": task.y_train.contiguous(),
@@ -164,7 +182,8 @@ def describe(task: Task) -> dict:
             "steps": task.steps, "batch": task.batch, "loss": task.loss, "train_points": len(task.x_train),
             "test_points": len(task.x_test), "events": sorted(task.events), "seed": task.seed,
             "parameters": sum(p.numel() for p in task.model.parameters()),
-            **({"save_every": task.save_every} if task.save_every else {})}
+            **({"save_every": task.save_every} if task.save_every else {}),
+            **({"schedule": task.schedule} if task.schedule else {})}
 
 
 def scale_init(model: nn.Module, factor: float) -> nn.Module:

@@ -6,7 +6,9 @@ corpus lacks: plain digits MLPs (corpus/mlp.py), the run most training scripts m
 
 The runs named `...-everyN` are saved every N steps and nowhere else, as most training scripts save (the corpus
 is saved on a log-spaced grid, plus where test accuracy moved): on the log-step axis their checkpoints crowd
-at the end of the run and the early phases have few of them.
+at the end of the run and the early phases have few of them. The runs named `...-cosine-...` warm the learning
+rate up over the first 5 % of the steps and decay it to 0 along a cosine (corpus/common.py, `Task.schedule`), as
+most training stacks do; the corpus's learning rates are constant.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ PLAIN = {
     "mlp/w32-sgd-lr0.1-n300": dict(width=32, lr=0.1, train_points=300, steps=3000),
     "mlp/w96-sgd-lr0.03-s1": dict(width=96, lr=0.03, steps=3000, seed=1),
     "mlp/w128-adam-lr5e-4-wd0.01-s2-every50": dict(optimizer="adam", lr=5e-4, weight_decay=0.01, steps=2500, seed=2),
+    "mlp/w128-adam-lr2e-3-wd0.01-cosine-s3-every50": dict(optimizer="adam", lr=2e-3, weight_decay=0.01, steps=2500,
+                                                          seed=3),
+    "mlp/w64-sgd-lr0.1-m0.9-cosine-s4": dict(width=64, lr=0.1, momentum=0.9, steps=3000, seed=4),
+    "cnn/c16-lr3e-3-cosine-s3-every60": dict(lr=3e-3, steps=3000, seed=3),
+    "modular/p47-w96-wd1-cosine-s5-every200": dict(p=47, width=96, weight_decay=1.0, steps=8000, seed=5),
+    "xor/d16-bce-wd0.3-cosine-s3-every100": dict(dim=16, spread=0.4, weight_decay=0.3, lr=3e-3, steps=5000, seed=3),
+    "transformer/p41-wd1-cosine-s4-every200": dict(p=41, weight_decay=1.0, steps=8000, seed=4),
 }
 # "family/run" -> (family, {step: event}, the family's task arguments), as corpus.collapse.RUNS
 COLLAPSE = {
@@ -46,5 +55,7 @@ COLLAPSE = {
     "mlp/mlp-label-noise": ("mlp", {1500: collapse.label_noise(0.5)}, dict(momentum=0.9, lr=0.02, steps=4000)),
     "mlp/mlp-lr-blowup": ("mlp", {1200: collapse.lr_blowup(30)}, dict(optimizer="adam", lr=1e-3, steps=3000, seed=1)),
 }
-# "family/run" -> N: saved every N steps only
-SAVE_EVERY = {key: int(key.rsplit("-every", 1)[1]) for key in (*PLAIN, *COLLAPSE) if "-every" in key}
+# "family/run" -> the Task fields its name sets: saved every N steps only ("-everyN"), the cosine schedule ("-cosine-")
+OVERRIDES = {key: {**({"save_every": int(key.rsplit("-every", 1)[1])} if "-every" in key else {}),
+                   **({"schedule": "cosine"} if "-cosine-" in key else {})}
+             for key in (*PLAIN, *COLLAPSE) if "-every" in key or "-cosine-" in key}
