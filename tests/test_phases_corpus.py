@@ -7,6 +7,7 @@ where the truth has them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -173,3 +174,20 @@ def test_the_truth_needs_measured_robust_accuracy_settled_for_a_plateau():
     assert truth.phases(train, test, steps)[-1] == "robustness_plateau"
     assert truth.phases(train, test, steps, rising)[-4:] == ["generalisation"] * 4
     assert truth.phases(train, test, steps, settled)[-1] == "robustness_plateau"
+
+
+def _every_other(run):
+    """The run as if saved half as often: every second checkpoint, and the last."""
+    keep = sorted({*range(0, len(run.steps), 2), len(run.steps) - 1})
+    steps = run.steps[keep]
+    return dataclasses.replace(run, table=run.table[run.table["step"].isin(steps)].reset_index(drop=True),
+                               steps=steps, train=run.train[keep], test=run.test[keep],
+                               robust=None if run.robust is None else run.robust[keep])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_runs_saved_half_as_often_never_stop_early_or_roll_back_falsely(runs, validation, mode):
+    """Fewer checkpoints are less evidence (more `inconclusive`, docs/phases.md, "Limits"), never a wrong act."""
+    for run in map(_every_other, [*runs, *validation]):
+        history = classify(run.table, mode=mode).history
+        assert not checks.early_stops(run, history) + checks.false_roll_backs(run, history), run.name
