@@ -111,6 +111,17 @@ def test_collapse_rolls_back_to_the_peak():
     assert f"best step {report.best_step}" in report.reason and "test accuracy" in report.reason
 
 
+def test_a_roll_back_never_targets_a_dip_between_sparse_saves():
+    """Saved sparsely, the best three in a row can have a dip in the middle (a loss spike caught by one save):
+    the target is the checkpoint before it, not the dip."""
+    steps = np.array([1, 4, 8, 16, 30, 57, 80, 133, 252, 477, 903, 1520, 1600, 2420, 2940, 3234, 3660, 4000])
+    train = np.array([.05, .07, .14, .25, .52, .61, .85, .91, .96, .98, 1.0, .67, .95, .84, .69, .67, .58, .56])
+    test = np.array([.08, .07, .12, .22, .45, .59, .85, .92, .95, .96, .97, .66, .93, .79, .66, .66, .57, .57])
+    report = classify(accuracy_table(steps, train, test))
+    assert report.advice == "roll-back"
+    assert test[list(steps).index(report.best_step)] >= test.max() - 0.02, report.best_step
+
+
 def test_training_that_diverges_after_the_fit_is_collapse():
     steps = STEPS[STEPS <= 60_000]
     train, test = grokking(steps)
