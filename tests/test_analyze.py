@@ -333,6 +333,7 @@ def test_a_wrong_model_is_blamed_on_the_keys_not_on_the_probes(make_run):
 @pytest.mark.parametrize("labels, message", [
     (torch.full((40,), 7), r"y_train does not fit the model: Expected class labels in \[0, 3\)"),
     (torch.randn(40), "y_train does not fit the model: Expected float targets with 3 value"),
+    (torch.full((40,), 2.0), r"got shape \(4,\) \(class labels must be integers: store y as torch.long\)"),
 ])
 def test_labels_that_do_not_fit_the_model_are_one_line_naming_the_probe_file(make_run, labels, message):
     from safetensors.torch import load_file, save_file
@@ -377,3 +378,22 @@ def test_models_returning_a_dict_or_tuple_are_measured_on_their_logits(make_run,
     assert (wrapped["status"] == "ok").all()
     for column in ("accuracy", "loss", "centroid_alignment", "jacobian_erank", "lc"):
         assert wrapped[column].tolist() == pytest.approx(plain[column].tolist(), rel=1e-6, nan_ok=True), column
+
+
+def test_labels_on_the_train_split_only_are_noted_and_named_when_accuracy_mode_is_asked_for(make_run):
+    """x_test without y_test: analyze says that accuracy is measured on train only (phases will use geometry),
+    and `phases --mode accuracy` names the split that has it instead of "none"."""
+    from safetensors.torch import load_file, save_file
+
+    run = make_run("pt", steps=(0, 5, 20))
+    probes = load_file(str(run / "probes.safetensors"))
+    del probes["y_test"]
+    save_file(probes, str(run / "probes.safetensors"))
+    result = runner.invoke(app, ["analyze", str(run), "--quiet", "--points", "4"])
+    assert result.exit_code == 0, result.output
+    said = result.stdout + result.stderr
+    assert "labels x_train but not x_test (no y_test): accuracy is measured on train only" in said
+    phases = runner.invoke(app, ["phases", str(run / "grokmon.parquet"), "--mode", "accuracy"])
+    assert phases.exit_code == 1
+    [line] = phases.stderr.strip().splitlines()
+    assert "this table has it on train only (the probe data had no y_test" in line, line

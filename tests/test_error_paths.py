@@ -129,7 +129,7 @@ def _factory_whose_keys_do_not_fit(run, tmp_path):
 def _probes_of_another_width(run, tmp_path):
     probes = tmp_path / "wide.safetensors"
     save_file({"x_train": torch.zeros(5, 4), "y_train": torch.zeros(5, dtype=torch.long)}, str(probes))
-    return ["--data", str(probes)], "wide.safetensors: probe points of shape (4,) do not fit the model"
+    return ["--data", str(probes)], "wide.safetensors: probe points of shape (4,) do not fit the model read from step_"
 
 
 @pytest.mark.parametrize("setup", [_missing_factory, _factory_whose_keys_do_not_fit, _probes_of_another_width])

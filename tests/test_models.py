@@ -202,5 +202,5 @@ def test_a_prefix_that_fits_some_keys_names_the_keys_it_leaves_out():
     state = {k: torch.zeros(3) for k in ("0.weight", "2.weight", "4.weight")}
     with pytest.raises(ModelError) as caught:
         fit_state_dict(state, frozenset({"weight", "bias"}), "step_3.pt")
-    assert str(caught.value) == ("step_3.pt: weights do not fit the model: missing bias; unexpected none (of the keys "
+    assert str(caught.value) == ("step_3.pt: weights do not fit the model: missing bias (of the keys "
                                  "under '0.'; the others: 2.weight, 4.weight); check --model / --model-kwargs")

@@ -157,6 +157,13 @@ def test_cli_history_as_a_table_and_in_json(runs):
     assert "Verdict at every checkpoint" in table.stdout and "memorisation" in table.stdout
     forced = CliRunner().invoke(app, ["phases", str(path), "--json", "--set", "min_checkpoints=1000"])
     assert json.loads(forced.stdout)["advice"] == "inconclusive"
+    # what an inconclusive verdict's confidence is about, on its line
+    assert f"verdict: inconclusive (it reads {json.loads(forced.stdout)['current_phase']}, confidence" in \
+        CliRunner().invoke(app, ["phases", str(path), "--set", "min_checkpoints=1000"]).stdout
+    # into a pipe (CliRunner's output is not a terminal) every checkpoint's reason stays on its one row
+    piped = CliRunner().invoke(app, ["phases", str(path), "--history"]).stdout.splitlines()
+    for v in doc["history"]:
+        assert sum(v["reason"] in line for line in piped if line.startswith("│")) == 1, v["step"]
 
 
 def test_the_truth_needs_measured_robust_accuracy_settled_for_a_plateau():

@@ -96,17 +96,21 @@ def check_labels_exist(config: AnalyzeConfig, probes: ProbeSet) -> None:
         )
 
 
-def check_probes_fit(model: nn.Module, probes: ProbeSet, config: AnalyzeConfig, device: torch.device) -> None:
+def check_probes_fit(model: nn.Module, probes: ProbeSet, config: AnalyzeConfig, device: torch.device,
+                     weights_from: str | None = None) -> None:
     """ProbeError naming the probe file when its points or labels do not fit the model (weights loaded, so that
-    a failure here is the probe data's, not the model's)."""
+    a failure here is the probe data's, not the model's), and `weights_from`, the checkpoint the model was read
+    from: a checkpoint of another model in the folder shows up here too."""
     x = probes.splits[0].x[:2].to(device)
     try:
         with torch.no_grad():
             outputs = model(x)
     except FORWARD_ERRORS as exc:
+        model_text = f"the model read from {weights_from}" if weights_from else "the model"
+        other = f", or move {weights_from} out if it is another model's checkpoint" if weights_from else ""
         raise ProbeError(
-            f"{probes.source}: probe points of shape {tuple(x.shape[1:])} do not fit the model ({first_line(exc)}); "
-            "store x_* in the shape the model takes"
+            f"{probes.source}: probe points of shape {tuple(x.shape[1:])} do not fit {model_text} "
+            f"({first_line(exc)}); store x_* in the shape the model takes{other}"
         ) from exc
     check_one_position(outputs, probes, config)
     if "accuracy" not in config.metrics:

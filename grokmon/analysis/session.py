@@ -184,14 +184,16 @@ def open_session(inputs: RunInputs, pending: list[Checkpoint]) -> tuple[Session,
     read = first_loadable(pending)
     model = build_model(inputs.config, inputs.ckpt_dir, read[-1].state, inputs.device, inputs.dtype)
     first = read[-1]
-    return prepare_session(inputs, model, lambda: load_weights(model, first.state, first.checkpoint.name)), read
+    return prepare_session(inputs, model, lambda: load_weights(model, first.state, first.checkpoint.name),
+                           weights_from=first.checkpoint.name), read
 
 
-def prepare_session(inputs: RunInputs, model: BuiltModel, load_first=lambda: None) -> Session:
+def prepare_session(inputs: RunInputs, model: BuiltModel, load_first=lambda: None, weights_from: str | None = None) -> Session:
     """The session of `model` (in eval mode): the probes settled to the way it takes them and checked against it
     with real weights (`load_first()` puts them in, after the checks that need no weights), the options, the
     metadata. A model that is already trained (the live one of a training loop) needs no `load_first`. Without
-    probe data (data-free groups only) there is nothing to settle or check, and no split."""
+    probe data (data-free groups only) there is nothing to settle or check, and no split. `weights_from`: the
+    checkpoint `load_first` reads (named where the probes do not fit: it may be another model's)."""
     if inputs.probes is None:
         load_first()
         options, frame = metric_options(inputs, inputs.config)
@@ -199,7 +201,7 @@ def prepare_session(inputs: RunInputs, model: BuiltModel, load_first=lambda: Non
     config, probes, embedding = settle_inputs(inputs.config, inputs.probes, model, inputs.dtype, inputs.device)
     check_labels_exist(config, probes)
     load_first()
-    check_probes_fit(model.measured, probes, config, inputs.device)
+    check_probes_fit(model.measured, probes, config, inputs.device, weights_from)
     splits = tuple(Split(s.name, s.x.to(inputs.device), None if s.y is None else s.y.to(inputs.device))
                    for s in probes.splits)
     dim, median = point_scale(model, embedding, splits[0], probes.train_median_norm)

@@ -231,9 +231,12 @@ def phases(
     if as_json:
         typer.echo(json.dumps(verdict.to_dict(history=history), indent=2))
     else:
-        from .tables import history_table, phase_tables
+        from .tables import history_table, phase_tables, unfolded_width
 
-        _stdout().print(*([history_table(verdict)] if history else []), *phase_tables(verdict))
+        console, tables = _stdout(), [history_table(verdict)] if history else []
+        if tables and not console.is_terminal:  # a pipe or a file has no width: each reason on one line
+            console.width = max(console.width, unfolded_width(tables[0]))
+        console.print(*tables, *phase_tables(verdict))
     if exit_code:
         raise typer.Exit(ADVICE_EXIT_CODES[verdict.advice])
 

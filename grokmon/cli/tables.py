@@ -25,7 +25,11 @@ def phase_tables(verdict) -> list:
     line = Text()
     line.append("verdict: ")
     line.append(verdict.advice, style=ADVICE_STYLE.get(verdict.advice, "bold"))
-    line.append(f" (confidence {verdict.confidence:.2f})")
+    if verdict.advice == "inconclusive" and verdict.current_phase is not None:  # the confidence is the reading's
+        line.append(f" (it reads {verdict.current_phase}, confidence {verdict.confidence:.2f}; the reason says why "
+                    "it does not act)")
+    else:
+        line.append(f" (confidence {verdict.confidence:.2f})")
     if verdict.best_step is not None and verdict.advice == "roll-back":
         line.append(f", best step {verdict.best_step}")
     line.append(f"\nreason: {verdict.reason}")
@@ -61,6 +65,13 @@ def compare_table(comparison) -> list:
 def least_width(table: Table) -> int:
     """The width below which rich would cut a cell of `table` (its columns' minimum widths, one space between)."""
     return sum(column.min_width or 1 for column in table.columns) + len(table.columns) - 1
+
+
+def unfolded_width(table: Table) -> int:
+    """The width at which no cell of `table` folds: each column as wide as its widest cell, with rich's padding
+    and borders (3 characters per column, and 1)."""
+    widths = [max([len(str(column.header))] + [len(str(cell)) for cell in column.cells]) for column in table.columns]
+    return sum(widths) + 3 * len(widths) + 1
 
 
 def history_table(verdict) -> Table:

@@ -321,10 +321,9 @@ def fit_state_dict(state: dict[str, torch.Tensor], expected: frozenset[str], sou
     under = f" (of the keys under '{best_prefix}'; the others: {_few(left_out)})" if left_out else ""
     wrong = _wrong_shapes(best, shapes or {})
     shaped = f"; wrong shape: {_few(wrong)}" if wrong else ""
-    raise ModelError(
-        f"{source}: weights do not fit the model: missing {_few(missing)}; unexpected {_few(unexpected)}{under}"
-        f"{shaped}; check --model / --model-kwargs"
-    )
+    named = "; ".join(f"{kind} {_few(keys)}" for kind, keys in (("missing", missing), ("unexpected", unexpected))
+                      if keys)
+    raise ModelError(f"{source}: weights do not fit the model: {named}{under}{shaped}; check --model / --model-kwargs")
 
 
 def _wrong_shapes(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> list[str]:

@@ -61,6 +61,19 @@ class ProbeSet:
         return {s.name: len(s.x) for s in self.splits}
 
 
+def label_notes(probes: ProbeSet | None) -> list[str]:
+    """One line where the probe data labels one of the train and test splits but not the other: accuracy is then
+    measured on one split only, and `grokmon phases` needs both for accuracy mode."""
+    if probes is None:
+        return []
+    labelled = {s.name: s.y is not None for s in probes.splits if s.name in LABELLED_SPLITS}
+    if len(labelled) < 2 or len(set(labelled.values())) == 1:
+        return []
+    have, lack = (("train", "test") if labelled["train"] else ("test", "train"))
+    return [f"{probes.source} labels x_{have} but not x_{lack} (no y_{lack}): accuracy is measured on {have} only, "
+            f"so `grokmon phases` will use geometry mode; add y_{lack} for accuracy mode"]
+
+
 def tensors_sha256(data: dict[str, torch.Tensor]) -> str:
     """SHA-256 of the probe tensors grokmon reads: each one's name, dtype, shape and bytes, in a fixed order.
 

@@ -215,7 +215,8 @@ class AccuracyJudge:
         return drop if drop >= th.slope_sigma * spread else None
 
     def _diverged(self, i: int) -> Reading | None:
-        """The train set was fitted and train accuracy has since been lost (the training diverged)."""
+        """The train set was fitted and train accuracy has since been lost on the probes' labels (the training
+        diverged, or the labels it trains on changed: grokmon cannot tell which)."""
         th = self.th
         if not self.fitted or self.tr[i] >= th.fitted_accuracy:
             return None
@@ -224,7 +225,7 @@ class AccuracyJudge:
             return None
         note = (f"train accuracy {self.tr[i]:.3f}, down from {self.train_peak:.3f} at step "
                 f"{int(self.steps[self.train_peak_at])} after the train set was fitted (test {self.te[i]:.3f}): "
-                "the training diverged")
+                "the training diverged, or the labels it trains on are not the probes' any more")
         return Reading("collapse", min(1.0, drop / (2 * th.collapse_drop)), note, self.best)
 
     def _collapsed(self, i: int) -> Reading | None:
@@ -315,11 +316,14 @@ class AccuracyJudge:
                 return Reading("generalisation", 0.5, f"test accuracy {te:.3f} with train at {tr:.3f}; the run is "
                                f"shorter than {span} so far", self.best)
             seen = self._seen_change(i, "test partial" if partial else "test")
-            moving = ("moving" if seen * flat[2] <= 0 else "rising" if flat[2] > 0
-                      else "falling (not yet a collapse)")
-            return Reading("generalisation", max(0.5, 1.0 - flat[1]),
-                           f"test accuracy {te:.3f} {moving}, {seen:+.3f} over the last {span} "
-                           f"(trend line {flat[2]:+.3f}), with train at {tr:.3f}", self.best)
+            falling = seen < 0 and flat[2] < 0
+            moving = "falling (not yet a collapse)" if falling else "moving" if seen * flat[2] <= 0 else "rising"
+            note = (f"test accuracy {te:.3f} {moving}, {seen:+.3f} over the last {span} (trend line {flat[2]:+.3f}), "
+                    f"with train at {tr:.3f}")
+            if falling:  # keep-training rests on a gain still to come; a fall is evidence against it
+                return Reading("generalisation", 0.0, f"{note}: no gain to train for, and no loss to roll back yet",
+                               self.best)
+            return Reading("generalisation", max(0.5, 1.0 - flat[1]), note, self.best)
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
         seen = self._seen_change(i, "robust") if robust is not None else 0.0
         if robust is not None and not robust[0] and robust[2] > 0:

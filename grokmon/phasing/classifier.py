@@ -48,8 +48,7 @@ def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: 
     table = RunTable(df, th.se_floor_fraction)
     has_accuracy = table.has("accuracy", "train") and table.has("accuracy", "test")
     if mode == "accuracy" and not has_accuracy:
-        raise ConfigError(
-            "mode accuracy needs accuracy on the train and test splits; this table has none (use geometry)")
+        raise ConfigError(f"mode accuracy needs accuracy on the train and test splits; {_accuracy_found(table)}")
     chosen = "accuracy" if mode != "geometry" and has_accuracy else "geometry"
     has_geometry = any(table.has(m, s) for members in VOTE_GROUPS.values() for m, _ in members for s in SPLITS)
     if chosen == "geometry" and not has_geometry:
@@ -64,6 +63,16 @@ def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: 
         judged = [_geometry_judged(g, th) for g in geometry]
     result = report(chosen, table.steps, judged, table.points_so_far(), th)
     return _with_failures(result, df, int(table.steps[-1]))
+
+
+def _accuracy_found(table: RunTable) -> str:
+    """Which split's accuracy a table without both has, for the error (labels on one split only are a probe file
+    without y_test, or y_train)."""
+    found = [s for s in ("train", "test") if table.has("accuracy", s)]
+    if not found:
+        return "this table has none (use geometry; analyze with labelled probes for accuracy)"
+    lack = "test" if found == ["train"] else "train"
+    return f"this table has it on {found[0]} only (the probe data had no y_{lack}; add it and analyze again)"
 
 
 def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[GeometryReading] | None) -> list[Judged]:
