@@ -36,9 +36,11 @@ class Task:
     `y_train`; an event may corrupt them); truth curves and probes always use the clean `y_train`.
     `factory` is the `--model` spec grokmon needs to rebuild the network (None: the inferred MLP).
     `save_every`: save every N steps and nowhere else, as most training scripts do (None: the corpus's
-    log-spaced grid and the extra saves where test accuracy moved). `schedule`: "cosine" for a linear warm-up
-    over the first WARMUP_FRACTION of the steps, then a cosine decay of the learning rate to 0 at the last step,
-    the schedule most training stacks use (None: a constant learning rate).
+    log-spaced grid and the extra saves where test accuracy moved). `schedule`: "cosine" for the learning rate
+    times a linear warm-up over the first WARMUP_FRACTION of the steps and a cosine from 1 at step 0 to 0 at the
+    last step (the two multiplied: the peak, at the warm-up's end, is 0.994), the shape most training stacks use
+    (None: a constant learning rate). A schedule cannot be combined with `events` (it would overwrite the learning
+    rate an event set).
     """
 
     model: nn.Module
@@ -90,7 +92,7 @@ def save_grid(steps: int, saves: int = SAVES) -> set[int]:
 
 
 def lr_factor(schedule: str, steps: int) -> Callable[[int], float]:
-    """The learning rate's multiplier at each step, for torch's LambdaLR: warm-up, then cosine to 0."""
+    """The learning rate's multiplier at each step, for torch's LambdaLR: the warm-up ramp times the cosine."""
     if schedule != "cosine":
         raise ValueError(f"Expected schedule None or 'cosine', but got {schedule!r}")
     warm = max(1, int(WARMUP_FRACTION * steps))
@@ -110,6 +112,9 @@ def train(task: Task, out: Path, log: Callable[[str], None] = print) -> list[dic
     last_saved = None
     start = time.time()
     model = task.model
+    if task.schedule and task.events:
+        raise ValueError("a Task with a schedule cannot have events: LambdaLR would overwrite the learning rate "
+                         "an event sets")
     # no scheduler without a schedule: LambdaLR would reset the learning rate an event changed (lr_blowup)
     scheduler = (torch.optim.lr_scheduler.LambdaLR(task.optimizer, lr_factor(task.schedule, task.steps))
                  if task.schedule else None)

@@ -55,7 +55,13 @@ COLLAPSE = {
     "mlp/mlp-label-noise": ("mlp", {1500: collapse.label_noise(0.5)}, dict(momentum=0.9, lr=0.02, steps=4000)),
     "mlp/mlp-lr-blowup": ("mlp", {1200: collapse.lr_blowup(30)}, dict(optimizer="adam", lr=1e-3, steps=3000, seed=1)),
 }
-# "family/run" -> the Task fields its name sets: saved every N steps only ("-everyN"), the cosine schedule ("-cosine-")
-OVERRIDES = {key: {**({"save_every": int(key.rsplit("-every", 1)[1])} if "-every" in key else {}),
-                   **({"schedule": "cosine"} if "-cosine-" in key else {})}
-             for key in (*PLAIN, *COLLAPSE) if "-every" in key or "-cosine-" in key}
+def fields_from_name(key: str) -> dict:
+    """The Task fields a run's name sets, from its dash-separated words: `everyN` saves every N steps only,
+    `cosine` the warm-up + cosine schedule (tests/test_corpus_training.py)."""
+    words = key.split("/")[-1].split("-")
+    every = [int(w[len("every"):]) for w in words if w.startswith("every") and w[len("every"):].isdigit()]
+    return {**({"save_every": every[0]} if every else {}), **({"schedule": "cosine"} if "cosine" in words else {})}
+
+
+# "family/run" -> the Task fields its name sets
+OVERRIDES = {key: fields for key in (*PLAIN, *COLLAPSE) if (fields := fields_from_name(key))}

@@ -73,7 +73,8 @@ def analyze(
         total = len(inputs.checkpoints)
         notify = progress or (lambda event: None)
         opening = ProgressEvent(done=total - len(pending), total=total, device=execution.description,
-                                notes=(*inputs.found.messages(), *label_notes(inputs.probes), *store.notes))
+                                notes=(*inputs.found.messages(), *label_notes(inputs.probes, inputs.config.metrics),
+                                       *store.notes))
         execution.run(inputs, pending, store, notify, done=total - len(pending), total=total, opening=opening)
     return store.frame()
 

@@ -68,9 +68,12 @@ def least_width(table: Table) -> int:
 
 
 def unfolded_width(table: Table) -> int:
-    """The width at which no cell of `table` folds: each column as wide as its widest cell, with rich's padding
-    and borders (3 characters per column, and 1)."""
-    widths = [max([len(str(column.header))] + [len(str(cell)) for cell in column.cells]) for column in table.columns]
+    """The width at which no cell of `table` folds: each column as wide as its widest cell (in terminal cells),
+    with rich's padding and borders (3 characters per column, and 1)."""
+    from rich.cells import cell_len
+
+    widths = [max([cell_len(str(column.header))] + [cell_len(str(cell)) for cell in column.cells])
+              for column in table.columns]
     return sum(widths) + 3 * len(widths) + 1
 
 

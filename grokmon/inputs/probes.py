@@ -61,15 +61,17 @@ class ProbeSet:
         return {s.name: len(s.x) for s in self.splits}
 
 
-def label_notes(probes: ProbeSet | None) -> list[str]:
-    """One line where the probe data labels one of the train and test splits but not the other: accuracy is then
-    measured on one split only, and `grokmon phases` needs both for accuracy mode."""
-    if probes is None:
+def label_notes(probes: ProbeSet | None, metrics: tuple[str, ...]) -> list[str]:
+    """One line where accuracy is measured (in `metrics`) and the probe data labels one of the train and test
+    splits but not the other, which it has points of (most likely a label left out: accuracy is then measured on
+    one split only, and `grokmon phases` needs both for accuracy mode). Probe data without an x_test is a choice
+    the README documents: no note."""
+    if probes is None or "accuracy" not in metrics:
         return []
     labelled = {s.name: s.y is not None for s in probes.splits if s.name in LABELLED_SPLITS}
     if len(labelled) < 2 or len(set(labelled.values())) == 1:
         return []
-    have, lack = (("train", "test") if labelled["train"] else ("test", "train"))
+    have, lack = ("train", "test") if labelled["train"] else ("test", "train")
     return [f"{probes.source} labels x_{have} but not x_{lack} (no y_{lack}): accuracy is measured on {have} only, "
             f"so `grokmon phases` will use geometry mode; add y_{lack} for accuracy mode"]
 

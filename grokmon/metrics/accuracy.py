@@ -27,7 +27,8 @@ def check_labels(y: torch.Tensor, outputs_per_point: int) -> None:
     k = outputs_per_point
     if y.is_floating_point():
         if y.reshape(len(y), -1).shape[1] != k:
-            classes = " (class labels must be integers: store y as torch.long)" if y.dim() == 1 and k > 1 else ""
+            whole = y.dim() == 1 and k > 1 and bool((y == y.round()).all())  # class indices stored as floats
+            classes = " (class labels must be integers: store y as torch.long)" if whole else ""
             raise ProbeError(f"Expected float targets with {k} value(s) per point to match the network's outputs, "
                              f"but got shape {tuple(y.shape)}{classes}")
         return

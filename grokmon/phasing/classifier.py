@@ -66,13 +66,14 @@ def classify(df: pd.DataFrame, thresholds: PhaseThresholds | None = None, mode: 
 
 
 def _accuracy_found(table: RunTable) -> str:
-    """Which split's accuracy a table without both has, for the error (labels on one split only are a probe file
-    without y_test, or y_train)."""
+    """Which split's accuracy a table without both has, and why the other lacks it, for the error."""
     found = [s for s in ("train", "test") if table.has("accuracy", s)]
     if not found:
-        return "this table has none (use geometry; analyze with labelled probes for accuracy)"
+        return ("this table has none (use geometry; for accuracy mode, analyze with labelled probes and accuracy "
+                "in --metrics)")
     lack = "test" if found == ["train"] else "train"
-    return f"this table has it on {found[0]} only (the probe data had no y_{lack}; add it and analyze again)"
+    why = f"no y_{lack}" if table.has_split(lack) else f"no x_{lack}: no {lack} split"
+    return f"this table has it on {found[0]} only (the probe data had {why}; add it, then analyze again)"
 
 
 def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[GeometryReading] | None) -> list[Judged]:

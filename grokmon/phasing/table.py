@@ -43,6 +43,10 @@ class RunTable:
         out[self._position[rows]] = column[rows]
         return out
 
+    def has_split(self, split: str) -> bool:
+        """Whether any checkpoint analysed without error has rows on `split`."""
+        return split in self._split_rows
+
     def has(self, metric: str, split: str) -> bool:
         """Whether `metric` holds a value on `split` at any checkpoint."""
         key = (metric, split)
