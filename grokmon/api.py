@@ -56,7 +56,6 @@ def analyze(
     from .analysis.executors import choose_executor
     from .analysis.store import ResultsStore
     from .analysis.threads import cpu_threads
-    from .inputs.probes import label_notes
     from .inputs.run import resolve_inputs
 
     execution = choose_executor(executor, device, workers, threads)
@@ -73,8 +72,7 @@ def analyze(
         total = len(inputs.checkpoints)
         notify = progress or (lambda event: None)
         opening = ProgressEvent(done=total - len(pending), total=total, device=execution.description,
-                                notes=(*inputs.found.messages(), *label_notes(inputs.probes, inputs.config.metrics),
-                                       *store.notes))
+                                notes=(*inputs.notes(), *store.notes))
         execution.run(inputs, pending, store, notify, done=total - len(pending), total=total, opening=opening)
     return store.frame()
 

@@ -401,6 +401,8 @@ def test_labels_on_the_train_split_only_are_noted_and_named_when_accuracy_mode_i
     assert result.exit_code == 0, result.output
     said = result.stdout + result.stderr
     assert (note in said) if note else ("accuracy is measured" not in said)  # no test split: a documented choice
+    shown = runner.invoke(app, ["info", str(run)])
+    assert shown.exit_code == 0 and ((note in shown.stdout) if note else ("accuracy is measured" not in shown.stdout))
     phases = runner.invoke(app, ["phases", str(run / "grokmon.parquet"), "--mode", "accuracy"])
     assert phases.exit_code == 1
     [line] = phases.stderr.strip().splitlines()

@@ -188,7 +188,8 @@ def open_session(inputs: RunInputs, pending: list[Checkpoint]) -> tuple[Session,
                            weights_from=first.checkpoint.name), read
 
 
-def prepare_session(inputs: RunInputs, model: BuiltModel, load_first=lambda: None, weights_from: str | None = None) -> Session:
+def prepare_session(inputs: RunInputs, model: BuiltModel, load_first=lambda: None,
+                    weights_from: str | None = None) -> Session:
     """The session of `model` (in eval mode): the probes settled to the way it takes them and checked against it
     with real weights (`load_first()` puts them in, after the checks that need no weights), the options, the
     metadata. A model that is already trained (the live one of a training loop) needs no `load_first`. Without

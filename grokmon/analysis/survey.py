@@ -19,7 +19,7 @@ from ..inputs.checkpoints import Checkpoint, FoundCheckpoints, check_directory, 
 from ..inputs.config import AnalyzeConfig, check_values, resolve_config
 from ..inputs.embedding import TokenEmbedding
 from ..inputs.models import BuiltModel
-from ..inputs.probes import ProbeSet, load_probes
+from ..inputs.probes import ProbeSet, label_notes, load_probes
 from ..inputs.run import probe_path, reads_probes, resolve_device
 from ..metrics.embedded import embedding_outputs
 from .probe_fit import settle_inputs
@@ -31,7 +31,8 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class RunInfo:
     """What `analyze` would do, without computing anything. `missing` says what it lacks (one line each, with
-    the fix); `notes` what else to know (checkpoints still being written, a step saved twice)."""
+    the fix); `notes` what else to know (checkpoints still being written, a step saved twice, labels on one
+    split only)."""
 
     checkpoints: list[Checkpoint]
     model: dict  # the model's description; empty when it cannot be built yet
@@ -97,7 +98,8 @@ def survey(ckpt_dir: str | Path, device: str = "auto", **options) -> RunInfo:
             config, probes, embedding = settled
             kind, dim = measured_input(built, probes, embedding, torch_device)
     return RunInfo(list(found.checkpoints), built.description if built else {}, probes_file,
-                   probes.sizes() if probes else {}, config, str(torch_device), kind, found.messages(),
+                   probes.sizes() if probes else {}, config, str(torch_device), kind,
+                   (*found.messages(), *label_notes(probes, config.metrics)),
                    tuple(missing), None if embedding is None else embedding.name, dim)
 
 

@@ -323,7 +323,8 @@ def fit_state_dict(state: dict[str, torch.Tensor], expected: frozenset[str], sou
     shaped = f"; wrong shape: {_few(wrong)}" if wrong else ""
     named = "; ".join(f"{kind} {_few(keys)}" for kind, keys in (("missing", missing), ("unexpected", unexpected))
                       if keys)
-    raise ModelError(f"{source}: weights do not fit the model: {named}{under}{shaped}; check --model / --model-kwargs")
+    raise ModelError(f"{source}: weights do not fit the model: {named}{under}{shaped}; "
+                     "check --model / --model-kwargs")
 
 
 def _wrong_shapes(state: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> list[str]:

@@ -11,7 +11,7 @@ from ..columns import DATA_FREE_GROUPS
 from ..errors import ConfigError
 from .checkpoints import Checkpoint, FoundCheckpoints, check_directory, find_checkpoints
 from .config import AnalyzeConfig, check_values, resolve_config
-from .probes import DEFAULT_PROBE_NAMES, ProbeSet, default_probe_file, load_probes
+from .probes import DEFAULT_PROBE_NAMES, ProbeSet, default_probe_file, label_notes, load_probes
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,11 @@ class RunInputs:
     device: torch.device
     dtype: torch.dtype
     found: FoundCheckpoints = FoundCheckpoints(())
+
+    def notes(self) -> tuple[str, ...]:
+        """What analyze says about these inputs before measuring: discovery's notes (checkpoints still being
+        written, steps saved twice) and labels on one split only (`probes.label_notes`)."""
+        return (*self.found.messages(), *label_notes(self.probes, self.config.metrics))
 
 
 def resolve_device(name: str) -> torch.device:
