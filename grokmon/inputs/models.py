@@ -11,6 +11,7 @@ import importlib.util
 import re
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -89,6 +90,17 @@ class BuiltModel:
     expected_keys: frozenset[str] = field(default_factory=frozenset)
     ties: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> the other keys of the same tensor
     position: int | None = None  # the output position measured (--position)
+
+    @cached_property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """The module's tensor shapes by its own keys, read once: loading a checkpoint copies into them."""
+        return {k: tuple(v.shape) for k, v in self.module.state_dict().items() if isinstance(v, torch.Tensor)}
+
+    @cached_property
+    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        """`shapes` by checkpoint key (`expected_keys`, through `key_map`), for naming wrong shapes."""
+        own = {k: self.key_map[k] if self.key_map is not None else k for k in self.expected_keys}
+        return {k: self.shapes[name] for k, name in own.items() if name in self.shapes}
 
     @property
     def measured(self) -> nn.Module:
@@ -344,13 +356,10 @@ def load_weights(built: BuiltModel, state: dict[str, torch.Tensor], source: str)
     """Copy one checkpoint's weights into the model (same device and dtype as the model keeps)."""
     if built.key_map is not None:
         state = strip_common_prefix(state)
-    own = built.module.state_dict()
-    names = {k: built.key_map[k] if built.key_map is not None else k for k in built.expected_keys}
-    shapes = {k: tuple(own[name].shape) for k, name in names.items() if isinstance(own.get(name), torch.Tensor)}
-    state = fit_state_dict(state, built.expected_keys, source, built.ties, shapes)
+    state = fit_state_dict(state, built.expected_keys, source, built.ties, built.expected_shapes)
     if built.key_map is not None:
         state = {built.key_map[k]: v for k, v in state.items()}
-    wrong = _wrong_shapes(state, {k: tuple(v.shape) for k, v in own.items() if isinstance(v, torch.Tensor)})
+    wrong = _wrong_shapes(state, built.shapes)
     if wrong:
         raise ModelError(f"{source}: weight shapes do not fit the model: {_few(wrong)}; check --model / --model-kwargs")
     with torch.no_grad():
