@@ -282,7 +282,7 @@ class AccuracyJudge:
     def _seen_change(self, i: int, name: str) -> float:
         """How much series `name` changed from the first checkpoint of its span to checkpoint i. A reason cites it
         beside the trend line's change, which decides but can overshoot a step (+1.02 for a jump from 0 to 1)."""
-        values = self.robust.value if name == "robust" else (self.tr if name.startswith("train") else self.te)
+        values = self.robust.value if name == "robust" else self._series(name.split()[0])[0]
         return float(values[i] - values[int(self.spans[name].start[i])])
 
     def _flat(self, i: int, name: str) -> tuple[bool, float, float] | None:
@@ -325,20 +325,18 @@ class AccuracyJudge:
                                self.best)
             return Reading("generalisation", max(0.5, 1.0 - flat[1]), note, self.best)
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
-        seen = self._seen_change(i, "robust") if robust is not None else 0.0
-        if robust is not None and not robust[0] and robust[2] > 0:
-            still = "still rising" if seen > 0 else "still rising on its trend line"
-            return Reading("generalisation", max(0.5, 1.0 - robust[1]),
-                           f"delayed robustness: robust accuracy {self.robust.value[i]:.3f} {still} "
-                           f"({seen:+.3f} over the last {th.plateau_decades:g} decades, trend line "
-                           f"{robust[2]:+.3f}) while test accuracy settled at {te:.3f}", self.best)
         since = f", up from {self.floor:.3f}" if self.generalised == "rose" else ", learned with the train set"
         note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
-        if robust is not None and not robust[0]:
-            # robust accuracy falling: no gain to wait for, but the run has not settled either
-            falling = "falling" if seen < 0 else "falling on its trend line"
-            return Reading("robustness_plateau", flat[1] * robust[1],
-                           f"{note}; robust accuracy {self.robust.value[i]:.3f} {falling} "
-                           f"({seen:+.3f} over the last {th.plateau_decades:g} decades, trend line "
-                           f"{robust[2]:+.3f})", self.best)
-        return Reading("robustness_plateau", flat[1], note, self.best)
+        if robust is None or robust[0]:
+            return Reading("robustness_plateau", flat[1], note, self.best)
+        seen = self._seen_change(i, "robust")
+        rising = robust[2] > 0
+        agrees = seen > 0 if rising else seen < 0  # the change as seen goes the trend line's way
+        word = ("rising" if rising else "falling") + ("" if agrees else " on its trend line")
+        change = (f"robust accuracy {self.robust.value[i]:.3f} {'still ' if rising else ''}{word} ({seen:+.3f} over "
+                  f"the last {th.plateau_decades:g} decades, trend line {robust[2]:+.3f})")
+        if rising:
+            return Reading("generalisation", max(0.5, 1.0 - robust[1]),
+                           f"delayed robustness: {change} while test accuracy settled at {te:.3f}", self.best)
+        # robust accuracy falling: no gain to wait for, but the run has not settled either
+        return Reading("robustness_plateau", flat[1] * robust[1], f"{note}; {change}", self.best)

@@ -152,11 +152,7 @@ def _weights(gaps: np.ndarray, reference: float) -> np.ndarray:
 
 def advice_probabilities(phases: np.ndarray) -> np.ndarray:
     """Sum the phase probabilities (n x phases) into the advice each phase gives (n x ADVICE_ORDER)."""
-    out: dict[str, np.ndarray] = {}
-    for k, phase in enumerate(PHASES):
-        advice = ADVICE_FOR_PHASE[phase]
-        out[advice] = out.get(advice, 0.0) + phases[:, k]
-    return np.column_stack([out[a] for a in ADVICE_ORDER])
+    return phases @ _GIVES.T
 
 
 def most_likely(posterior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
