@@ -19,6 +19,7 @@ GROUP_COLUMNS = {
 
 # Groups measured once per checkpoint, not per split: their values stand on every split row of the checkpoint.
 CHECKPOINT_GROUPS = ("weights", "llc")
+CHECKPOINT_COLUMNS = tuple(c for g in CHECKPOINT_GROUPS for c in GROUP_COLUMNS[g])
 
 # Groups that differentiate or perturb the inputs themselves, and so need float inputs (not token ids).
 CONTINUOUS_INPUT_GROUPS = ("centroid", "jacobian", "lc", "robustness")

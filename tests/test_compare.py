@@ -145,3 +145,19 @@ def test_compare_errors(sample_subset, tmp_path):
     assert runner.invoke(app, ["compare", str(sample_subset), "-o", str(tmp_path / "x.txt")]).exit_code == 2
     failed = runner.invoke(app, ["compare", str(empty)])
     assert failed.exit_code == 1 and "a directory without grokmon.parquet" in failed.stderr
+
+
+def test_a_run_on_unlabelled_probes_is_not_measured_rather_than_never(sample_subset, tmp_path):
+    """Beside labelled runs, a run without accuracy columns reached no test accuracy because it has none: its
+    cells read n/a (not "-", never) and the headline names it apart."""
+    import pyarrow.parquet as pq
+
+    unlabelled = tmp_path / "unlabelled.parquet"
+    table = pq.read_table(sample_subset / "grokmon.parquet")  # its grokmon metadata kept
+    pq.write_table(table.drop_columns([c for c in table.column_names if c.startswith("accuracy")]), unlabelled)
+    result = runner.invoke(app, ["compare", str(sample_subset), str(DATA / "no_grok.parquet"), str(unlabelled)],
+                           env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    row = next(line.split() for line in result.stdout.splitlines() if line.split()[:1] == ["unlabelled"])
+    assert row[1] == "geometry" and row[4] == "n/a" and row[6:8] == ["n/a", "n/a"], row
+    assert "never: no_grok; no test accuracy: unlabelled" in result.stdout

@@ -141,6 +141,25 @@ def test_geometry_is_right_where_it_acts_and_does_not_only_abstain(runs, reports
     assert acted and sum(truth == said for truth, said in acted) >= 0.9 * len(acted)
 
 
+def test_a_geometry_reading_fitting_is_no_disagreement_once_the_probes_show_the_train_set_fitted(runs, reports):
+    """The geometry's `fitting` is wrong on what the probes measure once train accuracy is fitted (a new user's
+    digits MLP, train accuracy 1.0: "the geometry disagrees: it reads fitting"): it does not lower the confidence."""
+    import numpy as np
+
+    th, ruled_out = PhaseThresholds(), 0
+    for run in runs:
+        train = run.table[run.table["split"] == "train"].sort_values("step")["accuracy"].to_numpy()
+        fitted = [np.median(train[max(0, i - 2): i + 1]) >= th.fitted_accuracy for i in range(len(train))]
+        pairs = zip(reports[run.name, "accuracy"].history, reports[run.name, "geometry"].history, fitted)
+        for a, g, fit in pairs:
+            if fit:
+                assert "the geometry disagrees: it reads fitting" not in a.reason, (run.name, a.step)
+            # where the geometry verdict alone would have counted as a disagreement
+            ruled_out += fit and g.phase == "fitting" and g.advice == "keep-training" and a.advice not in (
+                "keep-training", "inconclusive") and g.confidence >= th.min_confidence
+    assert ruled_out >= 3
+
+
 def test_cli_history_as_a_table_and_in_json(runs):
     from grokmon.cli import app
 
@@ -160,6 +179,12 @@ def test_cli_history_as_a_table_and_in_json(runs):
     # what an inconclusive verdict's confidence is about, on its line
     assert f"verdict: inconclusive (it reads {json.loads(forced.stdout)['current_phase']}, confidence" in \
         CliRunner().invoke(app, ["phases", str(path), "--set", "min_checkpoints=1000"]).stdout
+    # what a user can do about it, by mode; nothing of the kind under a verdict that acts
+    said = {m: CliRunner().invoke(app, ["phases", str(path), "--mode", m, "--set", "min_checkpoints=1000"]).stdout
+            for m in ("accuracy", "geometry")}
+    assert "what now: run phases again after more checkpoints (the reason says what is missing)" in said["accuracy"]
+    assert "what now: run phases again after more checkpoints, or analyze with labelled probes" in said["geometry"]
+    assert "what now" not in CliRunner().invoke(app, ["phases", str(path)]).stdout
     # into a pipe (CliRunner's output is not a terminal) every checkpoint's reason stays on its one row
     piped = CliRunner().invoke(app, ["phases", str(path), "--history"]).stdout.splitlines()
     for v in doc["history"]:

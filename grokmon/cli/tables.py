@@ -33,11 +33,29 @@ def phase_tables(verdict) -> list:
     if verdict.best_step is not None and verdict.advice == "roll-back":
         line.append(f", best step {verdict.best_step}")
     line.append(f"\nreason: {verdict.reason}")
+    if verdict.advice == "inconclusive":
+        line.append(f"\nwhat now: {_what_now(verdict)}")
     return [table, line]
+
+
+def _what_now(verdict) -> str:
+    """What a user can do about an `inconclusive` verdict."""
+    later = "run phases again after more checkpoints"
+    if verdict.mode == "accuracy":
+        return f"{later} (the reason says what is missing)"
+    corpus = ("; \"the corpus\" is the training runs the geometry model was fitted on (docs/phases.md)"
+              if "corpus" in verdict.reason else "")
+    return (f"{later}, or analyze with labelled probes (y_train, y_test): the accuracy mode reads what the geometry "
+            f"alone cannot tell here{corpus}")
 
 
 def _step(value) -> str:
     return "-" if value is None else str(value)
+
+
+def _reached(summary, key: str) -> str:
+    """A step read from accuracy: "n/a" for a run without that accuracy (unlabelled probes)."""
+    return _step(getattr(summary, key)) if summary.measures(key) else "n/a"
 
 
 def compare_table(comparison) -> list:
@@ -45,10 +63,11 @@ def compare_table(comparison) -> list:
     table = Table(title="Runs compared", title_justify="left", box=box.SIMPLE_HEAD, padding=0, pad_edge=False,
                   show_edge=False,
                   caption="first checkpoint at which: fit = train accuracy fitted, gen = labelled generalisation, "
-                          "t≥.5 / t≥.95 = test accuracy 0.5 / 0.95 (- = never); test = final test accuracy",
+                          "t≥.5 / t≥.95 = test accuracy 0.5 / 0.95 (- = never, n/a = not measured); test = final test "
+                          "accuracy",
                   caption_justify="left")
-    rows = [[s.name, s.mode, s.advice, f"{s.confidence:.2f}", _step(s.fit_step), _step(s.generalisation_step),
-             _step(s.test_50_step), _step(s.test_95_step), _step(s.best_step), _step(s.last_step),
+    rows = [[s.name, s.mode, s.advice, f"{s.confidence:.2f}", _reached(s, "fit_step"), _step(s.generalisation_step),
+             _reached(s, "test_50_step"), _reached(s, "test_95_step"), _step(s.best_step), _step(s.last_step),
              "-" if s.final.get("test_accuracy") is None else f"{s.final['test_accuracy']:.3f}"]
             for s in comparison.summaries]
     headers = ("run", "mode", "advice", "conf", "fit", "gen", "t≥.5", "t≥.95", "best", "last", "test")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..api import DEFAULT_OUTPUT_NAME, phases
-from ..columns import LIST_COLUMNS, METRIC_COLUMNS
+from ..columns import CHECKPOINT_COLUMNS, LIST_COLUMNS, METRIC_COLUMNS
 from ..errors import ConfigError, GrokmonError
 from ..phasing import ADVICE, PHASES, PhaseReport, PhaseThresholds
 
@@ -91,12 +91,15 @@ def _check_arguments(every_n_steps, patience, max_seconds, options: dict) -> Non
 
 
 def logged_values(rows: list[dict], seconds: float, report: PhaseReport | None) -> dict[str, float]:
-    """The loggers' values of one measurement: `grokmon/<split>/<metric>` (means), `grokmon/seconds`, and with a
+    """The loggers' values of one measurement: `grokmon/<split>/<metric>` (means), `grokmon/<metric>` for the
+    metrics of the whole checkpoint (weights, llc: the same on every split row), `grokmon/seconds`, and with a
     verdict `grokmon/phase` and `grokmon/advice` (indices into grokmon.phasing PHASES and ADVICE) and
     `grokmon/confidence`.
 
-    >>> logged_values([{"split": "train", "status": "ok", "lc": 3.0, "lc_se": 0.1, "loss": None}], 0.5, None)
-    {'grokmon/train/lc': 3.0, 'grokmon/seconds': 0.5}
+    >>> rows = [{"split": s, "status": "ok", "lc": 3.0, "lc_se": 0.1, "loss": None, "weight_norm": 2.0}
+    ...         for s in ("train", "test")]
+    >>> logged_values(rows, 0.5, None)
+    {'grokmon/train/lc': 3.0, 'grokmon/weight_norm': 2.0, 'grokmon/test/lc': 3.0, 'grokmon/seconds': 0.5}
     """
     values = {}
     for row in rows:
@@ -106,7 +109,7 @@ def logged_values(rows: list[dict], seconds: float, report: PhaseReport | None) 
             value = row.get(name)
             if name.endswith("_se") or name in LIST_COLUMNS or value is None or not math.isfinite(value):
                 continue
-            values[f"grokmon/{row['split']}/{name}"] = float(value)
+            values[f"grokmon/{name}" if name in CHECKPOINT_COLUMNS else f"grokmon/{row['split']}/{name}"] = float(value)
     values["grokmon/seconds"] = seconds
     if report is not None:
         values["grokmon/phase"] = float(PHASES.index(report.current_phase)) if report.current_phase in PHASES else math.nan

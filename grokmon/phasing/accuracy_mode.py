@@ -9,6 +9,7 @@ the series (series.py), which includes the scatter of the checkpoints about thei
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -20,12 +21,14 @@ from .series import Track, normal_cdf, strength_of, trends
 @dataclass(frozen=True)
 class Reading:
     """What one checkpoint looks like: a phase (None without evidence), the raw strength of the evidence in
-    [0, 1] (calibrated later), a note citing it, and the best checkpoint so far (roll-back target)."""
+    [0, 1] (calibrated later), a note citing it, the best checkpoint so far (roll-back target), and whether the
+    train set is fitted there (the median of the last three train accuracies at `fitted_accuracy` or more)."""
 
     phase: str | None
     strength: float
     note: str
     best: int | None
+    train_fitted: bool = False
 
 
 def _median3(values: list[float]) -> float:
@@ -83,7 +86,8 @@ class AccuracyJudge:
                 out.append(Reading(None, 0.0, "", self.best))
                 continue
             self._update(i)
-            out.append(self._read(i))
+            fitted_now = _median3(self.train_seen) >= self.th.fitted_accuracy
+            out.append(dataclasses.replace(self._read(i), train_fitted=fitted_now))
         return out
 
     # ------------------------------------------------------------------ what is remembered

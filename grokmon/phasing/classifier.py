@@ -88,8 +88,9 @@ def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[Geometr
         advice = ADVICE_FOR_PHASE[r.phase]
         confidence, note = fitted.accuracy(r.phase, r.strength), r.note
         g = _geometry_judged(geometry[i], th) if geometry is not None else None
+        # a geometry that reads `fitting` where the probes show the train set fitted is wrong on what they measure
         if (g is not None and g.withheld is None and g.advice not in ("inconclusive", advice)
-                and g.confidence >= th.min_confidence):
+                and g.confidence >= th.min_confidence and not (g.phase == "fitting" and r.train_fitted)):
             confidence *= 1.0 - th.geometry_weight * g.confidence
             note += f"; the geometry disagrees: it reads {g.phase} ({g.advice}, confidence {g.confidence:.2f})"
         out.append(Judged(r.phase, advice, confidence, note, r.best))

@@ -46,6 +46,12 @@ class RunSummary:
     last_step: int | None
     final: dict[str, float] = field(default_factory=dict)
 
+    def measures(self, key: str) -> bool:
+        """Whether the run has the column a step (`fit_step`, `test_50_step`, ...) is read from: a step that is
+        None is "never" for a run that has it and "not measured" for one without (a run on unlabelled probes)."""
+        column = {"fit_step": "train_accuracy", "test_50_step": "test_accuracy", "test_95_step": "test_accuracy"}
+        return key not in column or column[key] in self.final
+
     def to_dict(self) -> dict:
         """This run's entry of the `grokmon compare --json` document."""
         return {"name": self.name, "path": self.path, "mode": self.mode, "advice": self.advice,
@@ -177,7 +183,8 @@ def headline(summaries: list[RunSummary]) -> str:
 
     >>> rows = [RunSummary("a", None, "accuracy", "stop", 0.9, None, 60, 2000, 2700, 3550, 8000, {"test_accuracy": 1.0}),
     ...         RunSummary("b", None, "accuracy", "stop", 0.9, None, 60, 900, 1100, 1431, 8000, {"test_accuracy": 1.0}),
-    ...         RunSummary("c", None, "accuracy", "keep-training", 0.8, None, 60, None, None, None, 8000)]
+    ...         RunSummary("c", None, "accuracy", "keep-training", 0.8, None, 60, None, None, None, 8000,
+    ...                     {"test_accuracy": 0.3})]
     >>> headline(rows)
     'test accuracy 0.95: first b (step 1431), then a (step 3550, 2.5x later); never: c'
     >>> tie = RunSummary("d", None, "accuracy", "stop", 0.9, None, 60, 2000, 2700, 3550, 8000, {"test_accuracy": 1.0})
@@ -185,13 +192,17 @@ def headline(summaries: list[RunSummary]) -> str:
     'test accuracy 0.95: first b (step 1431), then a and d (step 3550, 2.5x later); never: c'
     >>> headline([RunSummary("a", None, "geometry", "stop", 0.5, None, None, 900, None, None, 8000)])
     'generalisation: first a (step 900)'
+    >>> headline(rows + [RunSummary("e", None, "geometry", "stop", 0.5, None, None, 900, None, None, 8000)])
+    'test accuracy 0.95: first b (step 1431), then a (step 3550, 2.5x later); never: c; no test accuracy: e'
     """
     labelled = any("test_accuracy" in s.final for s in summaries)
     key, what = ("test_95_step", "test accuracy 0.95") if labelled else ("generalisation_step", "generalisation")
     reached = sorted((getattr(s, key), s.name) for s in summaries if getattr(s, key) is not None)
-    never = [s.name for s in summaries if getattr(s, key) is None]
+    never = [s.name for s in summaries if getattr(s, key) is None and s.measures(key)]
+    unmeasured = [s.name for s in summaries if not s.measures(key)]  # only where some run has test accuracy
+    tail = f"; no test accuracy: {', '.join(unmeasured)}" if unmeasured else ""
     if not reached:
-        return f"{what}: reached by none of the runs"
+        return f"{what}: reached by none of the runs{tail}"
     together = [(step, " and ".join(n for _, n in group)) for step, group in itertools.groupby(reached, lambda r: r[0])]
     first_step = together[0][0]
     parts = [f"first {together[0][1]} (step {first_step})"]
@@ -199,4 +210,4 @@ def headline(summaries: list[RunSummary]) -> str:
         ratio = f", {step / first_step:.1f}x later" if first_step > 0 else ""
         parts.append(f"{names} (step {step}{ratio})")
     text = f"{what}: " + ", then ".join(parts)
-    return text + (f"; never: {', '.join(never)}" if never else "")
+    return text + (f"; never: {', '.join(never)}" if never else "") + tail

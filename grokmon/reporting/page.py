@@ -176,10 +176,15 @@ def _step(value) -> str:
     return "never" if value is None else str(value)
 
 
+def _reached(summary, key: str) -> str:
+    """A step read from accuracy: "n/a" for a run without that accuracy (unlabelled probes)."""
+    return _step(getattr(summary, key)) if summary.measures(key) else "n/a"
+
+
 def comparison_page(comparison, drawn, png: bytes) -> str:
     """Several runs: the steps each one reached, the figure with hover, and where each run's results came from."""
-    rows = [[s.name, s.mode, s.advice, f"{s.confidence:.2f}", _step(s.fit_step), _step(s.generalisation_step),
-             _step(s.test_50_step), _step(s.test_95_step), _step(s.best_step), _step(s.last_step),
+    rows = [[s.name, s.mode, s.advice, f"{s.confidence:.2f}", _reached(s, "fit_step"), _step(s.generalisation_step),
+             _reached(s, "test_50_step"), _reached(s, "test_95_step"), _step(s.best_step), _step(s.last_step),
              "" if "test_accuracy" not in s.final else f"{s.final['test_accuracy']:.3f}"]
             for s in comparison.summaries]
     header = ["run", "mode", "advice", "confidence", "fitted", "generalising", "test ≥ 0.5", "test ≥ 0.95",
