@@ -179,6 +179,11 @@ def test_cli_history_as_a_table_and_in_json(runs):
     # what an inconclusive verdict's confidence is about, on its line
     assert f"verdict: inconclusive (it reads {json.loads(forced.stdout)['current_phase']}, confidence" in \
         CliRunner().invoke(app, ["phases", str(path), "--set", "min_checkpoints=1000"]).stdout
+    # each segment's checkpoints, and of them those whose verdict did not act
+    cautious = classify(run.table, PhaseThresholds(min_checkpoints=1000))
+    assert all(cautious.counts(s)[0] == cautious.counts(s)[1] > 0 for s in cautious.segments)
+    full = classify(run.table)
+    assert sum(full.counts(s)[0] for s in full.segments) == len(run.steps) > sum(full.counts(s)[1] for s in full.segments)
     # what a user can do about it, by mode; nothing of the kind under a verdict that acts
     said = {m: CliRunner().invoke(app, ["phases", str(path), "--mode", m, "--set", "min_checkpoints=1000"]).stdout
             for m in ("accuracy", "geometry")}

@@ -13,15 +13,16 @@ ADVICE_STYLE = {"stop": "bold green", "keep-training": "bold cyan", "inconclusiv
 
 
 def phase_tables(verdict) -> list:
-    """The phase segments as a table, then the verdict with its reason and confidence."""
+    """The phase segments as a table (with how many of their checkpoints' verdicts were `inconclusive`), then the
+    verdict with its reason and confidence."""
     table = Table(title=f"Phases ({verdict.mode} mode)", title_justify="left")
     table.add_column("phase")
     table.add_column("first step", justify="right")
     table.add_column("last step", justify="right")
     table.add_column("checkpoints", justify="right")
+    table.add_column("inconclusive", justify="right")
     for segment in verdict.segments:
-        count = sum(1 for step, _ in verdict.steps if segment.start_step <= step <= segment.end_step)
-        table.add_row(segment.phase, str(segment.start_step), str(segment.end_step), str(count))
+        table.add_row(segment.phase, str(segment.start_step), str(segment.end_step), *map(str, verdict.counts(segment)))
     line = Text()
     line.append("verdict: ")
     line.append(verdict.advice, style=ADVICE_STYLE.get(verdict.advice, "bold"))

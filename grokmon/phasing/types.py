@@ -175,6 +175,15 @@ class PhaseReport:
     best_step: int | None                # roll-back: the best earlier step; else the best step seen
     history: tuple[StepVerdict, ...] = ()  # the verdict with each checkpoint the newest (causal)
 
+    def counts(self, segment: PhaseSegment) -> tuple[int, int]:
+        """How many checkpoints a segment spans, and how many of their verdicts were `inconclusive` (a label that
+        no verdict acted on rests on weak evidence)."""
+        def within(step: int) -> bool:
+            return segment.start_step <= step <= segment.end_step
+
+        return (sum(within(step) for step, _ in self.steps),
+                sum(within(v.step) and v.advice == "inconclusive" for v in self.history))
+
     def to_dict(self, history: bool = False) -> dict:
         """The `grokmon phases --json` document (JSON-serialisable); `history` adds the verdict at every step."""
         doc = {

@@ -97,12 +97,12 @@ def _phase_section(phase_report) -> str:
     order = list(dict.fromkeys(s.phase for s in phase_report.segments))
     rows = []
     for seg in phase_report.segments:
-        count = sum(1 for step, _ in phase_report.steps if seg.start_step <= step <= seg.end_step)
+        count, weak = phase_report.counts(seg)
         swatch = f'<span class="swatch" style="background:{esc(phase_colour(seg.phase, order))}"></span>'
-        rows.append(
-            f"<tr><td>{swatch}{esc(seg.phase)}</td><td>{seg.start_step}</td><td>{seg.end_step}</td><td>{count}</td></tr>"
-        )
-    head = "<tr><th>phase</th><th>first step</th><th>last step</th><th>checkpoints</th></tr>"
+        rows.append(f"<tr><td>{swatch}{esc(seg.phase)}</td><td>{seg.start_step}</td><td>{seg.end_step}</td>"
+                    f"<td>{count}</td><td>{weak}</td></tr>")
+    head = ("<tr><th>phase</th><th>first step</th><th>last step</th><th>checkpoints</th>"
+            "<th title=\"verdicts that did not act: a weak label\">inconclusive</th></tr>")
     return f"<h2>Phases</h2><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
 
