@@ -161,3 +161,15 @@ def test_a_run_on_unlabelled_probes_is_not_measured_rather_than_never(sample_sub
     row = next(line.split() for line in result.stdout.splitlines() if line.split()[:1] == ["unlabelled"])
     assert row[1] == "geometry" and row[4] == "n/a" and row[6:8] == ["n/a", "n/a"], row
     assert "never: no_grok; no test accuracy: unlabelled" in result.stdout
+
+
+def test_a_labelled_run_whose_last_checkpoint_lacks_test_accuracy_is_still_measured(sample_subset):
+    """"n/a" is for a run with no accuracy at any checkpoint, not for one whose newest checkpoint lacks it."""
+    import pandas as pd
+
+    frame = pd.read_parquet(sample_subset / "grokmon.parquet")
+    last = frame["step"].max()
+    frame.loc[(frame["step"] == last) & (frame["split"] == "test"), "accuracy"] = float("nan")
+    summary = grokmon.compare([frame], names=["late"]).summaries[0]
+    assert "test_accuracy" not in summary.final and summary.test_95_step is not None
+    assert summary.reached("test_95_step") == str(summary.test_95_step)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -160,7 +161,7 @@ def test_a_geometry_reading_fitting_is_no_disagreement_once_the_probes_show_the_
     assert ruled_out >= 3
 
 
-def test_cli_history_as_a_table_and_in_json(runs):
+def test_cli_history_as_a_table_and_in_json(runs, tmp_path):
     from grokmon.cli import app
 
     path = FIXTURES / "modular--p47-w64-wd1.parquet"
@@ -185,11 +186,19 @@ def test_cli_history_as_a_table_and_in_json(runs):
     full = classify(run.table)
     assert sum(full.counts(s)[0] for s in full.segments) == len(run.steps) > sum(full.counts(s)[1] for s in full.segments)
     # what a user can do about it, by mode; nothing of the kind under a verdict that acts
-    said = {m: CliRunner().invoke(app, ["phases", str(path), "--mode", m, "--set", "min_checkpoints=1000"]).stdout
-            for m in ("accuracy", "geometry")}
+    said = {m: CliRunner().invoke(app, ["phases", str(path), "--mode", m, "--set", "min_checkpoints=1000"],
+                                  terminal_width=200).stdout for m in ("accuracy", "geometry")}
     assert "what now: run phases again after more checkpoints (the reason says what is missing)" in said["accuracy"]
-    assert "what now: run phases again after more checkpoints, or analyze with labelled probes" in said["geometry"]
+    assert "what now: run phases again after more checkpoints, or drop --mode geometry" in said["geometry"]
+    unlabelled = tmp_path / "unlabelled.parquet"  # auto falls back to geometry: the probes had no labels
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns([c for c in table.column_names if c.startswith("accuracy")]), unlabelled)
+    auto = CliRunner().invoke(app, ["phases", str(unlabelled), "--set", "min_checkpoints=1000"]).stdout
+    assert "what now: run phases again after more checkpoints, or analyze with labelled probes" in auto
     assert "what now" not in CliRunner().invoke(app, ["phases", str(path)]).stdout
+    # the segment table's last column: every verdict inconclusive at min_checkpoints=1000
+    rows = [line.split("│") for line in said["accuracy"].splitlines() if line.startswith("│")]
+    assert rows and all(cells[4].strip() == cells[5].strip() for cells in rows)
     # into a pipe (CliRunner's output is not a terminal) every checkpoint's reason stays on its one row
     piped = CliRunner().invoke(app, ["phases", str(path), "--history"]).stdout.splitlines()
     for v in doc["history"]:

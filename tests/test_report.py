@@ -173,7 +173,7 @@ def test_html_is_self_contained(results, tmp_path):
         assert f"<td>{key}</td>" in text
     assert "sha256:abc123" in text and "weights contain NaN" in text  # provenance, and the failed checkpoint
     # the generalisation segment: first step, last step, checkpoints, of them inconclusive
-    assert "generalisation</td><td>5623</td><td>29126</td><td>5</td><td>0</td>" in text  # no history: none counted
+    assert "generalisation</td><td>5623</td><td>29126</td><td>5</td><td>-</td>" in text  # no history: not counted
 
 
 def test_html_without_phases_and_with_one_metric(tmp_path):

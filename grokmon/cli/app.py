@@ -236,7 +236,7 @@ def phases(
         console, tables = _stdout(), [history_table(verdict)] if history else []
         if tables and not console.is_terminal:  # a pipe or a file has no width: each reason on one line
             console.width = max(console.width, unfolded_width(tables[0]))
-        console.print(*tables, *phase_tables(verdict))
+        console.print(*tables, *phase_tables(verdict, mode))
     if exit_code:
         raise typer.Exit(ADVICE_EXIT_CODES[verdict.advice])
 

@@ -12,7 +12,7 @@ from ..errors import failure_kind
 ADVICE_STYLE = {"stop": "bold green", "keep-training": "bold cyan", "inconclusive": "bold yellow", "roll-back": "bold red"}
 
 
-def phase_tables(verdict) -> list:
+def phase_tables(verdict, asked: str = "auto") -> list:
     """The phase segments as a table (with how many of their checkpoints' verdicts were `inconclusive`), then the
     verdict with its reason and confidence."""
     table = Table(title=f"Phases ({verdict.mode} mode)", title_justify="left")
@@ -22,7 +22,8 @@ def phase_tables(verdict) -> list:
     table.add_column("checkpoints", justify="right")
     table.add_column("inconclusive", justify="right")
     for segment in verdict.segments:
-        table.add_row(segment.phase, str(segment.start_step), str(segment.end_step), *map(str, verdict.counts(segment)))
+        count, weak = verdict.counts(segment)
+        table.add_row(segment.phase, str(segment.start_step), str(segment.end_step), str(count), _step(weak))
     line = Text()
     line.append("verdict: ")
     line.append(verdict.advice, style=ADVICE_STYLE.get(verdict.advice, "bold"))
@@ -35,28 +36,25 @@ def phase_tables(verdict) -> list:
         line.append(f", best step {verdict.best_step}")
     line.append(f"\nreason: {verdict.reason}")
     if verdict.advice == "inconclusive":
-        line.append(f"\nwhat now: {_what_now(verdict)}")
+        line.append(f"\nwhat now: {_what_now(verdict, asked)}")
     return [table, line]
 
 
-def _what_now(verdict) -> str:
-    """What a user can do about an `inconclusive` verdict."""
+def _what_now(verdict, asked: str) -> str:
+    """What a user can do about an `inconclusive` verdict; `asked`: the mode asked for (auto falls back to geometry
+    only for a table without accuracy, so there the probes had no labels)."""
     later = "run phases again after more checkpoints"
     if verdict.mode == "accuracy":
         return f"{later} (the reason says what is missing)"
+    labels = ("drop --mode geometry if the probes are labelled" if asked == "geometry"
+              else "analyze with labelled probes (y_train, y_test)")
     corpus = ("; \"the corpus\" is the training runs the geometry model was fitted on (docs/phases.md)"
               if "corpus" in verdict.reason else "")
-    return (f"{later}, or analyze with labelled probes (y_train, y_test): the accuracy mode reads what the geometry "
-            f"alone cannot tell here{corpus}")
+    return f"{later}, or {labels}: the accuracy mode reads what the geometry alone cannot tell here{corpus}"
 
 
 def _step(value) -> str:
     return "-" if value is None else str(value)
-
-
-def _reached(summary, key: str) -> str:
-    """A step read from accuracy: "n/a" for a run without that accuracy (unlabelled probes)."""
-    return _step(getattr(summary, key)) if summary.measures(key) else "n/a"
 
 
 def compare_table(comparison) -> list:
@@ -67,8 +65,9 @@ def compare_table(comparison) -> list:
                           "t≥.5 / t≥.95 = test accuracy 0.5 / 0.95 (- = never, n/a = not measured); test = final test "
                           "accuracy",
                   caption_justify="left")
-    rows = [[s.name, s.mode, s.advice, f"{s.confidence:.2f}", _reached(s, "fit_step"), _step(s.generalisation_step),
-             _reached(s, "test_50_step"), _reached(s, "test_95_step"), _step(s.best_step), _step(s.last_step),
+    rows = [[s.name, s.mode, s.advice, f"{s.confidence:.2f}", s.reached("fit_step", "-"),
+             _step(s.generalisation_step), s.reached("test_50_step", "-"), s.reached("test_95_step", "-"),
+             _step(s.best_step), _step(s.last_step),
              "-" if s.final.get("test_accuracy") is None else f"{s.final['test_accuracy']:.3f}"]
             for s in comparison.summaries]
     headers = ("run", "mode", "advice", "conf", "fit", "gen", "t≥.5", "t≥.95", "best", "last", "test")

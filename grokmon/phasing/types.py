@@ -175,14 +175,14 @@ class PhaseReport:
     best_step: int | None                # roll-back: the best earlier step; else the best step seen
     history: tuple[StepVerdict, ...] = ()  # the verdict with each checkpoint the newest (causal)
 
-    def counts(self, segment: PhaseSegment) -> tuple[int, int]:
+    def counts(self, segment: PhaseSegment) -> tuple[int, int | None]:
         """How many checkpoints a segment spans, and how many of their verdicts were `inconclusive` (a label that
-        no verdict acted on rests on weak evidence)."""
+        no verdict acted on rests on weak evidence); None for a report without its history."""
         def within(step: int) -> bool:
             return segment.start_step <= step <= segment.end_step
 
-        return (sum(within(step) for step, _ in self.steps),
-                sum(within(v.step) and v.advice == "inconclusive" for v in self.history))
+        weak = sum(within(v.step) and v.advice == "inconclusive" for v in self.history) if self.history else None
+        return sum(within(step) for step, _ in self.steps), weak
 
     def to_dict(self, history: bool = False) -> dict:
         """The `grokmon phases --json` document (JSON-serialisable); `history` adds the verdict at every step."""

@@ -27,6 +27,7 @@ from .panels import numeric, split_order, value_columns
 
 SCHEMA = "grokmon.compare/1"
 TEST_LEVELS = (0.5, 0.95)
+_ACCURACY_OF = {"fit_step": "train_accuracy", "test_50_step": "test_accuracy", "test_95_step": "test_accuracy"}
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,20 @@ class RunSummary:
     test_95_step: int | None
     last_step: int | None
     final: dict[str, float] = field(default_factory=dict)
+    measured: tuple[str, ...] | None = None  # `<split>_accuracy` with a value at some checkpoint (None: see `final`)
 
     def measures(self, key: str) -> bool:
-        """Whether the run has the column a step (`fit_step`, `test_50_step`, ...) is read from: a step that is
-        None is "never" for a run that has it and "not measured" for one without (a run on unlabelled probes)."""
-        column = {"fit_step": "train_accuracy", "test_50_step": "test_accuracy", "test_95_step": "test_accuracy"}
-        return key not in column or column[key] in self.final
+        """Whether the run has the accuracy a step (`fit_step`, `test_50_step`, `test_95_step`) is read from, at
+        any checkpoint: a step that is None is "never" for a run that has it and "not measured" for one without (a
+        run on unlabelled probes). The other steps are always measured."""
+        column = _ACCURACY_OF.get(key)
+        return column is None or column in (self.final if self.measured is None else self.measured)
+
+    def reached(self, key: str, never: str = "-") -> str:
+        """A step as a table cell: the step, `never` where the run never got there, "n/a" where it has no
+        accuracy to get there by."""
+        value = getattr(self, key)
+        return "n/a" if not self.measures(key) else never if value is None else str(value)
 
     def to_dict(self) -> dict:
         """This run's entry of the `grokmon compare --json` document."""
@@ -142,7 +151,17 @@ def summarise(name: str, path, frame: pd.DataFrame, phase_report, fitted_accurac
         generalisation_step=first_phase_step(phase_report, "generalisation"),
         test_50_step=tests[0], test_95_step=tests[1],
         last_step=int(rows["step"].max()) if len(rows) else None, final=final_values(frame),
+        measured=measured_accuracies(frame),
     )
+
+
+def measured_accuracies(frame: pd.DataFrame) -> tuple[str, ...]:
+    """`<split>_accuracy` for the train and test splits whose accuracy has a finite value at some ok checkpoint."""
+    rows = _ok_rows(frame)
+    if "accuracy" not in rows:
+        return ()
+    return tuple(f"{split}_accuracy" for split in ("train", "test")
+                 if np.isfinite(numeric(rows.loc[rows["split"] == split, "accuracy"])).any())
 
 
 def run_names(paths: list[Path | None]) -> list[str]:

@@ -100,7 +100,7 @@ def _phase_section(phase_report) -> str:
         count, weak = phase_report.counts(seg)
         swatch = f'<span class="swatch" style="background:{esc(phase_colour(seg.phase, order))}"></span>'
         rows.append(f"<tr><td>{swatch}{esc(seg.phase)}</td><td>{seg.start_step}</td><td>{seg.end_step}</td>"
-                    f"<td>{count}</td><td>{weak}</td></tr>")
+                    f"<td>{count}</td><td>{'-' if weak is None else weak}</td></tr>")
     head = ("<tr><th>phase</th><th>first step</th><th>last step</th><th>checkpoints</th>"
             "<th title=\"verdicts that did not act: a weak label\">inconclusive</th></tr>")
     return f"<h2>Phases</h2><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
@@ -176,15 +176,11 @@ def _step(value) -> str:
     return "never" if value is None else str(value)
 
 
-def _reached(summary, key: str) -> str:
-    """A step read from accuracy: "n/a" for a run without that accuracy (unlabelled probes)."""
-    return _step(getattr(summary, key)) if summary.measures(key) else "n/a"
-
-
 def comparison_page(comparison, drawn, png: bytes) -> str:
     """Several runs: the steps each one reached, the figure with hover, and where each run's results came from."""
-    rows = [[s.name, s.mode, s.advice, f"{s.confidence:.2f}", _reached(s, "fit_step"), _step(s.generalisation_step),
-             _reached(s, "test_50_step"), _reached(s, "test_95_step"), _step(s.best_step), _step(s.last_step),
+    rows = [[s.name, s.mode, s.advice, f"{s.confidence:.2f}", s.reached("fit_step", "never"),
+             _step(s.generalisation_step), s.reached("test_50_step", "never"), s.reached("test_95_step", "never"),
+             _step(s.best_step), _step(s.last_step),
              "" if "test_accuracy" not in s.final else f"{s.final['test_accuracy']:.3f}"]
             for s in comparison.summaries]
     header = ["run", "mode", "advice", "confidence", "fitted", "generalising", "test ≥ 0.5", "test ≥ 0.95",
