@@ -214,11 +214,11 @@ def headline(summaries: list[RunSummary]) -> str:
     >>> headline(rows + [RunSummary("e", None, "geometry", "stop", 0.5, None, None, 900, None, None, 8000)])
     'test accuracy 0.95: first b (step 1431), then a (step 3550, 2.5x later); never: c; no test accuracy: e'
     """
-    labelled = any("test_accuracy" in s.final for s in summaries)
+    labelled = any(s.measures("test_95_step") for s in summaries)
     key, what = ("test_95_step", "test accuracy 0.95") if labelled else ("generalisation_step", "generalisation")
     reached = sorted((getattr(s, key), s.name) for s in summaries if getattr(s, key) is not None)
     never = [s.name for s in summaries if getattr(s, key) is None and s.measures(key)]
-    unmeasured = [s.name for s in summaries if not s.measures(key)]  # only where some run has test accuracy
+    unmeasured = [s.name for s in summaries if not s.measures(key)]  # none when no run has test accuracy
     tail = f"; no test accuracy: {', '.join(unmeasured)}" if unmeasured else ""
     if not reached:
         return f"{what}: reached by none of the runs{tail}"
