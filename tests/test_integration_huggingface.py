@@ -1,12 +1,16 @@
 """GrokmonCallback in real Hugging Face Trainer runs of tiny models: rows per save or per N steps, the same values
 as `grokmon analyze` of the saved checkpoints, the log history, stopping on the verdict."""
 
+import json
 import logging
+import shutil
 
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers", reason="needs the [integrations] extra (transformers)")
+
+from safetensors.torch import save_file  # noqa: E402
 
 from grokmon import analyze  # noqa: E402
 from grokmon.integrations.huggingface import GrokmonCallback  # noqa: E402
@@ -65,18 +69,35 @@ def saved_run(tmp_path_factory, one_thread):
     return root / "out", trainer, save_probes(probes, root / "probes.safetensors")
 
 
-def test_one_set_of_rows_per_save_named_by_its_folder(saved_run):
+def test_one_set_of_rows_before_the_first_step_and_per_save_named_by_its_folder(saved_run):
     out, _, _ = saved_run
     frame, metadata = read_results(out / "grokmon.parquet")
-    assert list(frame["step"]) == [5, 5, 5, 10, 10, 10, 15, 15, 15]
-    assert list(frame["checkpoint"].unique()) == ["checkpoint-5", "checkpoint-10", "checkpoint-15"]
+    assert list(frame["step"]) == [0, 0, 0, 5, 5, 5, 10, 10, 10, 15, 15, 15]
+    assert frame.loc[frame.step == 0, "checkpoint"].isna().all()  # the model before training: nothing saved
+    assert list(frame["checkpoint"].dropna().unique()) == ["checkpoint-5", "checkpoint-10", "checkpoint-15"]
     assert metadata["config"]["dtype"] == "float64" and (frame["status"] == "ok").all()
+
+
+def with_initial_checkpoint(out, tmp_path):
+    """A copy of the run folder with the model as it was before training saved as checkpoint-0."""
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    shutil.copytree(copy / "checkpoint-5", copy / "checkpoint-0")
+    initial = Classifier(SETTINGS["plateau"][0], torch.float64).state_dict()  # mlp() seeds: the run's own start
+    save_file(initial, str(copy / "checkpoint-0" / "model.safetensors"))
+    state = copy / "checkpoint-0" / "trainer_state.json"
+    if state.exists():
+        state.write_text(json.dumps({**json.loads(state.read_text()), "global_step": 0, "log_history": []}))
+    return copy
 
 
 def test_values_equal_analyze_of_the_saved_checkpoints_which_resumes_the_file(saved_run, tmp_path):
     out, _, probe_file = saved_run
     live, _ = read_results(out / "grokmon.parquet")
-    offline = analyze(out, tmp_path / "offline.parquet", data=probe_file, dtype="float64", device="cpu", **FAST)
+    # the rows measured before the first step are those of the initial model, saved
+    offline = analyze(with_initial_checkpoint(out, tmp_path), tmp_path / "offline.parquet", data=probe_file,
+                      dtype="float64", device="cpu", **FAST)
+    assert list(offline["step"]) == list(live["step"])
     for column in VALUES:
         torch.testing.assert_close(torch.tensor(live[column].to_numpy(dtype=float)),
                                    torch.tensor(offline[column].to_numpy(dtype=float)), rtol=0, atol=1e-6,
@@ -84,13 +105,14 @@ def test_values_equal_analyze_of_the_saved_checkpoints_which_resumes_the_file(sa
     events = []
     analyze(out, data=probe_file, dtype="float64", device="cpu", progress=events.append, **FAST)
     assert [(e.done, e.total) for e in events] == [(3, 3)]
+    assert sorted(set(read_results(out / "grokmon.parquet")[0]["step"])) == [0, 5, 10, 15]  # the live rows stay
 
 
 def test_the_log_history_holds_grokmon_values(saved_run):
     out, trainer, _ = saved_run
     frame, _ = read_results(out / "grokmon.parquet")
     entries = [e for e in trainer.state.log_history if "grokmon/train/lc" in e]  # the save-mode callback's
-    assert [e["step"] for e in entries] == [5, 10, 15]
+    assert [e["step"] for e in entries] == [0, 5, 10, 15]
     train_rows = frame[frame.split == "train"]
     assert [e["grokmon/train/lc"] for e in entries] == list(train_rows["lc"])
     assert {"grokmon/phase", "grokmon/advice", "grokmon/random/centroid_alignment"} <= set(entries[-1])
@@ -118,18 +140,29 @@ def test_an_attached_callback_logs_through_the_trainer_so_reporters_receive_the_
     GrokmonCallback.attach(trainer, probes, every_n_steps=3, metrics="accuracy", points=32)
     trainer.train()
     seen = [entry for entry in reporter.logged if "grokmon/train/accuracy" in entry]
-    assert len(seen) == 2
+    assert len(seen) == 3
     history = [entry for entry in trainer.state.log_history if "grokmon/train/accuracy" in entry]
-    assert [e["step"] for e in history] == [3, 6]
+    assert [e["step"] for e in history] == [0, 3, 6]
     assert [e["grokmon/test/accuracy"] for e in history] == [e["grokmon/test/accuracy"] for e in seen]
 
 
 def test_every_n_steps_measures_at_those_steps_whether_saved_or_not(saved_run):
     out, _, _ = saved_run
     frame, _ = read_results(out.parent / "every_two.parquet")
-    assert sorted(set(frame["step"])) == [2, 4, 6, 8, 10, 12, 14]
+    assert sorted(set(frame["step"])) == [0, 2, 4, 6, 8, 10, 12, 14]
     names = frame.groupby("step")["checkpoint"].first().dropna().to_dict()
     assert names == {10: "checkpoint-10"}  # the one step of them that was also saved
+
+
+def test_analyze_resuming_an_every_n_steps_file_keeps_the_rows_of_steps_never_saved(saved_run, tmp_path):
+    out, _, probe_file = saved_run
+    shutil.copy(out.parent / "every_two.parquet", tmp_path / "every_two.parquet")
+    events = []
+    frame = analyze(out, tmp_path / "every_two.parquet", data=probe_file, dtype="float64", device="cpu",
+                    metrics="accuracy", progress=events.append)
+    assert sorted(set(frame["step"])) == [0, 2, 4, 5, 6, 8, 10, 12, 14, 15]  # 5 and 15: measured now
+    notes = [n for e in events for n in e.notes]
+    assert not frame["deleted"].any() and not any("no longer in" in n for n in notes), notes
 
 
 def reasons_of(trainer) -> list[str]:

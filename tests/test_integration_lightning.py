@@ -2,6 +2,7 @@
 `grokmon analyze` of the saved checkpoints, the loggers' values, stopping on the verdict."""
 
 import logging
+import shutil
 
 import pandas as pd
 import pytest
@@ -75,21 +76,35 @@ def saved_run(tmp_path_factory, one_thread):
     return root / "ckpts", callback, recorder, save_probes(probes, root / "probes.safetensors")
 
 
-def test_one_set_of_rows_per_save_named_by_its_file(saved_run):
+def test_one_set_of_rows_before_the_first_step_and_per_save_named_by_its_file(saved_run):
     ckpts, callback, _, _ = saved_run
     frame, metadata = read_results(ckpts / "grokmon.parquet")
     assert callback.monitor.store.output == ckpts / "grokmon.parquet"
-    assert list(frame["step"]) == [5, 5, 5, 10, 10, 10, 15, 15, 15, 20, 20, 20]
-    assert set(frame["checkpoint"]) == {p.name for p in ckpts.glob("*.ckpt")}
+    assert list(frame["step"]) == [0, 0, 0, 5, 5, 5, 10, 10, 10, 15, 15, 15, 20, 20, 20]
+    assert frame.loc[frame.step == 0, "checkpoint"].isna().all()  # the module before training: nothing saved
+    assert set(frame["checkpoint"].dropna()) == {p.name for p in ckpts.glob("*.ckpt")}
     assert (frame["status"] == "ok").all() and metadata["model"]["kind"] == "mlp"
     assert metadata["config"]["dtype"] == "float64" and metadata["probe_file"] is None
+
+
+def with_initial_checkpoint(ckpts, tmp_path):
+    """A copy of the checkpoint folder with the module as it was before training saved at step 0."""
+    copy = tmp_path / "ckpts"
+    shutil.copytree(ckpts, copy)
+    saved = torch.load(copy / "epoch=4-step=5.ckpt", weights_only=False)
+    initial = Classifier(*SETTINGS["plateau"], torch.float64).state_dict()
+    torch.save({**saved, "state_dict": initial, "global_step": 0, "epoch": 0}, copy / "epoch=0-step=0.ckpt")
+    return copy
 
 
 def test_values_equal_analyze_of_the_saved_checkpoints(saved_run, tmp_path):
     ckpts, _, _, probe_file = saved_run
     live, _ = read_results(ckpts / "grokmon.parquet")
-    offline = analyze(ckpts, tmp_path / "offline.parquet", data=probe_file, dtype="float64", device="cpu", **FAST)
-    assert list(offline["checkpoint"]) == list(live["checkpoint"])
+    # the rows measured before the first step are those of the initial module, saved
+    offline = analyze(with_initial_checkpoint(ckpts, tmp_path), tmp_path / "offline.parquet", data=probe_file,
+                      dtype="float64", device="cpu", **FAST)
+    assert list(offline["checkpoint"][3:]) == list(live["checkpoint"][3:])
+    assert list(offline["step"]) == list(live["step"])
     for column in VALUES:
         torch.testing.assert_close(torch.tensor(live[column].to_numpy(dtype=float)),
                                    torch.tensor(offline[column].to_numpy(dtype=float)), rtol=0, atol=1e-6,
@@ -103,14 +118,16 @@ def test_analyze_of_the_checkpoints_resumes_the_callbacks_file(saved_run):
     frame = analyze(ckpts, data=probe_file, dtype="float64", device="cpu", progress=events.append, **FAST)
     assert [(e.done, e.total) for e in events] == [(4, 4)]  # nothing left to compute
     identity = ["file_size", "file_mtime", "file_fingerprint"]  # the live rows take the saved files' identity
-    assert before[identity].isna().all().all() and frame[identity].notna().all().all()
+    saved = frame.step > 0  # the rows before the first step have no file, and stay
+    assert before[identity].isna().all().all() and frame.loc[saved, identity].notna().all().all()
+    assert frame.loc[~saved, identity].isna().all().all() and list(frame.loc[~saved, "step"]) == [0, 0, 0]
     pd.testing.assert_frame_equal(frame.drop(columns=identity), before.drop(columns=identity))
 
 
 def test_the_trainers_logger_receives_grokmon_values(saved_run):
     ckpts, _, recorder, _ = saved_run
     frame, _ = read_results(ckpts / "grokmon.parquet")
-    assert sorted(s for s, values in recorder.logged.items() if "grokmon/seconds" in values) == [5, 10, 15, 20]
+    assert sorted(s for s, values in recorder.logged.items() if "grokmon/seconds" in values) == [0, 5, 10, 15, 20]
     last = recorder.logged[20]
     row = frame[(frame.step == 20) & (frame.split == "test")].iloc[0]
     assert last["grokmon/test/centroid_alignment"] == row["centroid_alignment"]
@@ -136,7 +153,7 @@ def test_every_n_steps_without_checkpoints_leaves_the_training_as_it_was(tmp_pat
                       checkpoints=False)
     _, plain = fit(tmp_path / "b", "plateau", [], steps=7, dtype=torch.float32, checkpoints=False)
     frame, _ = read_results(tmp_path / "a" / "grokmon.parquet")
-    assert sorted(set(frame["step"])) == [3, 6] and frame["checkpoint"].isna().all()
+    assert sorted(set(frame["step"])) == [0, 3, 6] and frame["checkpoint"].isna().all()
     for (modes, grads), (modes_after, grads_after) in zip(before.seen, after.seen):
         assert modes == modes_after and all(modes)
         assert all(torch.equal(a, b) for a, b in zip(grads, grads_after)) and None not in grads

@@ -120,3 +120,20 @@ def test_a_model_in_another_dtype_than_asked_for(tmp_path):
 def test_wrong_arguments_are_one_line(tmp_path, arguments, message):
     with pytest.raises(ConfigError, match=message):
         LiveMonitor(task("plateau"), **arguments).open(mlp(8), tmp_path)
+
+
+def test_a_run_from_step_0_is_measured_before_its_first_step_and_a_resumed_one_is_not(tmp_path):
+    net = mlp(8)
+    probes = task("plateau")
+    monitor = LiveMonitor(probes, tmp_path / "a.parquet", **FAST)
+    assert monitor.measure_start(0) is None  # no session yet (another rank's monitor)
+    monitor.open(net, tmp_path)
+    start = monitor.measure_start(0)
+    assert start.step == 0 and "grokmon/train/accuracy" in start.logged
+    assert start.report.advice == "inconclusive" and start.stop is None  # one checkpoint: never a stop
+    assert monitor.measure_start(0) is None  # once
+    frame, _ = read_results(tmp_path / "a.parquet")
+    assert sorted(set(frame["step"])) == [0] and frame["checkpoint"].isna().all()
+    resumed = LiveMonitor(probes, tmp_path / "b.parquet", **FAST)
+    resumed.open(mlp(8), tmp_path)
+    assert resumed.measure_start(1200) is None and not (tmp_path / "b.parquet").exists()

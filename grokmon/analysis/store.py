@@ -107,6 +107,8 @@ class ResultsStore:
             raise ConfigError(f"{self.output}: holds results of another configuration ({'; '.join(changed)}); "
                               "pass --overwrite to replace them, or -o another file")
         self.metadata = old
+        # a live row's missing checkpoint name reads back as NaN; pending() knows such rows by None
+        frame["checkpoint"] = frame["checkpoint"].astype(object).where(frame["checkpoint"].notna(), None)
         self._failed = frame[frame["status"] != "ok"].to_dict("records")
         return frame[frame["status"] == "ok"].to_dict("records")
 

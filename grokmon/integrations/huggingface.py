@@ -4,7 +4,8 @@
     GrokmonCallback.attach(trainer, "probes.safetensors")    # the same, and the values reach `report_to` too
 
 The model is measured through its `forward` (called with the probe inputs as its first argument), in eval
-mode, on its device, at every checkpoint save (`every_n_steps=None`) or every N optimiser steps. The rows go to
+mode, on its device, before the first step (a run that starts from step 0) and at every checkpoint save
+(`every_n_steps=None`) or every N optimiser steps. The rows go to
 `grokmon.parquet` in `args.output_dir`, where `grokmon analyze` of that folder writes and resumes them; the
 values go to the Trainer's log history (`trainer.state.log_history`, and so every later checkpoint's
 `trainer_state.json`) as `grokmon/<split>/<metric>`. A callback is not handed the Trainer, so only one made with
@@ -42,6 +43,9 @@ class GrokmonCallback(MonitorCallback, TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero:
             self.monitor.open(model, Path(args.output_dir))
+            start = self.monitor.measure_start(state.global_step)
+            if start is not None:
+                self._log(start, state)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.monitor.every_n_steps is not None:
@@ -59,11 +63,15 @@ class GrokmonCallback(MonitorCallback, TrainerCallback):
         if not self.monitor.due(step, saving):
             return
         result = self.monitor.measure(step)
+        if result.stop is not None:
+            control.should_training_stop = True
+        self._log(result, state)
+
+    def _log(self, result, state) -> None:
         entry = dict(result.logged)
         if result.stop is not None:
             entry["grokmon/stop"] = result.stop
-            control.should_training_stop = True
         if entry and self.trainer is not None:
             self.trainer.log(entry)  # the log history and every reporter's on_log
         elif entry:
-            state.log_history.append({**entry, "epoch": state.epoch, "step": step})
+            state.log_history.append({**entry, "epoch": state.epoch, "step": result.step})

@@ -3,10 +3,10 @@
     trainer = Trainer(callbacks=[GrokmonCallback("probes.safetensors", stop_on="stop")])
 
 The module is measured through its `forward` (which must take the probe inputs), in eval mode, on its device,
-at every checkpoint save (`every_n_steps=None`) or every N optimiser steps. The rows go to `grokmon.parquet`
-in the folder of the run's checkpoints (`trainer.checkpoint_callback.dirpath`, else `default_root_dir`), where
-`grokmon analyze` of that folder writes and resumes them; the values go to every logger of the trainer as
-`grokmon/<split>/<metric>`. Only global rank 0 measures; a stop it decides reaches every rank.
+before the first step (a run that starts from step 0) and at every checkpoint save (`every_n_steps=None`) or
+every N optimiser steps. The rows go to `grokmon.parquet` in the folder of the run's checkpoints
+(`trainer.checkpoint_callback.dirpath`, else `default_root_dir`), where `grokmon analyze` of that folder writes
+and resumes them; the values go to every logger of the trainer as `grokmon/<split>/<metric>`. Only global rank 0 measures; a stop it decides reaches every rank.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ class GrokmonCallback(MonitorCallback, Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
             self.monitor.open(pl_module, run_folder(trainer))
+            start = self.monitor.measure_start(trainer.global_step)
+            for logger in trainer.loggers if start is not None and start.logged else ():
+                logger.log_metrics(start.logged, step=start.step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.monitor.every_n_steps is not None:

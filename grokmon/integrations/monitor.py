@@ -121,8 +121,8 @@ def logged_values(rows: list[dict], seconds: float, report: PhaseReport | None) 
 class LiveMonitor:
     """Measures a training loop's live model and keeps the results file; the callbacks tell it when.
 
-    `open` at the start of training (the model on its device, the run's checkpoint folder known), then `due` and
-    `measure` at every step or save, and `finish` at the end.
+    `open` at the start of training (the model on its device, the run's checkpoint folder known) and
+    `measure_start`, then `due` and `measure` at every step or save, and `finish` at the end.
     """
 
     def __init__(self, probes, output=None, every_n_steps=None, metrics=None, stop_on=None, patience=1,
@@ -151,6 +151,15 @@ class LiveMonitor:
         self.session = open_live_session(module, self.probes, run_dir, self.options)
         self.store = ResultsStore(self.output or run_dir / DEFAULT_OUTPUT_NAME, self.session.inputs, self.overwrite)
         self.thresholds = PhaseThresholds().with_overrides(self.session.config.phases)
+
+    def measure_start(self, step: int) -> Measurement | None:
+        """Measure the model before its first step when training starts from step 0 (None: a resumed run, or no
+        session here). The classifier reads a run from its start: its corpus runs all begin at step 0, and a run
+        seen from its first save reads less surely (docs/phases.md, Limits); no framework saves a checkpoint
+        there by default. A verdict on one checkpoint is `inconclusive`, so this never stops the run."""
+        if self.session is None or step != 0 or 0 in self.seen:
+            return None
+        return self.measure(0)
 
     def is_measure_step(self, step: int, saving: bool) -> bool:
         """The rule alone, the same on every rank: a save (every_n_steps None) or a multiple of every_n_steps."""
@@ -210,8 +219,8 @@ class LiveMonitor:
             return None
         now = (report.current_phase, report.advice)
         if now != self.last:
-            self.log.info("grokmon: step %s: %s, %s (confidence %.2f): %s", report.steps[-1][0], report.current_phase,
-                          report.advice, report.confidence, report.reason)
+            self.log.info("grokmon: step %s: %s, %s (confidence %.2f): %s", report.steps[-1][0],
+                          report.current_phase or "no phase yet", report.advice, report.confidence, report.reason)
             self.last = now
         return report
 
