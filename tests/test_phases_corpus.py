@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -196,6 +197,10 @@ def test_cli_history_as_a_table_and_in_json(runs, tmp_path):
     auto = CliRunner().invoke(app, ["phases", str(unlabelled), "--set", "min_checkpoints=1000"]).stdout
     assert "what now: run phases again after more checkpoints, or analyze with labelled probes" in auto
     assert "what now" not in CliRunner().invoke(app, ["phases", str(path)]).stdout
+    late = tmp_path / "late.parquet"  # the run's first half gone: its early checkpoints are what would help
+    pq.write_table(table.filter(pc.greater_equal(table["step"], int(run.steps[len(run.steps) // 2]))), late)
+    assert "what now: analyze the run's early checkpoints too" in CliRunner().invoke(
+        app, ["phases", str(late), "--mode", "geometry"], terminal_width=200).stdout
     # the segment table's last column: every verdict inconclusive at min_checkpoints=1000
     rows = [line.split("│") for line in said["accuracy"].splitlines() if line.startswith("│")]
     assert rows and all(cells[4].strip() == cells[5].strip() for cells in rows)
@@ -237,3 +242,26 @@ def test_runs_saved_half_as_often_never_stop_early_or_roll_back_falsely(runs, va
     for run in map(_every_other, [*runs, *validation]):
         history = classify(run.table, mode=mode).history
         assert not checks.early_stops(run, history) + checks.false_roll_backs(run, history), run.name
+
+
+def _seen_from(run, first: int):
+    """The run as an analysis that began at checkpoint `first` sees it (earlier checkpoints deleted)."""
+    steps = run.steps[first:]
+    return dataclasses.replace(run, table=run.table[run.table["step"] >= steps[0]].reset_index(drop=True),
+                               steps=steps, train=run.train[first:], test=run.test[first:],
+                               robust=None if run.robust is None else run.robust[first:])
+
+
+def test_a_run_seen_from_its_middle_gets_no_geometry_verdict_before_it_covers_half_the_log_step_axis(validation):
+    """The last half of a run saved every N steps covers less than a tenth of its log-step axis; read as the start
+    of a run, its geometry looked like fitting (docs/phases.md, Limits): min_seen_share withholds the verdict."""
+    every_n = [run for run in validation if run.steps[1] > 1]
+    wrong_when_read = 0
+    for run in every_n:
+        late = _seen_from(run, len(run.steps) // 2)
+        report = classify(late.table, mode="geometry")
+        assert all(v.advice == "inconclusive" and "(min_seen_share)" in v.reason
+                   for v in report.history if v.phase is not None), run.name
+        read = classify(late.table, PhaseThresholds(min_seen_share=0), mode="geometry")
+        wrong_when_read += bool(checks.final_verdict(late, read, "geometry"))
+    assert len(every_n) >= 10 and wrong_when_read >= len(every_n) / 2, wrong_when_read

@@ -44,6 +44,8 @@ def _what_now(verdict, asked: str) -> str:
     """What a user can do about an `inconclusive` verdict; `asked`: the mode asked for (auto falls back to geometry
     only for a table without accuracy, so there the probes had no labels)."""
     later = "run phases again after more checkpoints"
+    if "(min_seen_share)" in verdict.reason:  # the run's start is missing: more late checkpoints are slow to help
+        later = "analyze the run's early checkpoints too (the initial model saved as step 0 is enough)"
     if verdict.mode == "accuracy":
         return f"{later} (the reason says what is missing)"
     labels = ("drop --mode geometry if the probes are labelled" if asked == "geometry"

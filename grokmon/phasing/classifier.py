@@ -100,6 +100,12 @@ def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[Geometr
 def _geometry_judged(g: GeometryReading, th) -> Judged:
     if g.phase is None:
         return Judged(None, "inconclusive", 0.0, g.note, None)
+    if g.seen < th.min_seen_share:
+        note = (f"{g.note}; the checkpoints cover {g.seen:.2f} of the run's log-step axis so far (from step "
+                f"{g.first_step}), and the geometry is read on {th.min_seen_share:g} or more (min_seen_share): its "
+                f"features place a checkpoint in the part of the run seen, and a run seen from its middle looks like "
+                f"one at its start")
+        return Judged(g.phase, "inconclusive", 0.0, note, g.best)
     if g.groups < th.min_groups:
         note = (f"{g.note}; only {g.groups} independent metric group{'s' if g.groups != 1 else ''} of the "
                 f"{len(VOTE_GROUPS)} ({', '.join(VOTE_GROUPS)}) moves, and the geometry needs {th.min_groups} to tell")

@@ -17,8 +17,9 @@ from .types import PHASES
 class GeometryReading:
     """The geometry's view of one checkpoint: its most likely advice and phase, that advice's probability and
     its calibrated confidence, the independent groups present, a note on what each group does, the best
-    checkpoint so far (for a roll-back), and (family, advice) of each model fitted without one family that reads
-    another advice."""
+    checkpoint so far (for a roll-back), (family, advice) of each model fitted without one family that reads
+    another advice, and the share of the log-step axis up to this checkpoint that the table covers (from its first
+    checkpoint, `first_step`: 1 for a table from step 0)."""
 
     phase: str | None
     advice: str
@@ -28,6 +29,8 @@ class GeometryReading:
     note: str
     best: int | None
     dissent: tuple[tuple[str, str], ...] = ()
+    seen: float = 1.0
+    first_step: int = 0
 
 
 def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
@@ -46,6 +49,8 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
     dissent = model.dissent(every[1:], advice)
     out = []
     collapse_from: int | None = None
+    first = int(table.steps[0])
+    seen = 1.0 - np.divide(table.x[0], table.x, out=np.zeros(n), where=table.x > 0)
     for i in range(n):
         if count[i] == 0:
             out.append(GeometryReading(None, "inconclusive", 0.0, 0.0, 0, "no geometry series has moved yet", None))
@@ -56,7 +61,7 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
         said = ADVICE_ORDER[advice[i]]
         odds = _odds(name, posterior[i, phase[i]], said, probability[i], confidence[i])
         out.append(GeometryReading(name, said, float(probability[i]), float(confidence[i]), int(count[i]),
-                                   f"{words[i]} ({odds})", best, dissent[i]))
+                                   f"{words[i]} ({odds})", best, dissent[i], float(seen[i]), first))
     return out
 
 

@@ -69,6 +69,9 @@ class PhaseThresholds:
       geometry verdict is `inconclusive`.
     - `max_dissent` (0): a geometry verdict that more than this many of the models fitted without one family
       of the corpus do not share is `inconclusive` (5, the number of families, or more: never).
+    - `min_seen_share` (0.5): a geometry verdict at a checkpoint whose table covers less than this share of the
+      log-step axis up to it, 1 - log10(1 + first step) / log10(1 + step), is `inconclusive` (the run is seen
+      from its middle; a table from step 0 covers all of it; 0: always judged).
 
     >>> PhaseThresholds().slope_sigma
     3.0
@@ -97,6 +100,7 @@ class PhaseThresholds:
     geometry_weight: float = 0.2
     min_groups: int = 2
     max_dissent: int = 0
+    min_seen_share: float = 0.5
 
     def with_overrides(self, overrides: dict[str, str | float]) -> "PhaseThresholds":
         """Return a copy with fields replaced, values coerced to the field type.
@@ -138,6 +142,7 @@ _RANGES = {  # (lowest, highest, lowest excluded) of each threshold
     "collapse_checkpoints": (1, math.inf, False), "plateau_decades": _POSITIVE, "plateau_gain": _SHARE,
     "partial_decades": _POSITIVE, "saturated_decades": _POSITIVE, "unfitted_decades": _POSITIVE,
     "geometry_weight": _SHARE, "min_groups": (1, 4, False), "max_dissent": (0, math.inf, False),
+    "min_seen_share": (0.0, 1.0, False),
 }
 
 
