@@ -190,3 +190,22 @@ def test_stop_on_stop_ends_a_plateaued_run_not_a_memorising_one(tmp_path, one_th
     assert last["train"] > 0.95 and (last["test"] < 0.7) is not stops  # fitted; generalised or memorised
     if stops:
         assert reasons[0].startswith(f"grokmon: stopping at step {trainer.state.global_step}: the verdict has been stop")
+
+
+def test_a_resumed_run_is_not_measured_before_its_first_step(tmp_path, one_thread):
+    probes = task("plateau", dtype=torch.float32)
+    width, lr = SETTINGS["plateau"]
+
+    def trainer_for(steps, callbacks):
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path / "out"), max_steps=steps, per_device_train_batch_size=64, learning_rate=lr,
+            save_strategy="steps", save_steps=5, report_to="none", disable_tqdm=True, use_cpu=True,
+            logging_strategy="no", seed=0)
+        return transformers.Trainer(model=Classifier(width, torch.float32), args=args, train_dataset=Points(probes),
+                                    callbacks=callbacks)
+
+    trainer_for(5, []).train()
+    callback = GrokmonCallback(probes, tmp_path / "resumed.parquet", metrics="accuracy", points=32)
+    trainer_for(10, [callback]).train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-5"))
+    frame, _ = read_results(tmp_path / "resumed.parquet")
+    assert sorted(set(frame["step"])) == [10]  # from step 5 on: no step 0 of a run that did not start there

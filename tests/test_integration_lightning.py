@@ -191,3 +191,17 @@ def test_stop_on_stop_lets_a_memorising_run_train_on(tmp_path, one_thread):
     frame, _ = read_results(tmp_path / "grokmon.parquet")
     last = frame[frame.step == 50].set_index("split")["accuracy"]
     assert last["train"] > 0.95 and last["test"] < 0.7  # fitted, not generalised: memorised
+
+
+def test_a_resumed_fit_is_not_measured_before_its_first_step(saved_run, tmp_path, one_thread):
+    ckpts, _, _, _ = saved_run
+    probes = task("plateau", dtype=torch.float64)
+    data = torch.utils.data.TensorDataset(probes["x_train"], probes["y_train"])
+    callback = GrokmonCallback(probes, tmp_path / "resumed.parquet", every_n_steps=5, metrics="accuracy", points=32)
+    trainer = pl.Trainer(max_steps=15, default_root_dir=tmp_path, callbacks=[callback], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu")
+    trainer.fit(Classifier(*SETTINGS["plateau"], torch.float64), torch.utils.data.DataLoader(data, batch_size=64),
+                ckpt_path=str(ckpts / "epoch=9-step=10.ckpt"))
+    frame, _ = read_results(tmp_path / "resumed.parquet")
+    assert sorted(set(frame["step"])) == [15]  # from step 10 on: no step 0 of a run that did not start there
