@@ -7,7 +7,7 @@ METRIC_GROUPS = ("accuracy", "centroid", "jacobian", "lc", "robustness", "weight
 DEFAULT_GROUPS = tuple(g for g in METRIC_GROUPS if g != "llc")
 
 GROUP_COLUMNS = {
-    "accuracy": ("accuracy", "loss"),
+    "accuracy": ("accuracy", "loss", "chance_accuracy"),
     "centroid": ("centroid_alignment", "centroid_norm", "centroid_inner"),
     "jacobian": ("jacobian_erank", "jacobian_pc1", "jacobian_fro"),
     "lc": ("lc", "lc_layers"),

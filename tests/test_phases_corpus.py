@@ -199,7 +199,7 @@ def test_cli_history_as_a_table_and_in_json(runs, tmp_path):
     assert "what now" not in CliRunner().invoke(app, ["phases", str(path)]).stdout
     late = tmp_path / "late.parquet"  # the run's first half gone: its early checkpoints are what would help
     pq.write_table(table.filter(pc.greater_equal(table["step"], int(run.steps[len(run.steps) // 2]))), late)
-    assert "what now: analyze the run's early checkpoints too" in CliRunner().invoke(
+    assert "what now: save the initial model as step 0 and analyze it with the rest" in CliRunner().invoke(
         app, ["phases", str(late), "--mode", "geometry"], terminal_width=200).stdout
     # the segment table's last column: every verdict inconclusive at min_checkpoints=1000
     rows = [line.split("│") for line in said["accuracy"].splitlines() if line.startswith("│")]
@@ -265,3 +265,19 @@ def test_a_run_seen_from_its_middle_gets_no_geometry_verdict_before_it_covers_ha
         read = classify(late.table, PhaseThresholds(min_seen_share=0), mode="geometry")
         wrong_when_read += bool(checks.final_verdict(late, read, "geometry"))
     assert len(every_n) >= 10 and wrong_when_read >= len(every_n) / 2, wrong_when_read
+
+
+def test_a_run_seen_from_its_first_save_starts_from_the_chance_level(validation):
+    """A digits MLP on 50 train points learns with a gap (test accuracy 0.76 at its first save, step 50, then flat
+    at 0.82-0.83; train 1.000). Seen from its first save, as a Trainer's checkpoints are, the first test accuracy
+    was the level it 'memorised' at, and every verdict was memorisation / keep-training at confidence 1.00 (a new
+    user's Trainer run did the same); with the splits' chance level as the run's start it reads as with step 0."""
+    run = next(r for r in validation if r.name == "w128-adam-lr1e-3-n50-every50")
+    whole = classify(run.table, mode="accuracy")
+    late = _seen_from(run, 1)
+    seen = classify(late.table, mode="accuracy")
+    assert seen.advice == whole.advice == run.advice[-1] == "stop"
+    assert [v.advice for v in seen.history[5:]] == [v.advice for v in whole.history[6:]]
+    assert not any(v.phase == "memorisation" for v in seen.history)
+    without = classify(late.table.drop(columns=["chance_accuracy", "chance_accuracy_se"]), mode="accuracy")
+    assert without.advice == "keep-training" and without.current_phase == "memorisation"

@@ -190,7 +190,8 @@ def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | N
     result: dict[str, float | list[float] | None] = {}
 
     if "accuracy" in groups:
-        result.update(dict.fromkeys(("accuracy", "accuracy_se", "loss", "loss_se")))
+        result.update(dict.fromkeys(("accuracy", "accuracy_se", "loss", "loss_se", "chance_accuracy",
+                                     "chance_accuracy_se")))
         if y is not None:
             per_point.update(accuracy_values(outputs, y))
     if "centroid" in groups:

@@ -41,7 +41,8 @@ class AccuracyJudge:
     """Reads a run's checkpoints in step order, remembering what the rules need: when the train set was
     fitted, the memorisation level, whether and how the run generalised, the peak, the best checkpoint."""
 
-    def __init__(self, steps: np.ndarray, x: np.ndarray, train: Track, test: Track, robust: Track | None, th):
+    def __init__(self, steps: np.ndarray, x: np.ndarray, train: Track, test: Track, robust: Track | None, th,
+                 before: tuple[float, float] | None = None):
         self.steps, self.th = steps, th
         self.tr, self.te = train.value.tolist(), test.value.tolist()
         self.tr_noise, self.te_noise = train.sigma.tolist(), test.sigma.tolist()
@@ -77,6 +78,9 @@ class AccuracyJudge:
         self.best: int | None = None        # roll-back target: of the best 3-median (_target_checkpoint)
         self.best_level = -math.inf
         self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
+        if before is not None:  # the run before the table's first checkpoint started from these accuracies
+            self.train_low, self.test_low = before
+            self.start_level = self.test_low
 
     def readings(self) -> list[Reading]:
         """The reading at every checkpoint, in one pass."""

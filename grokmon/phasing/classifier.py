@@ -79,7 +79,7 @@ def _accuracy_found(table: RunTable) -> str:
 def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[GeometryReading] | None) -> list[Judged]:
     robust = next((table.track("robust_accuracy", s) for s in ("test", "train") if table.has("robust_accuracy", s)), None)
     judge = AccuracyJudge(table.steps, table.x, table.track("accuracy", "train"), table.track("accuracy", "test"),
-                          robust, th)
+                          robust, th, _start_accuracies(table))
     out = []
     for i, r in enumerate(judge.readings()):
         if r.phase is None:
@@ -95,6 +95,17 @@ def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[Geometr
             note += f"; the geometry disagrees: it reads {g.phase} ({g.advice}, confidence {g.confidence:.2f})"
         out.append(Judged(r.phase, advice, confidence, note, r.best))
     return out
+
+
+def _start_accuracies(table: RunTable) -> tuple[float, float] | None:
+    """(train, test) accuracy before the first checkpoint of a table that does not start at step 0: the chance
+    level of each split (`chance_accuracy`, the most common label's share), what a network scores before it
+    learns. Without it, test accuracy already well up at the first save would read as the level the run memorised
+    at; a table from step 0 has its own start (None), and so does one without the column."""
+    if table.steps[0] == 0:
+        return None
+    levels = [table.median("chance_accuracy", split) for split in ("train", "test")]
+    return None if None in levels else (levels[0], levels[1])
 
 
 def _geometry_judged(g: GeometryReading, th) -> Judged:

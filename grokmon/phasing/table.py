@@ -55,6 +55,12 @@ class RunTable:
             self._has[key] = column is not None and rows is not None and bool(np.isfinite(column[rows]).any())
         return self._has[key]
 
+    def median(self, metric: str, split: str) -> float | None:
+        """The median of `metric` on `split` over the checkpoints that have it; None where none has."""
+        values = self._aligned(metric, split)
+        values = values[np.isfinite(values)] if values is not None else values
+        return float(np.median(values)) if values is not None and len(values) else None
+
     def track(self, metric: str, split: str, log: bool = False) -> Track | None:
         """The series of `metric` on `split` with its causal noise (log10 of it for `log`); None if absent."""
         key = (metric, split, log)
