@@ -103,6 +103,15 @@ def _load_table(results, with_deleted: bool = False) -> tuple[pd.DataFrame, dict
     return kept, metadata
 
 
+def deleted_steps(results) -> list[int]:
+    """The steps of a results file's (path) or table's rows flagged `deleted`, which `phases` leaves out unless
+    `with_deleted`."""
+    frame = results if isinstance(results, pd.DataFrame) else read_results(Path(results))[0]
+    if "deleted" not in frame:
+        return []
+    return sorted({int(s) for s in frame.loc[frame["deleted"].eq(True), "step"]})
+
+
 def phases(results, thresholds=None, *, mode: str = "auto", with_deleted: bool = False):
     """Label every checkpoint of a results file (path) or table (DataFrame) with a phase; give the verdict at
     every checkpoint (`PhaseReport.history`) and for the last one.

@@ -137,3 +137,21 @@ def test_a_run_from_step_0_is_measured_before_its_first_step_and_a_resumed_one_i
     resumed = LiveMonitor(probes, tmp_path / "b.parquet", **FAST)
     resumed.open(mlp(8), tmp_path)
     assert resumed.measure_start(1200) is None and not (tmp_path / "b.parquet").exists()
+
+
+def test_a_new_run_drops_the_rows_of_another_run_in_its_file(tmp_path, caplog):
+    first = LiveMonitor(task("plateau"), tmp_path / "a.parquet", every_n_steps=1, **FAST)
+    first.open(mlp(8), tmp_path)
+    for step in (1, 2, 3):
+        first.measure(step)
+    resumed = LiveMonitor(task("plateau"), tmp_path / "a.parquet", every_n_steps=1, **FAST)
+    resumed.open(mlp(8), tmp_path)
+    with caplog.at_level(logging.WARNING, logger="grokmon"):
+        assert resumed.measure_start(2) is None  # resumed from step 2: step 3 was what followed it before
+    assert "training starts at step 2: dropped the rows of 1 later step(s) (3 to 3)" in caplog.text
+    assert sorted(set(read_results(tmp_path / "a.parquet")[0]["step"])) == [1, 2]
+    fresh = LiveMonitor(task("plateau"), tmp_path / "a.parquet", every_n_steps=1, **FAST)
+    fresh.open(mlp(8), tmp_path)
+    start = fresh.measure_start(0)  # a new run from step 0: nothing of the earlier one is its history
+    assert len(start.report.steps) == 1  # judged on its own step 0 alone
+    assert sorted(set(read_results(tmp_path / "a.parquet")[0]["step"])) == [0]

@@ -137,6 +137,9 @@ def test_cli_judges_deleted_checkpoints_only_when_asked(measured_run):
     judged = [json.loads(runner.invoke(app, ["phases", results, "--json", *flag]).stdout)["steps"]
               for flag in ([], ["--with-deleted"])]
     assert [s["step"] for s in judged[0]] == [5, 9] and [s["step"] for s in judged[1]] == [0, 5, 9]
+    said = runner.invoke(app, ["phases", results], terminal_width=200).stdout
+    assert "note: the rows of 1 checkpoint deleted since measured (step 0) are left out; --with-deleted" in said
+    assert "note:" not in runner.invoke(app, ["phases", results, "--with-deleted"], terminal_width=200).stdout
     frame, _ = read_results(run / "grokmon.parquet")
     with pytest.raises(ResultsError, match="every checkpoint it holds has been deleted .* --with-deleted"):
         phases(frame.assign(deleted=True))

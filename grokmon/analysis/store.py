@@ -200,6 +200,15 @@ class ResultsStore:
         write_results(self.output, _sorted(self.rows), metadata)
         self.metadata, self._unsaved = metadata, False
 
+    def drop_after(self, step: int, metadata: dict) -> list[int]:
+        """Drop the rows of steps after `step` (every row for step -1) and rewrite the file; the steps dropped."""
+        gone = sorted({int(r["step"]) for r in self.rows if r["step"] > step})
+        if gone:
+            self.rows = [r for r in self.rows if r["step"] <= step]
+            self._failed = [r for r in self._failed if r["step"] <= step]
+            self.write(metadata)
+        return gone
+
     def name_checkpoints(self, names: dict[int, str]) -> bool:
         """Give rows without a checkpoint name the name of their step's checkpoint in `names`; whether any changed."""
         changed = False

@@ -223,9 +223,10 @@ def phases(
     """Label every checkpoint with a training phase and say whether more training is worth it."""
     overrides = _overrides(set_)
     try:
-        from ..api import phases as run_phases
+        from ..api import deleted_steps, phases as run_phases
 
         verdict = run_phases(results, _thresholds(results, overrides), mode=mode, with_deleted=with_deleted)
+        left_out = [] if with_deleted or as_json else deleted_steps(results)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     if as_json:
@@ -236,7 +237,7 @@ def phases(
         console, tables = _stdout(), [history_table(verdict)] if history else []
         if tables and not console.is_terminal:  # a pipe or a file has no width: each reason on one line
             console.width = max(console.width, unfolded_width(tables[0]))
-        console.print(*tables, *phase_tables(verdict, mode))
+        console.print(*tables, *phase_tables(verdict, mode, left_out))
     if exit_code:
         raise typer.Exit(ADVICE_EXIT_CODES[verdict.advice])
 

@@ -12,9 +12,9 @@ from ..errors import failure_kind
 ADVICE_STYLE = {"stop": "bold green", "keep-training": "bold cyan", "inconclusive": "bold yellow", "roll-back": "bold red"}
 
 
-def phase_tables(verdict, asked: str = "auto") -> list:
+def phase_tables(verdict, asked: str = "auto", left_out: list[int] = ()) -> list:
     """The phase segments as a table (with how many of their checkpoints' verdicts were `inconclusive`), then the
-    verdict with its reason and confidence."""
+    verdict with its reason and confidence; `left_out`: the steps of rows flagged deleted that were not judged."""
     table = Table(title=f"Phases ({verdict.mode} mode)", title_justify="left")
     table.add_column("phase")
     table.add_column("first step", justify="right")
@@ -35,8 +35,13 @@ def phase_tables(verdict, asked: str = "auto") -> list:
     if verdict.best_step is not None and verdict.advice == "roll-back":
         line.append(f", best step {verdict.best_step}")
     line.append(f"\nreason: {verdict.reason}")
+    if left_out:
+        line.append(f"\nnote: the rows of {len(left_out)} checkpoint{'s' if len(left_out) > 1 else ''} deleted since "
+                    f"measured (step {left_out[0]}{f' to {left_out[-1]}' if len(left_out) > 1 else ''}) are left "
+                    "out; --with-deleted judges the whole run")
     if verdict.advice == "inconclusive":
-        line.append(f"\nwhat now: {_what_now(verdict, asked)}")
+        what = _what_now(verdict, asked)
+        line.append(f"\nwhat now: {'run phases again with --with-deleted, or ' if left_out else ''}{what}")
     return [table, line]
 
 
@@ -45,7 +50,8 @@ def _what_now(verdict, asked: str) -> str:
     only for a table without accuracy, so there the probes had no labels)."""
     later = "run phases again after more checkpoints"
     if "(min_seen_share)" in verdict.reason:  # the run's start is missing: more late checkpoints are slow to help
-        later = "analyze the run's early checkpoints too (the initial model saved as step 0 is enough)"
+        later = ("save the initial model as step 0 and analyze it with the rest (or the run's early checkpoints, "
+                 "if they were deleted)")
     if verdict.mode == "accuracy":
         return f"{later} (the reason says what is missing)"
     labels = ("drop --mode geometry if the probes are labelled" if asked == "geometry"

@@ -153,13 +153,18 @@ class LiveMonitor:
         self.thresholds = PhaseThresholds().with_overrides(self.session.config.phases)
 
     def measure_start(self, step: int) -> Measurement | None:
-        """Measure the model before its first step when training starts from step 0 (None: a resumed run, or no
-        session here). The classifier reads a run from its start: its corpus runs all begin at step 0, and a run
-        seen from its first save reads less surely (docs/phases.md, Limits); no framework saves a checkpoint
-        there by default. A verdict on one checkpoint is `inconclusive`, so this never stops the run."""
-        if self.session is None or step != 0 or 0 in self.seen:
+        """Training starts, or resumes, at `step`. The file's rows of later steps are another run's (an earlier
+        run in the same folder, or what followed the checkpoint this run resumes from): they are dropped, and
+        said, so that no verdict reads them. A run from step 0 is measured before its first step (None: a resumed
+        run, or no session here): the classifier reads a run from its start, its corpus runs all begin at step 0,
+        and no framework saves a checkpoint there. A verdict on one checkpoint is `inconclusive`: no stop."""
+        if self.session is None or 0 in self.seen:
             return None
-        return self.measure(0)
+        gone = self.store.drop_after(step - 1 if step == 0 else step, self.session.metadata)
+        if gone:
+            self.log.warning("grokmon: training starts at step %s: dropped the rows of %d later step(s) (%s to %s) "
+                             "from %s, another run's", step, len(gone), gone[0], gone[-1], self.store.output)
+        return self.measure(0) if step == 0 else None
 
     def is_measure_step(self, step: int, saving: bool) -> bool:
         """The rule alone, the same on every rank: a save (every_n_steps None) or a multiple of every_n_steps."""
