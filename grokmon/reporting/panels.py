@@ -54,8 +54,9 @@ STYLES = {
     "grad_entropy": PanelStyle("Gradient entropy", "entropy"),
     "llc": PanelStyle("Local learning coefficient", "LLC"),
 }
-# In the tables and the hover text, not worth a panel: redundant with a plotted one, or a setting, not a measure.
-NOT_PLOTTED = ("centroid_inner", "jacobian_fro", "lc_radius", "llc_chain_ok")
+# In the tables and the hover text, not worth a panel: redundant with a plotted one, a setting, or a property of
+# the probes (chance_accuracy), not of the network.
+NOT_PLOTTED = ("centroid_inner", "jacobian_fro", "lc_radius", "llc_chain_ok", "chance_accuracy")
 LOG_SPAN = 20.0
 # Which way each series moves when the network simplifies, as the geometry mode of the classifier reads it.
 SIMPLIFYING = {metric: sign for members in GEOMETRY_VOTES.values() for metric, sign in members}
