@@ -27,9 +27,10 @@ CONTINUOUS_INPUT_GROUPS = ("centroid", "jacobian", "lc", "robustness")
 # Groups that need no probe data at all.
 DATA_FREE_GROUPS = ("weights",)
 
-# Metrics that are one value, not a mean over points, and so have no `<metric>_se` column
+# Metrics that are one value, not a mean over points (chance_accuracy: a property of the probe labels), and so
+# have no `<metric>_se` column
 # (llc has one: the standard error over its chains).
-NO_SE = ("weight_norm", "weight_entropy", "grad_norm", "grad_entropy", "llc_chain_ok")
+NO_SE = ("weight_norm", "weight_entropy", "grad_norm", "grad_entropy", "llc_chain_ok", "chance_accuracy")
 
 # Columns of a group beside its metrics, one value per split (no `_se`, no panel of their own): the extremes of
 # the alignment over the points (GrokAlign logs its min, mean and max) and the absolute LC radius used.

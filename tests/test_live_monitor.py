@@ -130,8 +130,7 @@ def test_a_run_from_step_0_is_measured_before_its_first_step_and_a_resumed_one_i
     monitor.open(net, tmp_path)
     start = monitor.measure_start(0)
     assert start.step == 0 and "grokmon/train/accuracy" in start.logged
-    assert start.report.advice == "inconclusive" and start.stop is None  # one checkpoint: never a stop
-    assert monitor.measure_start(0) is None  # once
+    assert start.report.advice == "inconclusive"  # one checkpoint: never a verdict that acts
     frame, _ = read_results(tmp_path / "a.parquet")
     assert sorted(set(frame["step"])) == [0] and frame["checkpoint"].isna().all()
     resumed = LiveMonitor(probes, tmp_path / "b.parquet", **FAST)
@@ -148,10 +147,13 @@ def test_a_new_run_drops_the_rows_of_another_run_in_its_file(tmp_path, caplog):
     resumed.open(mlp(8), tmp_path)
     with caplog.at_level(logging.WARNING, logger="grokmon"):
         assert resumed.measure_start(2) is None  # resumed from step 2: step 3 was what followed it before
-    assert "training starts at step 2: dropped the rows of 1 later step(s) (3 to 3)" in caplog.text
+    assert "training starts at step 2: the rows of 1 step(s) from 3 to 3 in" in caplog.text
     assert sorted(set(read_results(tmp_path / "a.parquet")[0]["step"])) == [1, 2]
-    fresh = LiveMonitor(task("plateau"), tmp_path / "a.parquet", every_n_steps=1, **FAST)
-    fresh.open(mlp(8), tmp_path)
-    start = fresh.measure_start(0)  # a new run from step 0: nothing of the earlier one is its history
+    aside = [p for p in tmp_path.glob("a.before-*.parquet")]
+    assert len(aside) == 1 and sorted(set(read_results(aside[0])[0]["step"])) == [1, 2, 3]  # nothing is lost
+    assert str(aside[0]) in caplog.text
+    resumed.measure(3)
+    start = resumed.measure_start(0)  # a second run from step 0 in the same process: its own run
     assert len(start.report.steps) == 1  # judged on its own step 0 alone
     assert sorted(set(read_results(tmp_path / "a.parquet")[0]["step"])) == [0]
+    assert resumed.due(1, saving=False) and resumed.streak == 0  # the first run's steps are not this one's

@@ -68,7 +68,9 @@ def test_default_chains_stay_near_the_checkpoint_a_hot_sampler_is_flagged_and_th
         p.grad = None
     before = {k: v.clone() for k, v in model.state_dict().items()}
     options = MetricOptions(groups=("llc",), llc=LLCSettings(chains=2, draws=60, batch_size=48))
+    stream = torch.get_rng_state()
     healthy = compute_checkpoint_metrics(model, (x, y), options=options)
+    assert torch.equal(torch.get_rng_state(), stream)  # devinterp's seeding does not reach a training loop
     assert healthy["llc_chain_ok"] is True and healthy["llc"] > 0
     hot = MetricOptions(groups=("llc",), llc=LLCSettings(lr=0.3, localization=0.0, chains=2, draws=60, batch_size=48))
     diverged = compute_checkpoint_metrics(model, (x, y), options=hot)

@@ -279,5 +279,16 @@ def test_a_run_seen_from_its_first_save_starts_from_the_chance_level(validation)
     assert seen.advice == whole.advice == run.advice[-1] == "stop"
     assert [v.advice for v in seen.history[5:]] == [v.advice for v in whole.history[6:]]
     assert not any(v.phase == "memorisation" for v in seen.history)
-    without = classify(late.table.drop(columns=["chance_accuracy", "chance_accuracy_se"]), mode="accuracy")
+    without = classify(late.table.drop(columns=["chance_accuracy"]), mode="accuracy")
     assert without.advice == "keep-training" and without.current_phase == "memorisation"
+
+
+def test_the_chance_level_is_read_at_the_first_checkpoint_so_every_prefix_reads_the_same_start(validation):
+    run = next(r for r in validation if r.name == "w128-adam-lr1e-3-n50-every50")
+    late = _seen_from(run, 1).table
+    older = late.assign(chance_accuracy=late["chance_accuracy"].where(late["step"] > 300))  # as a file resumed by
+    full = classify(older, mode="accuracy").history                                          # a newer grokmon
+    for i, step in enumerate(sorted(set(older["step"]))):
+        cut = classify(older[older["step"] <= step], mode="accuracy")
+        assert (cut.advice, cut.current_phase, cut.reason) == (full[i].advice, full[i].phase, full[i].reason), step
+    assert full[-1].phase == "memorisation"  # no chance level at its first checkpoint: no start to read

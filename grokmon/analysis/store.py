@@ -8,7 +8,9 @@ measured again, and rows of a checkpoint that is gone are kept, flagged `deleted
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -200,14 +202,19 @@ class ResultsStore:
         write_results(self.output, _sorted(self.rows), metadata)
         self.metadata, self._unsaved = metadata, False
 
-    def drop_after(self, step: int, metadata: dict) -> list[int]:
-        """Drop the rows of steps after `step` (every row for step -1) and rewrite the file; the steps dropped."""
+    def drop_after(self, step: int, metadata: dict) -> tuple[list[int], Path | None]:
+        """Drop the rows of steps after `step` (every row for step -1) and rewrite the file, after copying it
+        aside (`<name>.before-<UTC time>.parquet` beside it: rows of deleted checkpoints cannot be measured again);
+        the steps dropped and the copy."""
         gone = sorted({int(r["step"]) for r in self.rows if r["step"] > step})
-        if gone:
-            self.rows = [r for r in self.rows if r["step"] <= step]
-            self._failed = [r for r in self._failed if r["step"] <= step]
-            self.write(metadata)
-        return gone
+        if not gone:
+            return [], None
+        aside = self.output.with_name(f"{self.output.stem}.before-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+                                      f"{self.output.suffix}")
+        shutil.copy2(self.output, aside)
+        self.rows = [r for r in self.rows if r["step"] <= step]
+        self.write(metadata)
+        return gone, aside
 
     def name_checkpoints(self, names: dict[int, str]) -> bool:
         """Give rows without a checkpoint name the name of their step's checkpoint in `names`; whether any changed."""

@@ -226,7 +226,7 @@ def phases(
         from ..api import deleted_steps, phases as run_phases
 
         verdict = run_phases(results, _thresholds(results, overrides), mode=mode, with_deleted=with_deleted)
-        left_out = [] if with_deleted or as_json else deleted_steps(results)
+        left_out = () if with_deleted or as_json else tuple(deleted_steps(results))
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     if as_json:

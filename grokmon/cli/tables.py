@@ -12,7 +12,7 @@ from ..errors import failure_kind
 ADVICE_STYLE = {"stop": "bold green", "keep-training": "bold cyan", "inconclusive": "bold yellow", "roll-back": "bold red"}
 
 
-def phase_tables(verdict, asked: str = "auto", left_out: list[int] = ()) -> list:
+def phase_tables(verdict, asked: str = "auto", left_out: tuple[int, ...] = ()) -> list:
     """The phase segments as a table (with how many of their checkpoints' verdicts were `inconclusive`), then the
     verdict with its reason and confidence; `left_out`: the steps of rows flagged deleted that were not judged."""
     table = Table(title=f"Phases ({verdict.mode} mode)", title_justify="left")
@@ -36,9 +36,9 @@ def phase_tables(verdict, asked: str = "auto", left_out: list[int] = ()) -> list
         line.append(f", best step {verdict.best_step}")
     line.append(f"\nreason: {verdict.reason}")
     if left_out:
+        listed = ", ".join(map(str, left_out[:3])) + (f", ..., {left_out[-1]}" if len(left_out) > 3 else "")
         line.append(f"\nnote: the rows of {len(left_out)} checkpoint{'s' if len(left_out) > 1 else ''} deleted since "
-                    f"measured (step {left_out[0]}{f' to {left_out[-1]}' if len(left_out) > 1 else ''}) are left "
-                    "out; --with-deleted judges the whole run")
+                    f"measured (step {listed}) are left out; --with-deleted judges the whole run")
     if verdict.advice == "inconclusive":
         what = _what_now(verdict, asked)
         line.append(f"\nwhat now: {'run phases again with --with-deleted, or ' if left_out else ''}{what}")

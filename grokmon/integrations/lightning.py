@@ -6,7 +6,8 @@ The module is measured through its `forward` (which must take the probe inputs),
 before the first step (a run that starts from step 0) and at every checkpoint save (`every_n_steps=None`) or
 every N optimiser steps. The rows go to `grokmon.parquet` in the folder of the run's checkpoints
 (`trainer.checkpoint_callback.dirpath`, else `default_root_dir`), where `grokmon analyze` of that folder writes
-and resumes them; the values go to every logger of the trainer as `grokmon/<split>/<metric>`. Only global rank 0 measures; a stop it decides reaches every rank.
+and resumes them; the values go to every logger of the trainer as `grokmon/<split>/<metric>`. Only global rank 0
+measures; a stop it decides reaches every rank.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class GrokmonCallback(MonitorCallback, Callback):
         if trainer.is_global_zero:
             self.monitor.open(pl_module, run_folder(trainer))
             start = self.monitor.measure_start(trainer.global_step)
-            for logger in trainer.loggers if start is not None and start.logged else ():
-                logger.log_metrics(start.logged, step=start.step)
+            if start is not None:
+                _log(trainer, start)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.monitor.every_n_steps is not None:
@@ -59,9 +60,13 @@ class GrokmonCallback(MonitorCallback, Callback):
         stop = False
         if self.monitor.due(step, saving):
             result = self.monitor.measure(step)
-            if result.logged:
-                for logger in trainer.loggers:
-                    logger.log_metrics(result.logged, step=step)
+            _log(trainer, result)
             stop = result.stop is not None
         if trainer.strategy.reduce_boolean_decision(stop, all=False):
             trainer.should_stop = True
+
+
+def _log(trainer, result) -> None:
+    """A measurement's values to every logger of the trainer, at its step."""
+    for logger in trainer.loggers if result.logged else ():
+        logger.log_metrics(result.logged, step=result.step)

@@ -153,17 +153,22 @@ class LiveMonitor:
         self.thresholds = PhaseThresholds().with_overrides(self.session.config.phases)
 
     def measure_start(self, step: int) -> Measurement | None:
-        """Training starts, or resumes, at `step`. The file's rows of later steps are another run's (an earlier
-        run in the same folder, or what followed the checkpoint this run resumes from): they are dropped, and
-        said, so that no verdict reads them. A run from step 0 is measured before its first step (None: a resumed
-        run, or no session here): the classifier reads a run from its start, its corpus runs all begin at step 0,
-        and no framework saves a checkpoint there. A verdict on one checkpoint is `inconclusive`: no stop."""
-        if self.session is None or 0 in self.seen:
+        """Training starts, or resumes, at `step` (a second `fit`/`train` in the same process too: its own run).
+        The file's rows of later steps are another run's (an earlier run in the same folder, or what followed the
+        checkpoint this run resumes from): the file is copied aside and they are dropped, with a warning, so that
+        no verdict reads them. A run from step 0 is measured before its first step (None: a resumed run, or no
+        session here): the classifier reads a run from its start, its corpus runs all begin at step 0, and no
+        framework saves a checkpoint there. A verdict on one checkpoint is `inconclusive`: no stop."""
+        self.seen = {s for s in self.seen if 0 < s <= step}
+        self.streak, self.last, self.stopped = 0, None, None
+        self.budget = CallBudget(self.budget.max_seconds)
+        if self.session is None:
             return None
-        gone = self.store.drop_after(step - 1 if step == 0 else step, self.session.metadata)
+        gone, aside = self.store.drop_after(step if step else -1, self.session.metadata)
         if gone:
-            self.log.warning("grokmon: training starts at step %s: dropped the rows of %d later step(s) (%s to %s) "
-                             "from %s, another run's", step, len(gone), gone[0], gone[-1], self.store.output)
+            self.log.warning("grokmon: training starts at step %s: the rows of %d step(s) from %s to %s in %s are "
+                             "another run's and are dropped (the file as it was: %s)", step, len(gone), gone[0],
+                             gone[-1], self.store.output, aside)
         return self.measure(0) if step == 0 else None
 
     def is_measure_step(self, step: int, saving: bool) -> bool:

@@ -4,9 +4,9 @@
   A network with a single output and labels in {0, 1} is a binary classifier: accuracy = (logit > 0) == y,
   loss = binary cross-entropy of the logit (the two-class cross-entropy).
 - Float targets (`y` of shape (N,) or (N, K)): no accuracy, loss = mean squared error over the K outputs.
-- `chance_accuracy` (class labels): the accuracy of always answering the split's most common label, what a
-  network scores before it has learned anything; the phases read it as the start of a run whose step 0 is not
-  in the table.
+- `chance_accuracy(y)` (class labels, one value per split, not per point): the accuracy of always answering the
+  split's most common label, the most a predictor that ignores its input scores; the phases read it as the start
+  of a run trained from scratch whose step 0 is not in the table.
 """
 
 from __future__ import annotations
@@ -43,14 +43,21 @@ def check_labels(y: torch.Tensor, outputs_per_point: int) -> None:
                          f"but got labels from {int(y.min())} to {int(y.max())}")
 
 
+def chance_accuracy(y: torch.Tensor) -> float:
+    """The share of the most common class label in `y` (class indices, N >= 1).
+
+    >>> chance_accuracy(torch.tensor([1, 0, 1]))
+    0.6666666666666666
+    """
+    return float(torch.bincount(y.long()).max()) / len(y)
+
+
 def accuracy_values(outputs: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-point `accuracy` (class labels only) and `loss` from the network's outputs (N, K) and labels.
 
     >>> out = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     >>> accuracy_values(out, torch.tensor([0, 0]))["accuracy"]
     tensor([1., 0.])
-    >>> accuracy_values(out, torch.tensor([1, 0]))["chance_accuracy"]  # a tie: the lowest label
-    tensor([0., 1.])
     >>> accuracy_values(out, torch.tensor([[2.0, 1.0], [0.0, 0.0]]))["loss"]
     tensor([0.5000, 0.5000])
     """
@@ -62,16 +69,13 @@ def accuracy_values(outputs: torch.Tensor, y: torch.Tensor) -> dict[str, torch.T
         target = y.reshape(len(y), -1).to(outputs)
         return {"loss": (outputs - target).square().mean(dim=1)}
     y = y.to(device=outputs.device, dtype=torch.long)
-    chance = (y == torch.bincount(y).argmax()).to(outputs.dtype) if len(y) else y.to(outputs.dtype)
     if outputs.shape[1] == 1:
         logit = outputs[:, 0]
         return {
             "accuracy": ((logit > 0).long() == y).to(outputs.dtype),
             "loss": F.binary_cross_entropy_with_logits(logit, y.to(outputs.dtype), reduction="none"),
-            "chance_accuracy": chance,
         }
     return {
         "accuracy": (outputs.argmax(dim=1) == y).to(outputs.dtype),
         "loss": F.cross_entropy(outputs, y, reduction="none"),
-        "chance_accuracy": chance,
     }

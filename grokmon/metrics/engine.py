@@ -17,7 +17,7 @@ from torch import nn
 
 from ..columns import CONTINUOUS_INPUT_GROUPS, DEFAULT_GROUPS, METRIC_COLUMNS, METRIC_GROUPS
 from ..errors import ConfigError, ModelError, ProbeError
-from .accuracy import accuracy_values
+from .accuracy import accuracy_values, chance_accuracy
 from .batching import BatchPlan, activation_elements, batch_size, chunks, plan_batches
 from .centroid import centroid_values
 from .gradient import gradient_values
@@ -190,10 +190,11 @@ def compute_split_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor | N
     result: dict[str, float | list[float] | None] = {}
 
     if "accuracy" in groups:
-        result.update(dict.fromkeys(("accuracy", "accuracy_se", "loss", "loss_se", "chance_accuracy",
-                                     "chance_accuracy_se")))
+        result.update(dict.fromkeys(("accuracy", "accuracy_se", "loss", "loss_se", "chance_accuracy")))
         if y is not None:
             per_point.update(accuracy_values(outputs, y))
+            if _class_labels(y) and len(y):
+                result["chance_accuracy"] = chance_accuracy(y)
     if "centroid" in groups:
         per_point.update(_batched(centroid_values, model, x, plan.backward))
         alignment = per_point["centroid_alignment"]

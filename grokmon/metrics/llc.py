@@ -132,7 +132,9 @@ def llc_values(model: nn.Module, x: torch.Tensor, y: torch.Tensor, settings: LLC
     nbeta = settings.nbeta if settings.nbeta is not None else float(default_nbeta(batch))
     kwargs = {"lr": settings.lr, "localization": settings.localization, "nbeta": nbeta}
     loader = _shuffled_batches(x, y, batch, seed)
-    with _modes_kept(model), warnings.catch_warnings():
+    # devinterp seeds torch's global generators: a training loop measured live keeps its own random stream
+    devices = [x.device] if x.device.type == "cuda" else []
+    with _modes_kept(model), warnings.catch_warnings(), torch.random.fork_rng(devices=devices):
         warnings.simplefilter("ignore")  # devinterp warns about seeds, burn-in and nbeta on every call
         try:
             result = estimate_learning_coeff_with_summary(

@@ -99,12 +99,14 @@ def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[Geometr
 
 def _start_accuracies(table: RunTable) -> tuple[float, float] | None:
     """(train, test) accuracy before the first checkpoint of a table that does not start at step 0: the chance
-    level of each split (`chance_accuracy`, the most common label's share), what a network scores before it
-    learns. Without it, test accuracy already well up at the first save would read as the level the run memorised
-    at; a table from step 0 has its own start (None), and so does one without the column."""
+    level of each split at that checkpoint (`chance_accuracy`, the most common label's share: the most a predictor
+    that ignores its input scores), where a run trained from scratch started. Without it, test accuracy already
+    well up at the first save would read as the level the run memorised at; a table from step 0 has its own start
+    (None), and so does one whose first checkpoint lacks the column (read there, so that every prefix of the table
+    reads the same start)."""
     if table.steps[0] == 0:
         return None
-    levels = [table.median("chance_accuracy", split) for split in ("train", "test")]
+    levels = [table.first("chance_accuracy", split) for split in ("train", "test")]
     return None if None in levels else (levels[0], levels[1])
 
 

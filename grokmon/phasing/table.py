@@ -55,11 +55,10 @@ class RunTable:
             self._has[key] = column is not None and rows is not None and bool(np.isfinite(column[rows]).any())
         return self._has[key]
 
-    def median(self, metric: str, split: str) -> float | None:
-        """The median of `metric` on `split` over the checkpoints that have it; None where none has."""
+    def first(self, metric: str, split: str) -> float | None:
+        """`metric` on `split` at the first checkpoint; None where it has no value there."""
         values = self._aligned(metric, split)
-        values = values[np.isfinite(values)] if values is not None else values
-        return float(np.median(values)) if values is not None and len(values) else None
+        return float(values[0]) if values is not None and np.isfinite(values[0]) else None
 
     def track(self, metric: str, split: str, log: bool = False) -> Track | None:
         """The series of `metric` on `split` with its causal noise (log10 of it for `log`); None if absent."""
