@@ -131,9 +131,12 @@ def test_cli_judges_deleted_checkpoints_only_when_asked(measured_run):
 
     run, _ = measured_run
     (run / "step_0.pt").unlink()
-    _analyze(run)
-    results = str(run / "grokmon.parquet")
     runner = CliRunner()
+    flags = [item for name, value in FAST.items() for item in (f"--{name.replace('_', '-')}", str(value))]
+    analysed = runner.invoke(app, ["analyze", str(run), *flags])
+    assert analysed.exit_code == 0 and "3 checkpoints, 0 failed, 1 deleted since measured (kept, flagged)" in \
+        analysed.stdout, analysed.output
+    results = str(run / "grokmon.parquet")
     judged = [json.loads(runner.invoke(app, ["phases", results, "--json", *flag]).stdout)["steps"]
               for flag in ([], ["--with-deleted"])]
     assert [s["step"] for s in judged[0]] == [5, 9] and [s["step"] for s in judged[1]] == [0, 5, 9]

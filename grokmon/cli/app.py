@@ -194,7 +194,9 @@ def analyze(
     from .tables import failure_lines
 
     failed = frame[frame["status"] != "ok"]["step"].nunique()
-    typer.echo(f"{destination}: {len(frame)} rows, {frame['step'].nunique()} checkpoints, {failed} failed")
+    gone = frame.loc[frame["deleted"].eq(True), "step"].nunique() if "deleted" in frame else 0
+    typer.echo(f"{destination}: {len(frame)} rows, {frame['step'].nunique()} checkpoints, {failed} failed"
+               + (f", {gone} deleted since measured (kept, flagged)" if gone else ""))
     if failed:
         for line in failure_lines(frame):
             print(f"grokmon: error: {line}", file=sys.stderr)
