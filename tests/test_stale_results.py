@@ -143,6 +143,9 @@ def test_cli_judges_deleted_checkpoints_only_when_asked(measured_run):
     said = runner.invoke(app, ["phases", results], terminal_width=200).stdout
     assert "note: the rows of 1 checkpoint deleted since measured (step 0) are left out; --with-deleted" in said
     assert "note:" not in runner.invoke(app, ["phases", results, "--with-deleted"], terminal_width=200).stdout
+    compared = runner.invoke(app, ["compare", results, "--name", "cut"], terminal_width=200).stdout
+    assert "note: cut: the rows of 1 checkpoint deleted since measured (step 0) are left out" in compared
+    assert "note:" not in runner.invoke(app, ["compare", results, "--with-deleted"], terminal_width=200).stdout
     frame, _ = read_results(run / "grokmon.parquet")
     with pytest.raises(ResultsError, match="every checkpoint it holds has been deleted .* --with-deleted"):
         phases(frame.assign(deleted=True))

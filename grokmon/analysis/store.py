@@ -182,8 +182,9 @@ class ResultsStore:
             self.notes.append(f"{_steps_text(sorted(changed))}: the checkpoint changed since it was measured "
                               "(overwritten in place); measuring it again")
         if gone:
-            self.notes.append(f"{_steps_text(sorted(gone))}: no longer in {self.ckpt_dir}; its rows stay in the results, "
-                              "flagged deleted: phases and report leave them out unless --with-deleted")
+            self.notes.append(f"{_steps_text(sorted(gone))}: no longer in {self.ckpt_dir}; "
+                              f"{'its' if len(gone) == 1 else 'their'} rows stay in the results, flagged deleted: "
+                              "phases and report leave them out unless --with-deleted")
         self._unsaved |= bool(changed or gone)
 
     def save(self) -> None:

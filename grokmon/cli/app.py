@@ -281,7 +281,7 @@ def compare(
         raise typer.BadParameter(f"give one --name per RUN ({len(runs)} runs, {len(names)} names)", param_hint="--name")
     overrides = _overrides(set_)
     try:
-        from ..api import compare as run_compare
+        from ..api import compare as run_compare, deleted_steps
         from ..results.parquet import results_file
 
         thresholds = [_thresholds(results_file(run), overrides) for run in runs]
@@ -292,13 +292,14 @@ def compare(
     if as_json:
         typer.echo(json.dumps(comparison.to_dict(), indent=2))
     else:
-        from .tables import compare_table, least_width
+        from .tables import compare_table, deleted_note, least_width
 
-        console = _stdout()
-        table, headline = compare_table(comparison)
+        console, (table, headline) = _stdout(), compare_table(comparison)
         # narrower than the table's words and numbers, rich would cut them ("27…"): let the line run long instead
         console.width = max(console.width, least_width(table))
-        console.print(table, headline)
+        console.print(table, headline, *[deleted_note(tuple(gone), summary.name) for summary, run in
+                                        zip(comparison.summaries, runs) if not with_deleted
+                                        and (gone := deleted_steps(results_file(run)))])
     if output is not None:
         typer.echo(str(output), err=as_json)
 

@@ -36,13 +36,18 @@ def phase_tables(verdict, asked: str = "auto", left_out: tuple[int, ...] = ()) -
         line.append(f", best step {verdict.best_step}")
     line.append(f"\nreason: {verdict.reason}")
     if left_out:
-        listed = ", ".join(map(str, left_out[:3])) + (f", ..., {left_out[-1]}" if len(left_out) > 3 else "")
-        line.append(f"\nnote: the rows of {len(left_out)} checkpoint{'s' if len(left_out) > 1 else ''} deleted since "
-                    f"measured (step {listed}) are left out; --with-deleted judges the whole run")
+        line.append(f"\n{deleted_note(left_out)}")
     if verdict.advice == "inconclusive":
         what = _what_now(verdict, asked)
         line.append(f"\nwhat now: {'run phases again with --with-deleted, or ' if left_out else ''}{what}")
     return [table, line]
+
+
+def deleted_note(left_out: tuple[int, ...], run: str = "") -> str:
+    """The `note:` line saying that the rows of checkpoints deleted since measured (their steps) were left out."""
+    listed = ", ".join(map(str, left_out[:3])) + (f", ..., {left_out[-1]}" if len(left_out) > 3 else "")
+    return (f"note: {run}{': ' if run else ''}the rows of {len(left_out)} checkpoint{'s' if len(left_out) > 1 else ''} "
+            f"deleted since measured (step {listed}) are left out; --with-deleted judges the whole run")
 
 
 def _what_now(verdict, asked: str) -> str:
