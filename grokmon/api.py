@@ -139,7 +139,8 @@ def report(results, output: str | Path | None = None, *, mode: str = "auto", thr
             raise ConfigError("report() of a DataFrame needs an output path")
         output = Path(results).with_suffix(".html")
     phase_report = phases(frame, thresholds, mode=mode)
-    return render_report(frame, metadata, phase_report, Path(output))
+    left_out = 0 if with_deleted or isinstance(results, pd.DataFrame) else len(deleted_steps(results))
+    return render_report(frame, metadata, phase_report, Path(output), left_out)
 
 
 def compare(runs, output: str | Path | None = None, *, names: list[str] | None = None, mode: str = "auto",

@@ -143,6 +143,8 @@ def test_cli_judges_deleted_checkpoints_only_when_asked(measured_run):
     said = runner.invoke(app, ["phases", results], terminal_width=200).stdout
     assert "note: the rows of 1 checkpoint deleted since measured (step 0) are left out; --with-deleted" in said
     assert "note:" not in runner.invoke(app, ["phases", results, "--with-deleted"], terminal_width=200).stdout
+    page = runner.invoke(app, ["report", results, "-o", str(run / "r.html")])
+    assert page.exit_code == 0 and "(1 more deleted since measured, left out" in (run / "r.html").read_text()
     compared = runner.invoke(app, ["compare", results, "--name", "cut"], terminal_width=200).stdout
     assert "note: cut: the rows of 1 checkpoint deleted since measured (step 0) are left out" in compared
     assert "note:" not in runner.invoke(app, ["compare", results, "--with-deleted"], terminal_width=200).stdout

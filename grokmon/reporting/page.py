@@ -155,11 +155,14 @@ def _verdict(phase_report) -> tuple[str, str]:
             f"{esc(phase_report.reason)}</p><p class=\"details\">{esc(' · '.join(details))}</p>")
 
 
-def report_page(df: pd.DataFrame, metadata: dict, phase_report, drawn, png: bytes) -> str:
-    """One run's report: verdict, figure with hover, phases, failures, last checkpoint, configuration."""
+def report_page(df: pd.DataFrame, metadata: dict, phase_report, drawn, png: bytes, left_out: int = 0) -> str:
+    """One run's report: verdict, figure with hover, phases, failures, last checkpoint, configuration;
+    `left_out`: how many checkpoints deleted since measured were left out."""
     title, verdict = _verdict(phase_report)
     steps = df["step"].nunique() if "step" in df else 0
-    summary = f"{steps} checkpoints, splits: {', '.join(split_order(df)) or 'none'}; panels: {', '.join(panels_for(df)) or 'none'}"
+    gone = f" ({left_out} more deleted since measured, left out: --with-deleted judges the whole run)" if left_out else ""
+    summary = (f"{steps} checkpoints{gone}, splits: {', '.join(split_order(df)) or 'none'}; "
+               f"panels: {', '.join(panels_for(df)) or 'none'}")
     provenance = {k: v for k, v in metadata.items() if k != "config"}
     tables = ""
     if metadata.get("config") is not None:

@@ -30,8 +30,10 @@ __all__ = ["render_report", "render_comparison", "panels_for", "flatten_metadata
 HTML_DPI = 150  # the embedded PNG is drawn at 1.5x so it stays sharp on high-density screens
 
 
-def render_report(df: pd.DataFrame, metadata: dict, phase_report: PhaseReport | None, output: Path) -> Path:
-    """Write a self-contained HTML report (output suffix .html/.htm) or a single figure (.png, .svg, .pdf).
+def render_report(df: pd.DataFrame, metadata: dict, phase_report: PhaseReport | None, output: Path,
+                  left_out: int = 0) -> Path:
+    """Write a self-contained HTML report (output suffix .html/.htm) or a single figure (.png, .svg, .pdf);
+    `left_out`: the checkpoints deleted since measured that `df` leaves out (the HTML says how many).
 
     Raises ConfigError for any other suffix, or when `output` cannot be written. Returns `output`.
 
@@ -44,7 +46,7 @@ def render_report(df: pd.DataFrame, metadata: dict, phase_report: PhaseReport | 
     """
     output = checked_output(output)
     drawn = draw_report(df, phase_report)
-    return _write(output, drawn, lambda png: report_page(df, metadata or {}, phase_report, drawn, png))
+    return _write(output, drawn, lambda png: report_page(df, metadata or {}, phase_report, drawn, png, left_out))
 
 
 def render_comparison(comparison: Comparison, output: Path) -> Path:
