@@ -90,26 +90,18 @@ def info(ckpt_dir: str | Path, *, device: str = "auto", **options) -> RunInfo:
     return survey(ckpt_dir, device, **options)
 
 
-def _load_table(results, with_deleted: bool = False) -> tuple[pd.DataFrame, dict]:
-    """The rows of a results file (path) or table (DataFrame) and its metadata; without `with_deleted`, not the
-    rows whose checkpoint has been deleted since it was measured (`deleted`)."""
+def load_results(results, with_deleted: bool = False) -> tuple[pd.DataFrame, dict, tuple[int, ...]]:
+    """The rows of a results file (path) or table (DataFrame), its metadata, and the steps left out: without
+    `with_deleted`, the rows whose checkpoint has been deleted since it was measured (`deleted`) are not kept."""
     frame, metadata = (results, {}) if isinstance(results, pd.DataFrame) else read_results(Path(results))
     if with_deleted or "deleted" not in frame or not frame["deleted"].eq(True).any():
-        return frame, metadata
-    kept = frame[~frame["deleted"].eq(True)]
+        return frame, metadata, ()
+    gone = frame["deleted"].eq(True)
+    kept = frame[~gone]
     if not len(kept):
         raise ResultsError(f"{'the table' if not metadata else results}: every checkpoint it holds has been deleted "
                            "since it was measured; pass --with-deleted (with_deleted=True) to judge them")
-    return kept, metadata
-
-
-def deleted_steps(results) -> list[int]:
-    """The steps of a results file's (path) or table's rows flagged `deleted`, which `phases` leaves out unless
-    `with_deleted`."""
-    frame = results if isinstance(results, pd.DataFrame) else read_results(Path(results))[0]
-    if "deleted" not in frame:
-        return []
-    return sorted({int(s) for s in frame.loc[frame["deleted"].eq(True), "step"]})
+    return kept, metadata, tuple(sorted({int(s) for s in frame.loc[gone, "step"]}))
 
 
 def phases(results, thresholds=None, *, mode: str = "auto", with_deleted: bool = False):
@@ -123,7 +115,7 @@ def phases(results, thresholds=None, *, mode: str = "auto", with_deleted: bool =
     """
     from .phasing.classifier import classify
 
-    frame, _ = _load_table(results, with_deleted)
+    frame, _, _ = load_results(results, with_deleted)
     return classify(frame, thresholds, mode=mode)
 
 
@@ -133,14 +125,13 @@ def report(results, output: str | Path | None = None, *, mode: str = "auto", thr
     judged with `thresholds` (a PhaseThresholds; None: the defaults)."""
     from .reporting.writer import render_report
 
-    frame, metadata = _load_table(results, with_deleted)
+    frame, metadata, left_out = load_results(results, with_deleted)
     if output is None:
         if isinstance(results, pd.DataFrame):
             raise ConfigError("report() of a DataFrame needs an output path")
         output = Path(results).with_suffix(".html")
     phase_report = phases(frame, thresholds, mode=mode)
-    left_out = 0 if with_deleted or isinstance(results, pd.DataFrame) else len(deleted_steps(results))
-    return render_report(frame, metadata, phase_report, Path(output), left_out)
+    return render_report(frame, metadata, phase_report, Path(output), len(left_out))
 
 
 def compare(runs, output: str | Path | None = None, *, names: list[str] | None = None, mode: str = "auto",
@@ -162,14 +153,14 @@ def compare(runs, output: str | Path | None = None, *, names: list[str] | None =
     each = list(thresholds) if isinstance(thresholds, (list, tuple)) else [thresholds] * len(runs)
     compared = []
     for name, run, path, settings in zip(names_for(paths, names), runs, paths, each):
-        frame, metadata = _load_table(run if path is None else path, with_deleted)
+        frame, metadata, left_out = load_results(run if path is None else path, with_deleted)
         settings = settings or PhaseThresholds()
         try:
             report = phases(frame, settings, mode=mode)
         except GrokmonError as exc:
             raise type(exc)(f"{path or name}: {exc}") from exc
         fitted = settings.fitted_accuracy
-        compared.append(ComparedRun(summarise(name, path, frame, report, fitted), frame, report, metadata))
+        compared.append(ComparedRun(summarise(name, path, frame, report, fitted), frame, report, metadata, left_out))
     comparison = Comparison(tuple(compared))
     if output is not None:
         render_comparison(comparison, Path(output))

@@ -225,10 +225,10 @@ def phases(
     """Label every checkpoint with a training phase and say whether more training is worth it."""
     overrides = _overrides(set_)
     try:
-        from ..api import deleted_steps, phases as run_phases
+        from ..api import load_results, phases as run_phases
 
-        verdict = run_phases(results, _thresholds(results, overrides), mode=mode, with_deleted=with_deleted)
-        left_out = () if with_deleted or as_json else tuple(deleted_steps(results))
+        frame, _, left_out = load_results(results, with_deleted)  # read once: the verdict, and what it left out
+        verdict = run_phases(frame, _thresholds(results, overrides), mode=mode, with_deleted=with_deleted)
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     if as_json:
@@ -281,7 +281,7 @@ def compare(
         raise typer.BadParameter(f"give one --name per RUN ({len(runs)} runs, {len(names)} names)", param_hint="--name")
     overrides = _overrides(set_)
     try:
-        from ..api import compare as run_compare, deleted_steps
+        from ..api import compare as run_compare
         from ..results.parquet import results_file
 
         thresholds = [_thresholds(results_file(run), overrides) for run in runs]
@@ -297,9 +297,8 @@ def compare(
         console, (table, headline) = _stdout(), compare_table(comparison)
         # narrower than the table's words and numbers, rich would cut them ("27…"): let the line run long instead
         console.width = max(console.width, least_width(table))
-        console.print(table, headline, *[deleted_note(tuple(gone), summary.name) for summary, run in
-                                        zip(comparison.summaries, runs) if not with_deleted
-                                        and (gone := deleted_steps(results_file(run)))])
+        console.print(table, headline, *[deleted_note(run.left_out, run.summary.name) for run in comparison.runs
+                                        if run.left_out])
     if output is not None:
         typer.echo(str(output), err=as_json)
 

@@ -71,12 +71,14 @@ class RunSummary:
 
 @dataclass(frozen=True, eq=False)
 class ComparedRun:
-    """A run as compared: its summary, and the table and phase report the figure is drawn from."""
+    """A run as compared: its summary, the table and phase report the figure is drawn from, and the steps of the
+    rows flagged deleted that were left out."""
 
     summary: RunSummary
     frame: pd.DataFrame
     phase_report: object
     metadata: dict
+    left_out: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
