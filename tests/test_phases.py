@@ -528,11 +528,12 @@ def test_to_dict_round_trips_and_adds_the_history_only_when_asked():
     report = classify(accuracy_table(STEPS, *grokking(STEPS)))
     doc = json.loads(json.dumps(report.to_dict()))
     assert list(doc) == ["schema", "mode", "advice", "reason", "confidence", "current_phase", "segments", "steps",
-                         "best_step"]
+                         "best_step", "wants"]
     assert doc["schema"] == "grokmon.phases/1" and doc["advice"] in ADVICE
     rebuilt = PhaseReport(doc["mode"], doc["advice"], doc["reason"], doc["confidence"], doc["current_phase"],
                           tuple(PhaseSegment(**s) for s in doc["segments"]),
-                          tuple((s["step"], s["phase"]) for s in doc["steps"]), doc["best_step"], report.history)
+                          tuple((s["step"], s["phase"]) for s in doc["steps"]), doc["best_step"], report.history,
+                          doc["wants"])
     assert rebuilt == report
     with_history = json.loads(json.dumps(report.to_dict(history=True)))
     assert tuple(StepVerdict(**v) for v in with_history["history"]) == report.history

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -172,12 +174,14 @@ def test_cli_history_as_a_table_and_in_json(runs, tmp_path):
     doc = json.loads(CliRunner().invoke(app, ["phases", str(path), "--json", "--history"]).stdout)
     assert [v["step"] for v in doc["history"]] == [int(s) for s in run.steps]
     assert doc["history"][-1] == {"step": doc["steps"][-1]["step"], "phase": doc["current_phase"],
-                                  "advice": doc["advice"], "confidence": doc["confidence"], "reason": doc["reason"]}
+                                  "advice": doc["advice"], "confidence": doc["confidence"], "reason": doc["reason"],
+                                  "wants": doc["wants"]}
+    assert doc["left_out_steps"] == []
     table = CliRunner().invoke(app, ["phases", str(path), "--history", "--exit-code"], terminal_width=200)
     assert table.exit_code == {"stop": 0, "keep-training": 10, "inconclusive": 11, "roll-back": 12}[doc["advice"]]
     assert "Verdict at every checkpoint" in table.stdout and "memorisation" in table.stdout
     forced = CliRunner().invoke(app, ["phases", str(path), "--json", "--set", "min_checkpoints=1000"])
-    assert json.loads(forced.stdout)["advice"] == "inconclusive"
+    assert json.loads(forced.stdout)["advice"] == "inconclusive" and json.loads(forced.stdout)["wants"] == "checkpoints"
     # what an inconclusive verdict's confidence is about, on its line
     assert f"verdict: inconclusive (it reads {json.loads(forced.stdout)['current_phase']}, confidence" in \
         CliRunner().invoke(app, ["phases", str(path), "--set", "min_checkpoints=1000"]).stdout
@@ -201,6 +205,8 @@ def test_cli_history_as_a_table_and_in_json(runs, tmp_path):
     pq.write_table(table.filter(pc.greater_equal(table["step"], int(run.steps[len(run.steps) // 2]))), late)
     assert "what now: save the initial model as step 0 and analyze it with the rest" in CliRunner().invoke(
         app, ["phases", str(late), "--mode", "geometry"], terminal_width=200).stdout
+    assert json.loads(CliRunner().invoke(app, ["phases", str(late), "--mode", "geometry", "--json"]).stdout)["wants"] \
+        == "start"
     # the segment table's last column: every verdict inconclusive at min_checkpoints=1000
     rows = [line.split("│") for line in said["accuracy"].splitlines() if line.startswith("│")]
     assert rows and all(cells[4].strip() == cells[5].strip() for cells in rows)
@@ -242,6 +248,45 @@ def test_runs_saved_half_as_often_never_stop_early_or_roll_back_falsely(runs, va
     for run in map(_every_other, [*runs, *validation]):
         history = classify(run.table, mode=mode).history
         assert not checks.early_stops(run, history) + checks.false_roll_backs(run, history), run.name
+
+
+def _log_spaced(run, count: int):
+    """The run as if saved `count` times on a log-spaced schedule: its first and last checkpoints, and the nearest
+    to each of the steps spaced evenly in log10(step) between its second and its last."""
+    targets = np.geomspace(max(int(run.steps[1]), 1), int(run.steps[-1]), count - 1)
+    keep = sorted({0, len(run.steps) - 1, *(int(np.argmin(np.abs(run.steps - t))) for t in targets)})
+    steps = run.steps[keep]
+    return dataclasses.replace(run, table=run.table[run.table["step"].isin(steps)].reset_index(drop=True),
+                               steps=steps, train=run.train[keep], test=run.test[keep],
+                               robust=None if run.robust is None else run.robust[keep])
+
+
+def test_runs_saved_a_dozen_times_say_when_denser_saves_would_tell(runs, validation, tmp_path):
+    """A dozen log-spaced saves put fewer than three checkpoints in the last plateau_decades, and the line that
+    judges a plateau reaches back to three, over a stretch where the run may still have moved: the reason names the
+    span it judged, an `inconclusive` verdict there wants denser saves (and "what now" says how dense), and no verdict
+    acts wrongly (docs/phases.md, Limits)."""
+    from grokmon.cli import app
+
+    wanting = []
+    for run in (_log_spaced(r, 12) for r in [*runs, *validation]):
+        report = classify(run.table, mode="accuracy")
+        assert not checks.early_stops(run, report.history) + checks.false_roll_backs(run, report.history), run.name
+        for v in report.history[PhaseThresholds().min_checkpoints - 1:]:
+            stretched = v.advice == "inconclusive" and ", stretched to 3 checkpoints from " in v.reason
+            # or the next checkpoint, where the newest one dropped and only it can tell a spike from a collapse
+            assert (v.wants == "denser saves") == stretched or (stretched and v.wants == "checkpoints"), (run.name, v)
+        if report.wants == "denser saves":
+            wanting.append(run.name)
+    assert len(wanting) >= 10, wanting
+    path = next(FIXTURES.glob(f"*--{wanting[0]}.parquet"))
+    table, steps = pq.read_table(path), [int(s) for s in _log_spaced(next(r for r in runs if r.name == wanting[0]), 12).steps]
+    pq.write_table(table.filter(pc.is_in(table["step"], pa.array(steps, table.schema.field("step").type))), tmp_path / "a.parquet")
+    said = CliRunner().invoke(app, ["phases", str(tmp_path / "a.parquet")], terminal_width=300).stdout
+    assert "what now: save checkpoints closer together from here on, at least three in the span the reason names " \
+           "(every x1.26 in step" in said
+    dense = classify(pq.read_table(path).to_pandas(), mode="accuracy")
+    assert dense.wants is None and ", stretched to" not in dense.reason
 
 
 def _seen_from(run, first: int):

@@ -137,9 +137,10 @@ def test_cli_judges_deleted_checkpoints_only_when_asked(measured_run):
     assert analysed.exit_code == 0 and "3 checkpoints, 0 failed, 1 deleted since measured (kept, flagged)" in \
         analysed.stdout, analysed.output
     results = str(run / "grokmon.parquet")
-    judged = [json.loads(runner.invoke(app, ["phases", results, "--json", *flag]).stdout)["steps"]
-              for flag in ([], ["--with-deleted"])]
-    assert [s["step"] for s in judged[0]] == [5, 9] and [s["step"] for s in judged[1]] == [0, 5, 9]
+    docs = [json.loads(runner.invoke(app, ["phases", results, "--json", *flag]).stdout)
+            for flag in ([], ["--with-deleted"])]
+    assert [s["step"] for s in docs[0]["steps"]] == [5, 9] and [s["step"] for s in docs[1]["steps"]] == [0, 5, 9]
+    assert docs[0]["left_out_steps"] == [0] and docs[1]["left_out_steps"] == []
     said = runner.invoke(app, ["phases", results], terminal_width=200).stdout
     assert "note: the rows of 1 checkpoint deleted since measured (step 0) are left out; --with-deleted" in said
     assert "note:" not in runner.invoke(app, ["phases", results, "--with-deleted"], terminal_width=200).stdout

@@ -232,7 +232,7 @@ def phases(
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
     if as_json:
-        typer.echo(json.dumps(verdict.to_dict(history=history), indent=2))
+        typer.echo(json.dumps(verdict.to_dict(history=history) | {"left_out_steps": list(left_out)}, indent=2))
     else:
         from .tables import history_table, phase_tables, unfolded_width
 

@@ -15,20 +15,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .series import Track, normal_cdf, strength_of, trends
+from .series import MIN_TREND_POINTS, Track, normal_cdf, strength_of, trends
 
 
 @dataclass(frozen=True)
 class Reading:
     """What one checkpoint looks like: a phase (None without evidence), the raw strength of the evidence in
-    [0, 1] (calibrated later), a note citing it, the best checkpoint so far (roll-back target), and whether the
-    train set is fitted there (the median of the last three train accuracies at `fitted_accuracy` or more)."""
+    [0, 1] (calibrated later), a note citing it, the best checkpoint so far (roll-back target), whether the
+    train set is fitted there (the median of the last three train accuracies at `fitted_accuracy` or more), and
+    what the evidence lacks (types.WANTS; None: nothing the reading can name)."""
 
     phase: str | None
     strength: float
     note: str
     best: int | None
     train_fitted: bool = False
+    wants: str | None = None
 
 
 def _median3(values: list[float]) -> float:
@@ -191,7 +193,7 @@ class AccuracyJudge:
             note = (f"{reading.note}; but {name} accuracy {values[i]:.3f} at step {int(self.steps[i])} is {drop:.3f} "
                     f"below its peak {peak:.3f}: a spike, or the start of a collapse if it is as low at the next "
                     f"{left} checkpoint{'s' if left > 1 else ''}")
-            return Reading(reading.phase, 0.0, note, reading.best)
+            return Reading(reading.phase, 0.0, note, reading.best, wants="checkpoints")
         return reading
 
     def _series(self, name: str) -> tuple[list[float], list[float]]:
@@ -309,34 +311,45 @@ class AccuracyJudge:
             p_flat = float(flat)
         return flat, p_flat, gain
 
+    def _span_words(self, i: int, name: str, decades: float) -> tuple[str, str | None]:
+        """How a reason names the span of series `name`'s line at checkpoint i, and whether denser saves would
+        judge it better: a line needs three checkpoints, and where the last `decades` hold fewer it reaches back
+        further, over a stretch where the run may still have moved."""
+        span = self.spans[name]
+        width = float(self.x[i] - self.x[span.start[i]]) if span.count[i] >= MIN_TREND_POINTS else 0.0
+        if width <= decades + 1e-9:
+            return f"{decades:g} decades", None
+        return f"{width:.2f} decades, stretched to {MIN_TREND_POINTS} checkpoints from {decades:g}", "denser saves"
+
     def _generalised(self, i: int) -> Reading:
         """Generalised: a plateau once test accuracy (and robust accuracy, where measured) stayed flat over
         `plateau_decades` (`partial_decades` while it is short of `generalised_ratio` x train accuracy after
         rising from a memorisation stage), else still generalising."""
         th, tr, te = self.th, self.tr[i], self.te[i]
         partial = self.generalised == "rose" and _median3(self.test_since) < th.generalised_ratio * tr
-        flat = self._flat(i, "test partial" if partial else "test")
-        span = f"{th.partial_decades if partial else th.plateau_decades:g} decades"
+        name = "test partial" if partial else "test"
+        flat = self._flat(i, name)
+        span, wants = self._span_words(i, name, th.partial_decades if partial else th.plateau_decades)
         if self._saturated(i) and (flat is None or not flat[0]):
-            flat, span = (True, 1.0, 0.0), f"{th.saturated_decades:g} decades, within {th.plateau_gain:g} of train"
+            flat, span, wants = (True, 1.0, 0.0), f"{th.saturated_decades:g} decades, within {th.plateau_gain:g} of train", None
         if flat is None or not flat[0]:
             if flat is None:
                 return Reading("generalisation", 0.5, f"test accuracy {te:.3f} with train at {tr:.3f}; the run is "
                                f"shorter than {span} so far", self.best)
-            seen = self._seen_change(i, "test partial" if partial else "test")
+            seen = self._seen_change(i, name)
             falling = seen < 0 and flat[2] < 0
             moving = "falling (not yet a collapse)" if falling else "moving" if seen * flat[2] <= 0 else "rising"
             note = (f"test accuracy {te:.3f} {moving}, {seen:+.3f} over the last {span} (trend line {flat[2]:+.3f}), "
                     f"with train at {tr:.3f}")
             if falling:  # keep-training rests on a gain still to come; a fall is evidence against it
                 return Reading("generalisation", 0.0, f"{note}: no gain to train for, and no loss to roll back yet",
-                               self.best)
-            return Reading("generalisation", max(0.5, 1.0 - flat[1]), note, self.best)
+                               self.best, wants=wants)
+            return Reading("generalisation", max(0.5, 1.0 - flat[1]), note, self.best, wants=wants)
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
         since = f", up from {self.floor:.3f}" if self.generalised == "rose" else ", learned with the train set"
         note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
         if robust is None or robust[0]:
-            return Reading("robustness_plateau", flat[1], note, self.best)
+            return Reading("robustness_plateau", flat[1], note, self.best, wants=wants)
         seen = self._seen_change(i, "robust")
         rising = robust[2] > 0
         agrees = seen > 0 if rising else seen < 0  # the change as seen goes the trend line's way

@@ -93,7 +93,7 @@ def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[Geometr
                 and g.confidence >= th.min_confidence and not (g.phase == "fitting" and r.train_fitted)):
             confidence *= 1.0 - th.geometry_weight * g.confidence
             note += f"; the geometry disagrees: it reads {g.phase} ({g.advice}, confidence {g.confidence:.2f})"
-        out.append(Judged(r.phase, advice, confidence, note, r.best))
+        out.append(Judged(r.phase, advice, confidence, note, r.best, wants=r.wants))
     return out
 
 
@@ -118,11 +118,11 @@ def _geometry_judged(g: GeometryReading, th) -> Judged:
                 f"{g.first_step}), and the geometry is read on {th.min_seen_share:g} or more (min_seen_share): its "
                 f"features place a checkpoint in the part of the run seen, and a run seen from its middle looks like "
                 f"one at its start")
-        return Judged(g.phase, "inconclusive", 0.0, note, g.best)
+        return Judged(g.phase, "inconclusive", 0.0, note, g.best, wants="start")
     if g.groups < th.min_groups:
         note = (f"{g.note}; only {g.groups} independent metric group{'s' if g.groups != 1 else ''} of the "
                 f"{len(VOTE_GROUPS)} ({', '.join(VOTE_GROUPS)}) moves, and the geometry needs {th.min_groups} to tell")
-        return Judged(g.phase, "inconclusive", 0.0, note, g.best)
+        return Judged(g.phase, "inconclusive", 0.0, note, g.best, wants="metric groups")
     withheld = None
     if len(g.dissent) > th.max_dissent:
         (family, advice), *more = g.dissent

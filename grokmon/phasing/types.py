@@ -12,6 +12,10 @@ PHASES = ("fitting", "memorisation", "generalisation", "robustness_plateau", "co
 ADVICE = ("keep-training", "stop", "roll-back", "inconclusive")
 MODES = ("auto", "accuracy", "geometry")
 SCHEMA = "grokmon.phases/1"
+# what an `inconclusive` verdict lacks, where one thing is (StepVerdict.wants; docs/phases.md, "What now"):
+# more checkpoints at all; the run's start (step 0); checkpoints saved closer together on the log-step axis;
+# more independent metric groups
+WANTS = ("checkpoints", "start", "denser saves", "metric groups")
 ADVICE_FOR_PHASE = {"fitting": "keep-training", "memorisation": "keep-training", "generalisation": "keep-training",
                     "robustness_plateau": "stop", "collapse": "roll-back"}
 
@@ -164,6 +168,7 @@ class StepVerdict:
     advice: str
     confidence: float
     reason: str
+    wants: str | None = None  # an `inconclusive` verdict: the one of WANTS it lacks, where the reason names one
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,7 @@ class PhaseReport:
     steps: tuple[tuple[int, str | None], ...]  # (step, phase) for every analysed checkpoint (None: no evidence yet)
     best_step: int | None                # roll-back: the best earlier step; else the best step seen
     history: tuple[StepVerdict, ...] = ()  # the verdict with each checkpoint the newest (causal)
+    wants: str | None = None             # an `inconclusive` verdict: what it lacks (one of WANTS), where known
 
     def counts(self, segment: PhaseSegment) -> tuple[int, int | None]:
         """How many checkpoints a segment spans, and how many of their verdicts were `inconclusive` (a label that
@@ -203,8 +209,10 @@ class PhaseReport:
             ],
             "steps": [{"step": int(step), "phase": phase} for step, phase in self.steps],
             "best_step": None if self.best_step is None else int(self.best_step),
+            "wants": self.wants,
         }
         if history:
             doc["history"] = [{"step": int(v.step), "phase": v.phase, "advice": v.advice,
-                               "confidence": float(v.confidence), "reason": v.reason} for v in self.history]
+                               "confidence": float(v.confidence), "reason": v.reason, "wants": v.wants}
+                              for v in self.history]
         return doc

@@ -16,8 +16,8 @@ FEW_CHECKPOINTS_CAP = 0.2  # the most confidence a verdict on fewer than min_che
 @dataclass(frozen=True)
 class Judged:
     """One checkpoint's reading in a form both modes share: phase, advice, calibrated confidence (before the
-    verdict's own caps), the reason's body, the best checkpoint so far, and why the advice is withheld whatever
-    its confidence (None: it is not)."""
+    verdict's own caps), the reason's body, the best checkpoint so far, why the advice is withheld whatever
+    its confidence (None: it is not), and what the evidence lacks where it is weak (one of WANTS, or None)."""
 
     phase: str | None
     advice: str
@@ -25,6 +25,7 @@ class Judged:
     note: str
     best: int | None
     withheld: str | None = None
+    wants: str | None = None
 
 
 def history(steps: np.ndarray, judged: list[Judged], points: np.ndarray, th) -> list[StepVerdict]:
@@ -51,7 +52,7 @@ def _verdict(step: int, count: int, j: Judged, best: int | None, points: float, 
     if count < th.min_checkpoints:
         reason = (f"only {count} checkpoint{'s' if count != 1 else ''} (min_checkpoints={th.min_checkpoints}): too "
                   f"few to tell; step {step} looks like {j.phase} ({note})")
-        return StepVerdict(step, j.phase, "inconclusive", min(confidence, FEW_CHECKPOINTS_CAP), reason)
+        return StepVerdict(step, j.phase, "inconclusive", min(confidence, FEW_CHECKPOINTS_CAP), reason, "checkpoints")
     needed = th.act_confidence if j.advice in ("stop", "roll-back") else th.min_confidence
     weak = j.advice == "inconclusive" or confidence < needed
     if weak or j.withheld:
@@ -61,7 +62,7 @@ def _verdict(step: int, count: int, j: Judged, best: int | None, points: float, 
         head = "too little evidence to act on" if weak else "no verdict the corpus agrees on"
         tail = f"; {j.withheld}" if j.withheld else ""
         reason = f"{head} at step {step}: {j.phase}, {note}{why}{tail}"
-        return StepVerdict(step, j.phase, "inconclusive", confidence, reason)
+        return StepVerdict(step, j.phase, "inconclusive", confidence, reason, j.wants)
     reason = f"{j.phase} at step {step}: {note}"
     if j.advice == "roll-back" and best is not None:
         reason += f"; best step {best}"
@@ -113,4 +114,4 @@ def report(mode: str, steps: np.ndarray, judged: list[Judged], points: np.ndarra
     segments = tuple(PhaseSegment(p, int(steps[a]), int(steps[b])) for p, a, b in _runs(phases) if p is not None)
     last = verdicts[-1]
     return PhaseReport(mode, last.advice, last.reason, last.confidence, last.phase, segments, pairs, best_step,
-                       tuple(verdicts))
+                       tuple(verdicts), last.wants)
