@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from . import cnn, mlp, modular, omnigrok, transformer, xor
+from . import cnn, mlp, modular, omnigrok, teacher, transformer, xor
 
-FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor, "transformer": transformer, "mlp": mlp}
+FAMILIES = {"modular": modular, "omnigrok": omnigrok, "cnn": cnn, "xor": xor, "transformer": transformer, "mlp": mlp,
+            "teacher": teacher}

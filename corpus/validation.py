@@ -2,7 +2,8 @@
 plain and collapsing, chosen before any was trained. `python -m corpus.build --validation` trains and stores
 them in tests/fixtures/validation/; `python -m corpus.evaluate --validation` judges them with the shipped model.
 They estimate what the checks give on real runs the corpus has not seen. The `mlp` runs are a family the fitted
-corpus lacks: plain digits MLPs (corpus/mlp.py), the run most training scripts make.
+corpus lacks: plain digits MLPs (corpus/mlp.py), the run most training scripts make. The `teacher` runs are
+another: MLPs that memorise a random teacher's labels and never generalise (corpus/teacher.py).
 
 The runs named `...-everyN` are saved every N steps and nowhere else, as most training scripts save (the corpus
 is saved on a log-spaced grid, plus where test accuracy moved): on the log-step axis their checkpoints crowd
@@ -42,6 +43,11 @@ PLAIN = {
     # few train points: test accuracy settles well below train's, learned with it (ordinary, with a gap)
     "mlp/w128-adam-lr1e-3-n50-every50": dict(optimizer="adam", lr=1e-3, train_points=50, steps=1500),
     "cnn/c16-lr3e-3-cosine-s3-every60": dict(lr=3e-3, steps=3000, seed=3),
+    # a random teacher's labels on too few points, no weight decay: memorises and never generalises
+    "teacher/d30-k10-n150-adam": dict(steps=4000),
+    "teacher/d30-k10-n300-adam-s1-every100": dict(train_points=300, steps=4000, seed=1),
+    "teacher/d24-k8-n200-sgd-m0.9-s2": dict(dim=24, classes=8, train_points=200, optimizer="sgd", lr=0.02, steps=4000,
+                                           seed=2),
     "modular/p47-w96-wd1-cosine-s5-every200": dict(p=47, width=96, weight_decay=1.0, steps=8000, seed=5),
     "xor/d16-bce-wd0.3-cosine-s3-every100": dict(dim=16, spread=0.4, weight_decay=0.3, lr=3e-3, steps=5000, seed=3),
     "transformer/p41-wd1-cosine-s4-every200": dict(p=41, weight_decay=1.0, steps=8000, seed=4),

@@ -64,3 +64,15 @@ def test_a_validation_runs_name_sets_its_save_schedule_and_learning_rate_schedul
     assert fields_from_name("xor/d20-cosine") == {"schedule": "cosine"}
     assert fields_from_name("modular/p41-w64-wd2-depth1") == {} and fields_from_name("mlp/everyday-s1") == {}
     assert sum(f.get("schedule") == "cosine" for f in OVERRIDES.values()) == 6
+
+
+def test_a_teacher_run_fits_its_train_set_and_stays_far_from_generalising(tmp_path):
+    """corpus/teacher.py: a random teacher's labels on 150 points; the student fits them and test accuracy stops
+    well short of train's (the validation runs that memorise and never generalise)."""
+    from corpus.teacher import task, teacher_data
+
+    first, again = teacher_data(30, 10, 150, seed=0), teacher_data(30, 10, 150, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(first, again)) and len(first[1].unique()) >= 5
+    curve = train(task(steps=600), tmp_path, log=lambda _: None)
+    assert curve[-1]["train_accuracy"] == 1.0 and curve[-1]["test_accuracy"] < 0.6
+    assert max(row["test_accuracy"] for row in curve) < 0.6
