@@ -564,3 +564,17 @@ def test_unknown_or_impossible_mode():
         classify(frame, mode="labels")
     with pytest.raises(ConfigError, match="mode accuracy needs accuracy"):
         classify(frame, mode="accuracy")
+
+
+def test_a_plateau_reached_in_one_jump_after_memorising_says_up_from_its_memorisation_level():
+    """Saved sparsely, test accuracy can jump from the memorisation level to generalised_ratio x train between two
+    saves; the plateau's reason then names the level it rose from, as with dense saves (a new user's modular MLP
+    said "learned with the train set" after memorising at 0.006 for a decade)."""
+    steps = np.array([0, 10, 30, 100, 300, 1000, 3000, 4000, 5000, 6300, 8000, 10000])
+    train = np.array([0.1, 0.5, 0.96, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    test = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99])
+    report = classify(accuracy_table(steps, train, test))
+    assert report.current_phase == "robustness_plateau" and "memorisation" in phases_seen(report)
+    assert "up from 0.100" in report.reason and "learned with the train set" not in report.reason
+    ordinary = classify(accuracy_table(steps, train, np.minimum(train, 0.99)))
+    assert ordinary.current_phase == "robustness_plateau" and "learned with the train set" in ordinary.reason

@@ -193,7 +193,7 @@ def test_cli_history_as_a_table_and_in_json(runs, tmp_path):
     # what a user can do about it, by mode; nothing of the kind under a verdict that acts
     said = {m: CliRunner().invoke(app, ["phases", str(path), "--mode", m, "--set", "min_checkpoints=1000"],
                                   terminal_width=200).stdout for m in ("accuracy", "geometry")}
-    assert "what now: run phases again after more checkpoints (the reason says what is missing)" in said["accuracy"]
+    assert "what now: run phases again after more checkpoints\n" in said["accuracy"]  # what it wants: no more to say
     assert "what now: run phases again after more checkpoints, or drop --mode geometry" in said["geometry"]
     unlabelled = tmp_path / "unlabelled.parquet"  # auto falls back to geometry: the probes had no labels
     table = pq.read_table(path)
@@ -273,7 +273,7 @@ def test_runs_saved_a_dozen_times_say_when_denser_saves_would_tell(runs, validat
         report = classify(run.table, mode="accuracy")
         assert not checks.early_stops(run, report.history) + checks.false_roll_backs(run, report.history), run.name
         for v in report.history[PhaseThresholds().min_checkpoints - 1:]:
-            stretched = v.advice == "inconclusive" and ", stretched to 3 checkpoints from " in v.reason
+            stretched = v.advice == "inconclusive" and "; the line reaches back to 3 checkpoints, as the last " in v.reason
             # or the next checkpoint, where the newest one dropped and only it can tell a spike from a collapse
             assert (v.wants == "denser saves") == stretched or (stretched and v.wants == "checkpoints"), (run.name, v)
         if report.wants == "denser saves":
@@ -283,10 +283,10 @@ def test_runs_saved_a_dozen_times_say_when_denser_saves_would_tell(runs, validat
     table, steps = pq.read_table(path), [int(s) for s in _log_spaced(next(r for r in runs if r.name == wanting[0]), 12).steps]
     pq.write_table(table.filter(pc.is_in(table["step"], pa.array(steps, table.schema.field("step").type))), tmp_path / "a.parquet")
     said = CliRunner().invoke(app, ["phases", str(tmp_path / "a.parquet")], terminal_width=300).stdout
-    assert "what now: save checkpoints closer together from here on, at least three in the span the reason names " \
-           "(every x1.26 in step" in said
+    assert "decades (plateau_decades) hold fewer: saves every x1.26 in step fill them" in said
+    assert "what now: save checkpoints closer together from here on, as the reason says, and run phases again" in said
     dense = classify(pq.read_table(path).to_pandas(), mode="accuracy")
-    assert dense.wants is None and ", stretched to" not in dense.reason
+    assert dense.wants is None and "the line reaches back" not in dense.reason
 
 
 def _seen_from(run, first: int):

@@ -8,8 +8,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import failure_kind
-from ..phasing.series import MIN_TREND_POINTS
-from ..phasing.types import PhaseThresholds
 
 ADVICE_STYLE = {"stop": "bold green", "keep-training": "bold cyan", "inconclusive": "bold yellow", "roll-back": "bold red"}
 
@@ -54,27 +52,21 @@ def deleted_note(left_out: tuple[int, ...], run: str = "") -> str:
 
 def _what_now(verdict, asked: str) -> str:
     """What a user can do about an `inconclusive` verdict, from what it lacks (`wants`) and the mode; `asked`: the
-    mode asked for (auto falls back to geometry only for a table without accuracy, so there the probes had no
-    labels)."""
+    mode asked for (auto falls back to geometry only for a table without accuracy: the probes had no labels, or
+    accuracy was left out of --metrics)."""
     later = {"start": "save the initial model as step 0 and analyze it with the rest (or the run's early "
                       "checkpoints, if they were deleted)",
-             "denser saves": "save checkpoints closer together from here on, at least three in the span the "
-                             f"reason names (every x{_denser():.2f} in step for the default plateau_decades), and "
-                             "run phases again",
+             "denser saves": "save checkpoints closer together from here on, as the reason says, and run phases "
+                             "again",
              "metric groups": "analyze with more metric groups (--metrics accuracy,centroid,jacobian,lc)",
              }.get(verdict.wants, "run phases again after more checkpoints")
     if verdict.mode == "accuracy":
-        return f"{later} (the reason says what is missing)"
+        return later if verdict.wants else f"{later} (the reason says why it does not act)"
     labels = ("drop --mode geometry if the probes are labelled" if asked == "geometry"
-              else "analyze with labelled probes (y_train, y_test)")
+              else "analyze with labelled probes (y_train, y_test) and accuracy in --metrics")
     corpus = ("; \"the corpus\" is the training runs the geometry model was fitted on (docs/phases.md)"
               if "corpus" in verdict.reason else "")
     return f"{later}, or {labels}: the accuracy mode reads what the geometry alone cannot tell here{corpus}"
-
-
-def _denser() -> float:
-    """The step ratio between saves that puts three checkpoints in the default plateau span."""
-    return 10 ** (PhaseThresholds().plateau_decades / MIN_TREND_POINTS)
 
 
 def _step(value) -> str:

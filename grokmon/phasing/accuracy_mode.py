@@ -76,6 +76,7 @@ class AccuracyJudge:
         self.start_level = math.inf         # lowest 3-median of test accuracy before the fit
         self.floor, self.floor_at = math.inf, -1  # memorisation level: lowest 3-median from the fit to generalising
         self.generalised: str | None = None  # how: "ratio", "ordinary", "rose"
+        self.generalised_at_fit = False      # already at the fit (learned with the train set), not after it
         self.peak = -math.inf               # highest 3-median of test accuracy once generalised
         self.best: int | None = None        # roll-back target: of the best 3-median (_target_checkpoint)
         self.best_level = -math.inf
@@ -118,6 +119,7 @@ class AccuracyJudge:
         if not self.fitted and _median3(self.train_seen) >= th.fitted_accuracy:
             self.fitted = True
             self.generalised = self._ordinary(i)
+            self.generalised_at_fit = self.generalised is not None
             self.best, self.best_level = None, -math.inf  # the roll-back target is taken from the fit on
         if self.fitted:
             self.test_since.append(te)
@@ -311,15 +313,18 @@ class AccuracyJudge:
             p_flat = float(flat)
         return flat, p_flat, gain
 
-    def _span_words(self, i: int, name: str, decades: float) -> tuple[str, str | None]:
-        """How a reason names the span of series `name`'s line at checkpoint i, and whether denser saves would
-        judge it better: a line needs three checkpoints, and where the last `decades` hold fewer it reaches back
-        further, over a stretch where the run may still have moved."""
-        span = self.spans[name]
+    def _span_words(self, i: int, name: str, threshold: str) -> tuple[str, str, str | None]:
+        """How a reason names the span of series `name`'s line at checkpoint i (`threshold`: the PhaseThresholds
+        field that sets it), what it adds where the line is stretched, and whether denser saves would judge it
+        better: a line needs three checkpoints, and where the span holds fewer it reaches back further, over a
+        stretch where the run may still have moved."""
+        span, decades = self.spans[name], getattr(self.th, threshold)
         width = float(self.x[i] - self.x[span.start[i]]) if span.count[i] >= MIN_TREND_POINTS else 0.0
         if width <= decades + 1e-9:
-            return f"{decades:g} decades", None
-        return f"{width:.2f} decades, stretched to {MIN_TREND_POINTS} checkpoints from {decades:g}", "denser saves"
+            return f"{decades:g} decades", "", None
+        return (f"{width:.2f} decades", f"; the line reaches back to {MIN_TREND_POINTS} checkpoints, as the last "
+                f"{decades:g} decades ({threshold}) hold fewer: saves every x{10 ** (decades / MIN_TREND_POINTS):.2f} "
+                "in step fill them", "denser saves")
 
     def _generalised(self, i: int) -> Reading:
         """Generalised: a plateau once test accuracy (and robust accuracy, where measured) stayed flat over
@@ -329,9 +334,10 @@ class AccuracyJudge:
         partial = self.generalised == "rose" and _median3(self.test_since) < th.generalised_ratio * tr
         name = "test partial" if partial else "test"
         flat = self._flat(i, name)
-        span, wants = self._span_words(i, name, th.partial_decades if partial else th.plateau_decades)
+        span, stretch, wants = self._span_words(i, name, "partial_decades" if partial else "plateau_decades")
         if self._saturated(i) and (flat is None or not flat[0]):
-            flat, span, wants = (True, 1.0, 0.0), f"{th.saturated_decades:g} decades, within {th.plateau_gain:g} of train", None
+            flat, stretch, wants = (True, 1.0, 0.0), "", None
+            span = f"{th.saturated_decades:g} decades, within {th.plateau_gain:g} of train"
         if flat is None or not flat[0]:
             if flat is None:
                 return Reading("generalisation", 0.5, f"test accuracy {te:.3f} with train at {tr:.3f}; the run is "
@@ -340,24 +346,27 @@ class AccuracyJudge:
             falling = seen < 0 and flat[2] < 0
             moving = "falling (not yet a collapse)" if falling else "moving" if seen * flat[2] <= 0 else "rising"
             note = (f"test accuracy {te:.3f} {moving}, {seen:+.3f} over the last {span} (trend line {flat[2]:+.3f}), "
-                    f"with train at {tr:.3f}")
+                    f"with train at {tr:.3f}{stretch}")
             if falling:  # keep-training rests on a gain still to come; a fall is evidence against it
                 return Reading("generalisation", 0.0, f"{note}: no gain to train for, and no loss to roll back yet",
                                self.best, wants=wants)
             return Reading("generalisation", max(0.5, 1.0 - flat[1]), note, self.best, wants=wants)
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
-        since = f", up from {self.floor:.3f}" if self.generalised == "rose" else ", learned with the train set"
+        since = ", learned with the train set" if self.generalised_at_fit else f", up from {self.floor:.3f}"
         note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
         if robust is None or robust[0]:
-            return Reading("robustness_plateau", flat[1], note, self.best, wants=wants)
+            return Reading("robustness_plateau", flat[1], note + stretch, self.best, wants=wants)
         seen = self._seen_change(i, "robust")
         rising = robust[2] > 0
         agrees = seen > 0 if rising else seen < 0  # the change as seen goes the trend line's way
         word = ("rising" if rising else "falling") + ("" if agrees else " on its trend line")
+        robust_span, robust_stretch, robust_wants = self._span_words(i, "robust", "plateau_decades")
         change = (f"robust accuracy {self.robust.value[i]:.3f} {'still ' if rising else ''}{word} ({seen:+.3f} over "
-                  f"the last {th.plateau_decades:g} decades, trend line {robust[2]:+.3f})")
+                  f"the last {robust_span}, trend line {robust[2]:+.3f})")
+        stretch, wants = stretch or robust_stretch, wants or robust_wants
         if rising:
             return Reading("generalisation", max(0.5, 1.0 - robust[1]),
-                           f"delayed robustness: {change} while test accuracy settled at {te:.3f}", self.best)
+                           f"delayed robustness: {change} while test accuracy settled at {te:.3f}{stretch}", self.best,
+                           wants=wants)
         # robust accuracy falling: no gain to wait for, but the run has not settled either
-        return Reading("robustness_plateau", flat[1] * robust[1], f"{note}; {change}", self.best)
+        return Reading("robustness_plateau", flat[1] * robust[1], f"{note}; {change}{stretch}", self.best, wants=wants)
