@@ -24,14 +24,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from grokmon.phasing.accuracy_mode import AccuracyJudge
+from grokmon.phasing.accuracy_mode import AccuracyJudge, calibration_key
 from grokmon.phasing.geometry_features import design_matrix, evidence_mask, feature_names, group_evidence
 from grokmon.phasing.model import (ADVICE_ORDER, MODEL_FILE, Calibration, Fitted, GeometryModel,
                                    advice_probabilities, most_likely)
 from grokmon.phasing.table import RunTable
 from grokmon.phasing.types import ADVICE_FOR_PHASE, PHASES, PhaseThresholds
 
-from .load import Run, corpus_runs
+from .load import Run, corpus_runs, every, log_spaced
 
 K = len(PHASES)
 # transitions the chain may make (besides those seen): forward through the phases, a plateau that resumes
@@ -48,6 +48,9 @@ C_GRID, TEMPER_GRID = (0.03, 0.1, 0.3, 1.0), (0.3, 0.5, 0.7, 1.0)
 # thins the corpus's own extra saves at the moves and delays onsets, 16; no weighting 13)
 GAP_QUANTILE = 0.1
 IDENTITY = Calibration({})
+# the save schedules the corpus runs are replayed with for the calibration of readings on a stretched line (a span
+# holding fewer than three checkpoints): every 2nd, 3rd and 4th checkpoint, and 20 and 12 log-spaced ones
+SPARSE_SCHEDULES = ((every, 2), (every, 3), (every, 4), (log_spaced, 20), (log_spaced, 12))
 
 
 class Prepared:
@@ -59,8 +62,8 @@ class Prepared:
         self.x = table.x
         self.design, self.count = design_matrix(group_evidence(table, th.trend_decades, th.slope_sigma), len(table.x))
         self.labels = np.array([PHASES.index(p) for p in run.phases])
-        train, test = table.track("accuracy", "train"), table.track("accuracy", "test")
-        self.accuracy = AccuracyJudge(table.steps, table.x, train, test, None, th).readings()
+        self.th = th
+        self.accuracy = accuracy_readings(run.table, th)
 
 
 def fit_logistic(prepared: list[Prepared], c: float) -> dict:
@@ -159,13 +162,28 @@ def geometry_samples(prepared: list[Prepared], models: dict[str, GeometryModel])
 
 
 def accuracy_samples(prepared: list[Prepared]) -> dict[str, list]:
+    """Per family, (calibration key, raw strength, advice right) of every accuracy reading: the runs as saved give
+    the phases' maps; the same runs saved as SPARSE_SCHEDULES give the maps of readings on a stretched line."""
     out: dict[str, list] = {}
     for p in prepared:
         for reading, truth in zip(p.accuracy, p.run.advice):
             if reading.phase is not None:
                 right = ADVICE_FOR_PHASE[reading.phase] == truth
                 out.setdefault(p.run.family, []).append((reading.phase, reading.strength, right))
+        for schedule, count in SPARSE_SCHEDULES:
+            sparse = p.run.subset(schedule(p.run, count))
+            for reading, truth in zip(accuracy_readings(sparse.table, p.th), sparse.advice):
+                if reading.phase is not None and reading.wants == "denser saves":
+                    right = ADVICE_FOR_PHASE[reading.phase] == truth
+                    out.setdefault(p.run.family, []).append((calibration_key(reading), reading.strength, right))
     return out
+
+
+def accuracy_readings(table, th: PhaseThresholds) -> list:
+    """AccuracyJudge's readings of a results table, as Prepared computes them."""
+    run_table = RunTable(table, th.se_floor_fraction)
+    return AccuracyJudge(run_table.steps, run_table.x, run_table.track("accuracy", "train"),
+                         run_table.track("accuracy", "test"), None, th).readings()
 
 
 def pooled(samples: dict[str, list], leave: str | None = None) -> list:

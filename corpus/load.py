@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -48,9 +48,29 @@ class Run:
     def never_loses(self) -> bool:
         return truth.never_loses(self.train, self.test)
 
+    def subset(self, keep) -> "Run":
+        """The run as if only the checkpoints at indices `keep` had been saved (its truth read from those)."""
+        keep = sorted(set(int(k) for k in keep))
+        steps = self.steps[keep]
+        return replace(self, table=self.table[self.table["step"].isin(steps)].reset_index(drop=True), steps=steps,
+                       train=self.train[keep], test=self.test[keep],
+                       robust=None if self.robust is None else self.robust[keep])
+
     def prefix(self, i: int) -> pd.DataFrame:
         """The results table cut after checkpoint i: what `phases` saw when step i was the newest."""
         return self.table.iloc[: int(np.searchsorted(self.table["step"].to_numpy(), self.steps[i], side="right"))]
+
+
+def every(run: Run, k: int) -> list[int]:
+    """Indices of every k-th checkpoint and the last: the run saved k times less often."""
+    return [*range(0, len(run.steps), k), len(run.steps) - 1]
+
+
+def log_spaced(run: Run, count: int) -> list[int]:
+    """Indices of `count` checkpoints on a log-spaced schedule: the first and last, and the nearest to each of the
+    steps spaced evenly in log10(step) between the second and the last."""
+    targets = np.geomspace(max(int(run.steps[1]), 1), int(run.steps[-1]), count - 1)
+    return [0, len(run.steps) - 1, *(int(np.argmin(np.abs(run.steps - t))) for t in targets)]
 
 
 def _run(path: Path, table: pd.DataFrame, about: dict, curve: list[dict]) -> Run:

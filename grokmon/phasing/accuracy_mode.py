@@ -33,6 +33,14 @@ class Reading:
     wants: str | None = None
 
 
+def calibration_key(reading: Reading) -> str:
+    """The calibration map a reading's strength goes through: its phase's, or, for a reading judged on a line
+    stretched past its span (`wants` "denser saves"), the map of such readings (fitted on the corpus runs replayed
+    with sparse saves): a line through the end of a rise reads "rising" after the run settled more often than one
+    within its span."""
+    return f"{reading.phase} (stretched line)" if reading.wants == "denser saves" else reading.phase
+
+
 def _median3(values: list[float]) -> float:
     """Median of the last three values (of all, when fewer)."""
     last = sorted(values[-3:])

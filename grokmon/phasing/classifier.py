@@ -21,7 +21,7 @@ import dataclasses
 import pandas as pd
 
 from ..errors import ConfigError
-from .accuracy_mode import AccuracyJudge
+from .accuracy_mode import AccuracyJudge, calibration_key
 from .geometry_features import VOTE_GROUPS, SPLITS
 from .geometry_mode import GeometryReading, geometry_readings
 from .model import Fitted, shipped
@@ -86,7 +86,7 @@ def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[Geometr
             out.append(Judged(None, "inconclusive", 0.0, "no accuracy at this checkpoint", r.best))
             continue
         advice = ADVICE_FOR_PHASE[r.phase]
-        confidence, note = fitted.accuracy(r.phase, r.strength), r.note
+        confidence, note = fitted.accuracy(calibration_key(r), r.strength), r.note
         g = _geometry_judged(geometry[i], th) if geometry is not None else None
         # a geometry that reads `fitting` where the probes show the train set fitted is wrong on what they measure
         if (g is not None and g.withheld is None and g.advice not in ("inconclusive", advice)
