@@ -107,12 +107,15 @@ class AccuracyJudge:
 
     # ------------------------------------------------------------------ what is remembered
     def _target_checkpoint(self, pool: list[float]) -> int:
-        """The roll-back target a window of the newest three of `pool` stands for: its middle checkpoint, unless
-        that is a dip below both neighbours (where the saves are sparse: 0.66 between 0.98 and 0.92), then the
-        first. Of two, the first."""
+        """The roll-back target a window of the newest three of `pool` stands for: its middle checkpoint; its newest
+        where the three rise (none of them a spike, and the newest the best: saved sparsely, the middle of a rise
+        can lag the best by most of it); its first where the middle is a dip below both neighbours (where the saves
+        are sparse: 0.66 between 0.98 and 0.92). Of two, the first."""
         if len(pool) < 3:
             return self.seen[-2] if len(pool) == 2 else self.seen[-1]
         first, middle, last = pool[-3:]  # the test accuracies of the newest three seen
+        if first <= middle <= last:
+            return self.seen[-1]
         return self.seen[-3] if middle < min(first, last) else self.seen[-2]
 
     def _noise(self, i: int) -> float:
