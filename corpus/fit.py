@@ -24,7 +24,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from grokmon.phasing.accuracy_mode import AccuracyJudge, calibration_key
+from grokmon.phasing.accuracy_mode import calibration_key
+from grokmon.phasing.classifier import accuracy_readings
 from grokmon.phasing.geometry_features import design_matrix, evidence_mask, feature_names, group_evidence
 from grokmon.phasing.model import (ADVICE_ORDER, MODEL_FILE, Calibration, Fitted, GeometryModel,
                                    advice_probabilities, most_likely)
@@ -49,7 +50,7 @@ C_GRID, TEMPER_GRID = (0.03, 0.1, 0.3, 1.0), (0.3, 0.5, 0.7, 1.0)
 GAP_QUANTILE = 0.1
 IDENTITY = Calibration({})
 # the save schedules the corpus runs are replayed with for the calibration of readings on a stretched line (a span
-# holding fewer than three checkpoints): every 2nd, 3rd and 4th checkpoint, and 20 and 12 log-spaced ones
+# holding fewer than three checkpoints): every 2nd, 3rd and 4th checkpoint, and at most 20 and 12 log-spaced ones
 SPARSE_SCHEDULES = ((every, 2), (every, 3), (every, 4), (log_spaced, 20), (log_spaced, 12))
 
 
@@ -63,7 +64,7 @@ class Prepared:
         self.design, self.count = design_matrix(group_evidence(table, th.trend_decades, th.slope_sigma), len(table.x))
         self.labels = np.array([PHASES.index(p) for p in run.phases])
         self.th = th
-        self.accuracy = accuracy_readings(run.table, th)
+        self.accuracy = accuracy_readings(table, th)
 
 
 def fit_logistic(prepared: list[Prepared], c: float) -> dict:
@@ -166,24 +167,18 @@ def accuracy_samples(prepared: list[Prepared]) -> dict[str, list]:
     the phases' maps; the same runs saved as SPARSE_SCHEDULES give the maps of readings on a stretched line."""
     out: dict[str, list] = {}
     for p in prepared:
-        for reading, truth in zip(p.accuracy, p.run.advice):
-            if reading.phase is not None:
-                right = ADVICE_FOR_PHASE[reading.phase] == truth
-                out.setdefault(p.run.family, []).append((reading.phase, reading.strength, right))
-        for schedule, count in SPARSE_SCHEDULES:
-            sparse = p.run.subset(schedule(p.run, count))
-            for reading, truth in zip(accuracy_readings(sparse.table, p.th), sparse.advice):
-                if reading.phase is not None and reading.wants == "denser saves":
+        replays = [p.run.subset(schedule(p.run, count)) for schedule, count in SPARSE_SCHEDULES]
+        for run, readings, stretched_only in [(p.run, p.accuracy, False),
+                                              *((r, _readings(r.table, p.th), True) for r in replays)]:
+            for reading, truth in zip(readings, run.advice):
+                if reading.phase is not None and (reading.stretched or not stretched_only):
                     right = ADVICE_FOR_PHASE[reading.phase] == truth
                     out.setdefault(p.run.family, []).append((calibration_key(reading), reading.strength, right))
     return out
 
 
-def accuracy_readings(table, th: PhaseThresholds) -> list:
-    """AccuracyJudge's readings of a results table, as Prepared computes them."""
-    run_table = RunTable(table, th.se_floor_fraction)
-    return AccuracyJudge(run_table.steps, run_table.x, run_table.track("accuracy", "train"),
-                         run_table.track("accuracy", "test"), None, th).readings()
+def _readings(table, th: PhaseThresholds) -> list:
+    return accuracy_readings(RunTable(table, th.se_floor_fraction), th)
 
 
 def pooled(samples: dict[str, list], leave: str | None = None) -> list:

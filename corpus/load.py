@@ -67,8 +67,11 @@ def every(run: Run, k: int) -> list[int]:
 
 
 def log_spaced(run: Run, count: int) -> list[int]:
-    """Indices of `count` checkpoints on a log-spaced schedule: the first and last, and the nearest to each of the
-    steps spaced evenly in log10(step) between the second and the last."""
+    """Indices of at most `count` checkpoints on a log-spaced schedule: the first and last, and the nearest to each
+    of the steps spaced evenly in log10(step) between the second and the last (where two targets share a nearest
+    checkpoint, fewer); every index for a run of fewer than three checkpoints."""
+    if len(run.steps) < 3:
+        return list(range(len(run.steps)))
     targets = np.geomspace(max(int(run.steps[1]), 1), int(run.steps[-1]), count - 1)
     return [0, len(run.steps) - 1, *(int(np.argmin(np.abs(run.steps - t))) for t in targets)]
 

@@ -23,7 +23,7 @@ def teacher_data(dim: int, classes: int, train_points: int, seed: int):
     generator = torch.Generator().manual_seed(seed)
     teacher = nn.Sequential(nn.Linear(dim, TEACHER_WIDTH), nn.Tanh(), nn.Linear(TEACHER_WIDTH, classes))
     with torch.no_grad():
-        for p in teacher.parameters():  # weights at twice the default scale: a teacher with a curved boundary
+        for p in teacher.parameters():  # N(0, 4 / fan_in) weights: tanh units well into their curve
             scale = 2.0 / math.sqrt(p.shape[-1]) if p.dim() > 1 else 0.5
             p.copy_(torch.randn(p.shape, generator=generator) * scale)
         x = torch.randn(train_points + TEST_POINTS, dim, generator=generator)
@@ -33,6 +33,10 @@ def teacher_data(dim: int, classes: int, train_points: int, seed: int):
 
 def task(dim: int = 30, classes: int = 10, train_points: int = 150, width: int = 128, optimizer: str = "adam",
          lr: float = 1e-3, momentum: float = 0.9, steps: int = 4000, seed: int = 0, batch: int = 32) -> Task:
+    """A student MLP (two hidden ReLU layers of `width`) on `train_points` of a random teacher's labels, minibatches
+    of `batch`, no weight decay: `optimizer` "adam" (AdamW) or "sgd" (with `momentum`)."""
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"Expected optimizer 'adam' or 'sgd', but got {optimizer!r}")
     torch.manual_seed(seed)
     x_train, y_train, x_test, y_test = teacher_data(dim, classes, train_points, seed)
     model = nn.Sequential(nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),

@@ -74,5 +74,4 @@ def test_a_teacher_run_fits_its_train_set_and_stays_far_from_generalising(tmp_pa
     first, again = teacher_data(30, 10, 150, seed=0), teacher_data(30, 10, 150, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(first, again)) and len(first[1].unique()) >= 5
     curve = train(task(steps=600), tmp_path, log=lambda _: None)
-    assert curve[-1]["train_accuracy"] == 1.0 and curve[-1]["test_accuracy"] < 0.6
-    assert max(row["test_accuracy"] for row in curve) < 0.6
+    assert curve[-1]["train_accuracy"] == 1.0 and max(row["test_accuracy"] for row in curve) < 0.6

@@ -323,6 +323,11 @@ def test_geometry_with_one_group_is_inconclusive_and_says_why():
     assert report.mode == "geometry"
     assert {v.advice for v in report.history} == {"inconclusive"}
     assert "only 1 independent metric group" in report.reason
+    assert report.wants == "metric groups"  # the others were not measured: analyze with them
+    flat = geometry_series(STEPS)
+    flat.update({k: (np.full(len(STEPS), 0.3), v[1]) for k, v in flat.items() if k[0] != "lc"})  # measured, unmoved
+    unmoved = classify(table(STEPS, flat))
+    assert "only 1 independent metric group" in unmoved.reason and unmoved.wants == "checkpoints"
 
 
 def test_a_single_logit_network_counts_its_norms_once_and_has_no_rank():
@@ -565,16 +570,3 @@ def test_unknown_or_impossible_mode():
     with pytest.raises(ConfigError, match="mode accuracy needs accuracy"):
         classify(frame, mode="accuracy")
 
-
-def test_a_plateau_reached_in_one_jump_after_memorising_says_up_from_its_memorisation_level():
-    """Saved sparsely, test accuracy can jump from the memorisation level to generalised_ratio x train between two
-    saves; the plateau's reason then names the level it rose from, as with dense saves (a new user's modular MLP
-    said "learned with the train set" after memorising at 0.006 for a decade)."""
-    steps = np.array([0, 10, 30, 100, 300, 1000, 3000, 4000, 5000, 6300, 8000, 10000])
-    train = np.array([0.1, 0.5, 0.96, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
-    test = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99])
-    report = classify(accuracy_table(steps, train, test))
-    assert report.current_phase == "robustness_plateau" and "memorisation" in phases_seen(report)
-    assert "up from 0.100" in report.reason and "learned with the train set" not in report.reason
-    ordinary = classify(accuracy_table(steps, train, np.minimum(train, 0.99)))
-    assert ordinary.current_phase == "robustness_plateau" and "learned with the train set" in ordinary.reason

@@ -7,7 +7,6 @@ where the truth has them."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -20,6 +19,7 @@ from typer.testing import CliRunner
 from corpus import checks
 from corpus.load import FIXTURES, VALIDATION, corpus_runs, every, log_spaced, sample_run
 from grokmon.phasing import PhaseThresholds, classify
+from grokmon.phasing.types import WANTS
 from grokmon.phasing.model import shipped
 
 MODES = ("accuracy", "geometry")
@@ -253,19 +253,20 @@ def test_runs_saved_a_dozen_times_say_when_denser_saves_would_tell(runs, validat
         report = classify(run.table, mode="accuracy")
         assert not checks.early_stops(run, report.history) + checks.false_roll_backs(run, report.history), run.name
         for v in report.history[PhaseThresholds().min_checkpoints - 1:]:
-            stretched = v.advice == "inconclusive" and "; the line reaches back to 3 checkpoints, as the last " in v.reason
+            assert v.wants in (*WANTS, None)
+            stretched = v.advice == "inconclusive" and "reaches back to 3 checkpoints, as the last " in v.reason
             # or the next checkpoint, where the newest one dropped and only it can tell a spike from a collapse
             assert (v.wants == "denser saves") == stretched or (stretched and v.wants == "checkpoints"), (run.name, v)
         if report.wants == "denser saves":
             wanting.append(run.name)
     assert len(wanting) >= 10, wanting
-    first = next(r for r in runs if r.name == wanting[0])
+    first = next(r for r in runs if r.name in wanting)  # a corpus run: its fixture is in FIXTURES
     path, steps = next(FIXTURES.glob(f"*--{first.name}.parquet")), first.subset(log_spaced(first, 12)).steps.tolist()
     table = pq.read_table(path)
     pq.write_table(table.filter(pc.is_in(table["step"], pa.array(steps, table.schema.field("step").type))),
                    tmp_path / "a.parquet")
     said = CliRunner().invoke(app, ["phases", str(tmp_path / "a.parquet")], terminal_width=300).stdout
-    assert "decades (plateau_decades) hold fewer: saves every x1.26 in step fill them" in said
+    assert "decades (plateau_decades) hold fewer: saves closer than x1.41 in step fill them" in said
     assert "what now: save checkpoints closer together from here on, as the reason says, and run phases again" in said
     dense = classify(pq.read_table(path).to_pandas(), mode="accuracy")
     assert dense.wants is None and "the line reaches back" not in dense.reason
@@ -273,9 +274,9 @@ def test_runs_saved_a_dozen_times_say_when_denser_saves_would_tell(runs, validat
 
 def test_verdicts_on_a_stretched_line_are_calibrated_on_runs_kept_out_of_fitting(validation):
     """The validation runs replayed with the sparse schedules the stretched-line calibration was fitted with (on the
-    corpus runs): no verdict acts wrongly, and where a verdict rests on a line stretched past its span, each advice
-    is right about as often as its confidence says (with the phases' own maps, `keep-training` on such a line came
-    at 0.80 and was right 0.21 of the time)."""
+    corpus runs): no verdict acts wrongly, and where a verdict's strength is that of test accuracy's line stretched
+    past its span, each advice said 10 times or more is right within 0.2 of its mean confidence (shipped: stop 137
+    at 1.00, right 0.99; keep-training 11 at 0.55, right 0.73)."""
     from corpus.fit import SPARSE_SCHEDULES
 
     said = {}
@@ -284,14 +285,15 @@ def test_verdicts_on_a_stretched_line_are_calibrated_on_runs_kept_out_of_fitting
             sparse = run.subset(schedule(run, count))
             history = classify(sparse.table, mode="accuracy").history
             assert not checks.early_stops(sparse, history) + checks.false_roll_backs(sparse, history), run.name
-            for i, v in enumerate(history[PhaseThresholds().min_checkpoints - 1:], PhaseThresholds().min_checkpoints - 1):
+            first = PhaseThresholds().min_checkpoints - 1
+            for i, v in enumerate(history[first:], first):
                 if v.advice != "inconclusive" and "; the line reaches back to 3 checkpoints" in v.reason:
                     said.setdefault(v.advice, []).append((v.confidence, v.advice == sparse.advice[i]))
     assert len(said.get("stop", [])) >= 50, said.keys()
     for advice, verdicts in said.items():
         if len(verdicts) >= 10:
             confidence, right = np.mean([c for c, _ in verdicts]), np.mean([ok for _, ok in verdicts])
-            assert right >= confidence - 0.1, (advice, len(verdicts), confidence, right)
+            assert abs(right - confidence) <= 0.2, (advice, len(verdicts), confidence, right)
 
 
 def test_a_run_seen_from_its_middle_gets_no_geometry_verdict_before_it_covers_half_the_log_step_axis(validation):

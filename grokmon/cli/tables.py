@@ -61,7 +61,7 @@ def _what_now(verdict, asked: str) -> str:
              "metric groups": "analyze with more metric groups (--metrics accuracy,centroid,jacobian,lc)",
              }.get(verdict.wants, "run phases again after more checkpoints")
     if verdict.mode == "accuracy":
-        return later if verdict.wants else f"{later} (the reason says why it does not act)"
+        return later  # the verdict line says the reason tells why it does not act
     labels = ("drop --mode geometry if the probes are labelled" if asked == "geometry"
               else "analyze with labelled probes (y_train, y_test) and accuracy in --metrics")
     corpus = ("; \"the corpus\" is the training runs the geometry model was fitted on (docs/phases.md)"

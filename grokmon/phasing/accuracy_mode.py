@@ -22,8 +22,9 @@ from .series import MIN_TREND_POINTS, Track, normal_cdf, strength_of, trends
 class Reading:
     """What one checkpoint looks like: a phase (None without evidence), the raw strength of the evidence in
     [0, 1] (calibrated later), a note citing it, the best checkpoint so far (roll-back target), whether the
-    train set is fitted there (the median of the last three train accuracies at `fitted_accuracy` or more), and
-    what the evidence lacks (types.WANTS; None: nothing the reading can name)."""
+    train set is fitted there (the median of the last three train accuracies at `fitted_accuracy` or more), what
+    the evidence lacks (types.WANTS; None: nothing the reading can name), and whether its strength is that of test
+    accuracy's line stretched past its span (calibrated apart: `calibration_key`)."""
 
     phase: str | None
     strength: float
@@ -31,14 +32,18 @@ class Reading:
     best: int | None
     train_fitted: bool = False
     wants: str | None = None
+    stretched: bool = False
 
 
-def calibration_key(reading: Reading) -> str:
-    """The calibration map a reading's strength goes through: its phase's, or, for a reading judged on a line
-    stretched past its span (`wants` "denser saves"), the map of such readings (fitted on the corpus runs replayed
-    with sparse saves): a line through the end of a rise reads "rising" after the run settled more often than one
+STRETCHED = " (stretched line)"  # the suffix of the calibration maps of readings on a stretched line
+
+
+def calibration_key(reading: Reading) -> str | None:
+    """The calibration map a reading's strength goes through: its phase's, or, where the strength is that of test
+    accuracy's line stretched past its span, the map of such readings (fitted on the corpus runs replayed with
+    sparse saves): a line through the end of a rise reads "rising" after the run settled more often than one
     within its span."""
-    return f"{reading.phase} (stretched line)" if reading.wants == "denser saves" else reading.phase
+    return f"{reading.phase}{STRETCHED}" if reading.stretched else reading.phase
 
 
 def _median3(values: list[float]) -> float:
@@ -275,7 +280,7 @@ class AccuracyJudge:
                                f"train accuracy flat at {tr:.3f} (< {th.fitted_accuracy}) after rising from "
                                f"{self.train_low:.3f}, test accuracy flat at {te:.3f} after rising with it: settled "
                                "without fitting", self.best)
-        z = float(self.train_trend.z[i]) if self.train_trend.count[i] >= 3 else 0.0
+        z = float(self.train_trend.z[i]) if self.train_trend.count[i] >= MIN_TREND_POINTS else 0.0
         climbing = "climbing" if z >= th.slope_sigma else "not climbing significantly"
         level = _median3(self.train_seen)
         return Reading("fitting", max(0.5, strength_of(z, th.slope_sigma)),
@@ -313,7 +318,7 @@ class AccuracyJudge:
         "... unfitted": `unfitted_decades`; "test partial": `partial_decades`): (flat, probability that it is,
         change); None before the run spans that long."""
         th, span = self.th, self.spans[name]
-        if not span.covers[i] or span.count[i] < 3:
+        if not span.covers[i] or span.count[i] < MIN_TREND_POINTS:
             return None
         width = float(self.x[i] - self.x[span.start[i]])
         gain, gain_se = float(span.slope[i]) * width, float(span.slope_se[i]) * width
@@ -324,18 +329,19 @@ class AccuracyJudge:
             p_flat = float(flat)
         return flat, p_flat, gain
 
-    def _span_words(self, i: int, name: str, threshold: str) -> tuple[str, str, str | None]:
+    def _span_words(self, i: int, name: str, threshold: str, line: str = "the line") -> tuple[str, str]:
         """How a reason names the span of series `name`'s line at checkpoint i (`threshold`: the PhaseThresholds
-        field that sets it), what it adds where the line is stretched, and whether denser saves would judge it
-        better: a line needs three checkpoints, and where the span holds fewer it reaches back further, over a
-        stretch where the run may still have moved."""
+        field that sets it), and what it adds where the line is stretched ("" where it is not): a line needs
+        MIN_TREND_POINTS checkpoints, and where the span holds fewer it reaches back further, over a stretch where
+        the run may still have moved (`line`: how the clause names it)."""
         span, decades = self.spans[name], getattr(self.th, threshold)
         width = float(self.x[i] - self.x[span.start[i]]) if span.count[i] >= MIN_TREND_POINTS else 0.0
         if width <= decades + 1e-9:
-            return f"{decades:g} decades", "", None
-        return (f"{width:.2f} decades", f"; the line reaches back to {MIN_TREND_POINTS} checkpoints, as the last "
-                f"{decades:g} decades ({threshold}) hold fewer: saves every x{10 ** (decades / MIN_TREND_POINTS):.2f} "
-                "in step fill them", "denser saves")
+            return f"{decades:g} decades", ""
+        # MIN_TREND_POINTS saves in the span, its ends included; rounded down, so that saves at it fill the span
+        spacing = math.floor(100 * 10 ** (decades / (MIN_TREND_POINTS - 1))) / 100
+        return (f"{width:.2f} decades", f"; {line} reaches back to {MIN_TREND_POINTS} checkpoints, as the last "
+                f"{decades:g} decades ({threshold}) hold fewer: saves closer than x{spacing:.2f} in step fill them")
 
     def _generalised(self, i: int) -> Reading:
         """Generalised: a plateau once test accuracy (and robust accuracy, where measured) stayed flat over
@@ -345,10 +351,11 @@ class AccuracyJudge:
         partial = self.generalised == "rose" and _median3(self.test_since) < th.generalised_ratio * tr
         name = "test partial" if partial else "test"
         flat = self._flat(i, name)
-        span, stretch, wants = self._span_words(i, name, "partial_decades" if partial else "plateau_decades")
-        if self._saturated(i) and (flat is None or not flat[0]):
-            flat, stretch, wants = (True, 1.0, 0.0), "", None
+        span, stretch = self._span_words(i, name, "partial_decades" if partial else "plateau_decades")
+        if self._saturated(i) and (flat is None or not flat[0]):  # nothing is left to gain: no span decides
+            flat, stretch = (True, 1.0, 0.0), ""
             span = f"{th.saturated_decades:g} decades, within {th.plateau_gain:g} of train"
+        wants, stretched = ("denser saves" if stretch else None), bool(stretch)
         if flat is None or not flat[0]:
             if flat is None:
                 return Reading("generalisation", 0.5, f"test accuracy {te:.3f} with train at {tr:.3f}; the run is "
@@ -357,24 +364,26 @@ class AccuracyJudge:
             falling = seen < 0 and flat[2] < 0
             moving = "falling (not yet a collapse)" if falling else "moving" if seen * flat[2] <= 0 else "rising"
             note = (f"test accuracy {te:.3f} {moving}, {seen:+.3f} over the last {span} (trend line {flat[2]:+.3f}), "
-                    f"with train at {tr:.3f}{stretch}")
+                    f"with train at {tr:.3f}")
             if falling:  # keep-training rests on a gain still to come; a fall is evidence against it
-                return Reading("generalisation", 0.0, f"{note}: no gain to train for, and no loss to roll back yet",
-                               self.best, wants=wants)
-            return Reading("generalisation", max(0.5, 1.0 - flat[1]), note, self.best, wants=wants)
+                note += ": no gain to train for, and no loss to roll back yet"
+            return Reading("generalisation", 0.0 if falling else max(0.5, 1.0 - flat[1]), note + stretch, self.best,
+                           wants=wants, stretched=stretched)
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
         since = ", learned with the train set" if self.generalised_at_fit else f", up from {self.floor:.3f}"
         note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
-        if robust is None or robust[0]:
-            return Reading("robustness_plateau", flat[1], note + stretch, self.best, wants=wants)
+        robust_span, robust_stretch = (self._span_words(i, "robust", "plateau_decades", "robust accuracy's line")
+                                       if robust is not None else ("", ""))
+        stretch += robust_stretch
+        wants = "denser saves" if stretch else None
+        if robust is None or robust[0]:  # the strength is test accuracy's line's alone
+            return Reading("robustness_plateau", flat[1], note + stretch, self.best, wants=wants, stretched=stretched)
         seen = self._seen_change(i, "robust")
         rising = robust[2] > 0
         agrees = seen > 0 if rising else seen < 0  # the change as seen goes the trend line's way
         word = ("rising" if rising else "falling") + ("" if agrees else " on its trend line")
-        robust_span, robust_stretch, robust_wants = self._span_words(i, "robust", "plateau_decades")
         change = (f"robust accuracy {self.robust.value[i]:.3f} {'still ' if rising else ''}{word} ({seen:+.3f} over "
                   f"the last {robust_span}, trend line {robust[2]:+.3f})")
-        stretch, wants = stretch or robust_stretch, wants or robust_wants
         if rising:
             return Reading("generalisation", max(0.5, 1.0 - robust[1]),
                            f"delayed robustness: {change} while test accuracy settled at {te:.3f}{stretch}", self.best,

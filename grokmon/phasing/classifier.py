@@ -21,7 +21,7 @@ import dataclasses
 import pandas as pd
 
 from ..errors import ConfigError
-from .accuracy_mode import AccuracyJudge, calibration_key
+from .accuracy_mode import AccuracyJudge, Reading, calibration_key
 from .geometry_features import VOTE_GROUPS, SPLITS
 from .geometry_mode import GeometryReading, geometry_readings
 from .model import Fitted, shipped
@@ -76,17 +76,23 @@ def _accuracy_found(table: RunTable) -> str:
     return f"this table has it on {found[0]} only (the probe data had {why}; add it, then analyze again)"
 
 
-def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[GeometryReading] | None) -> list[Judged]:
+def accuracy_readings(table: RunTable, th) -> list[Reading]:
+    """The accuracy mode's raw reading of every checkpoint of a RunTable with train and test accuracy (what
+    `classify` calibrates, and what corpus/fit.py fits the calibration on)."""
     robust = next((table.track("robust_accuracy", s) for s in ("test", "train") if table.has("robust_accuracy", s)), None)
-    judge = AccuracyJudge(table.steps, table.x, table.track("accuracy", "train"), table.track("accuracy", "test"),
-                          robust, th, _start_accuracies(table))
+    return AccuracyJudge(table.steps, table.x, table.track("accuracy", "train"), table.track("accuracy", "test"),
+                         robust, th, _start_accuracies(table)).readings()
+
+
+def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[GeometryReading] | None) -> list[Judged]:
     out = []
-    for i, r in enumerate(judge.readings()):
+    for i, r in enumerate(accuracy_readings(table, th)):
         if r.phase is None:
             out.append(Judged(None, "inconclusive", 0.0, "no accuracy at this checkpoint", r.best))
             continue
         advice = ADVICE_FOR_PHASE[r.phase]
-        confidence, note = fitted.accuracy(calibration_key(r), r.strength), r.note
+        key = calibration_key(r)  # a model.json without the stretched-line maps: the phase's
+        confidence, note = fitted.accuracy(key if key in fitted.accuracy.maps else r.phase, r.strength), r.note
         g = _geometry_judged(geometry[i], th) if geometry is not None else None
         # a geometry that reads `fitting` where the probes show the train set fitted is wrong on what they measure
         if (g is not None and g.withheld is None and g.advice not in ("inconclusive", advice)
@@ -122,7 +128,9 @@ def _geometry_judged(g: GeometryReading, th) -> Judged:
     if g.groups < th.min_groups:
         note = (f"{g.note}; only {g.groups} independent metric group{'s' if g.groups != 1 else ''} of the "
                 f"{len(VOTE_GROUPS)} ({', '.join(VOTE_GROUPS)}) moves, and the geometry needs {th.min_groups} to tell")
-        return Judged(g.phase, "inconclusive", 0.0, note, g.best, wants="metric groups")
+        # groups measured but not moving yet may move later; groups not measured need another analyze
+        wants = "metric groups" if g.measured < th.min_groups else "checkpoints"
+        return Judged(g.phase, "inconclusive", 0.0, note, g.best, wants=wants)
     withheld = None
     if len(g.dissent) > th.max_dissent:
         (family, advice), *more = g.dissent

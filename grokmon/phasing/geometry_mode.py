@@ -19,7 +19,7 @@ class GeometryReading:
     its calibrated confidence, the independent groups present, a note on what each group does, the best
     checkpoint so far (for a roll-back), (family, advice) of each model fitted without one family that reads
     another advice, and the share of the log-step axis up to this checkpoint that the table covers (from its first
-    checkpoint, `first_step`: 1 for a table from step 0)."""
+    checkpoint, `first_step`: 1 for a table from step 0), and how many of the groups the table measures at all."""
 
     phase: str | None
     advice: str
@@ -31,6 +31,7 @@ class GeometryReading:
     dissent: tuple[tuple[str, str], ...] = ()
     seen: float = 1.0
     first_step: int = 0
+    measured: int = len(VOTE_GROUPS)
 
 
 def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
@@ -61,7 +62,7 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
         said = ADVICE_ORDER[advice[i]]
         odds = _odds(name, posterior[i, phase[i]], said, probability[i], confidence[i])
         out.append(GeometryReading(name, said, float(probability[i]), float(confidence[i]), int(count[i]),
-                                   f"{words[i]} ({odds})", best, dissent[i], float(seen[i]), first))
+                                   f"{words[i]} ({odds})", best, dissent[i], float(seen[i]), first, len(evidence)))
     return out
 
 
