@@ -329,7 +329,7 @@ class AccuracyJudge:
             p_flat = float(flat)
         return flat, p_flat, gain
 
-    def _span_words(self, i: int, name: str, threshold: str, line: str = "the line") -> tuple[str, str]:
+    def _span_words(self, i: int, name: str, threshold: str, line: str = "test accuracy's line") -> tuple[str, str]:
         """How a reason names the span of series `name`'s line at checkpoint i (`threshold`: the PhaseThresholds
         field that sets it), and what it adds where the line is stretched ("" where it is not): a line needs
         MIN_TREND_POINTS checkpoints, and where the span holds fewer it reaches back further, over a stretch where
@@ -340,7 +340,8 @@ class AccuracyJudge:
             return f"{decades:g} decades", ""
         # MIN_TREND_POINTS saves in the span, its ends included; rounded down, so that saves at it fill the span
         spacing = math.floor(100 * 10 ** (decades / (MIN_TREND_POINTS - 1))) / 100
-        return (f"{width:.2f} decades", f"; {line} reaches back to {MIN_TREND_POINTS} checkpoints, as the last "
+        shown = f"{width:.2f}" if f"{width:.2f}" != f"{decades:.2f}" else f"{width:.3f}"  # not "0.30" against "0.3"
+        return (f"{shown} decades", f"; {line} reaches back to {MIN_TREND_POINTS} checkpoints, as the last "
                 f"{decades:g} decades ({threshold}) hold fewer: saves closer than x{spacing:.2f} in step fill them")
 
     def _generalised(self, i: int) -> Reading:

@@ -12,7 +12,8 @@ PHASES = ("fitting", "memorisation", "generalisation", "robustness_plateau", "co
 ADVICE = ("keep-training", "stop", "roll-back", "inconclusive")
 MODES = ("auto", "accuracy", "geometry")
 SCHEMA = "grokmon.phases/1"
-# what an `inconclusive` verdict lacks, where one thing is (StepVerdict.wants; docs/phases.md, "What now"):
+# what a verdict's evidence lacks, where one thing is (StepVerdict.wants; docs/phases.md): an `inconclusive` verdict's
+# what would let it act; a verdict that acts on a stretched line, what would make it surer (denser saves):
 # more checkpoints at all; the run's start (step 0); checkpoints saved closer together on the log-step axis;
 # more independent metric groups
 WANTS = ("checkpoints", "start", "denser saves", "metric groups")
@@ -168,7 +169,7 @@ class StepVerdict:
     advice: str
     confidence: float
     reason: str
-    wants: str | None = None  # an `inconclusive` verdict: the one of WANTS it lacks, where the reason names one
+    wants: str | None = None  # the one of WANTS the evidence lacks, where the reason names one
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class PhaseReport:
     steps: tuple[tuple[int, str | None], ...]  # (step, phase) for every analysed checkpoint (None: no evidence yet)
     best_step: int | None                # roll-back: the best earlier step; else the best step seen
     history: tuple[StepVerdict, ...] = ()  # the verdict with each checkpoint the newest (causal)
-    wants: str | None = None             # an `inconclusive` verdict: what it lacks (one of WANTS), where known
+    wants: str | None = None             # what the evidence lacks (one of WANTS), where known
 
     def counts(self, segment: PhaseSegment) -> tuple[int, int | None]:
         """How many checkpoints a segment spans, and how many of their verdicts were `inconclusive` (a label that

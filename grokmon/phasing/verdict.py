@@ -66,7 +66,7 @@ def _verdict(step: int, count: int, j: Judged, best: int | None, points: float, 
     reason = f"{j.phase} at step {step}: {note}"
     if j.advice == "roll-back" and best is not None:
         reason += f"; best step {best}"
-    return StepVerdict(step, j.phase, j.advice, confidence, reason)
+    return StepVerdict(step, j.phase, j.advice, confidence, reason, j.wants)
 
 
 def labels(verdicts: list[StepVerdict], min_run: int) -> list[str | None]:
