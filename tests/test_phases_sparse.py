@@ -96,3 +96,16 @@ def test_the_sparse_schedules_keep_the_ends_and_at_most_the_count_asked():
     thinned = run.subset(every(run, 4))
     assert list(thinned.steps) == list(run.steps[sorted(set(every(run, 4)))])
     assert set(thinned.table["step"]) == set(thinned.steps.tolist())
+
+
+def test_a_run_fitted_between_sparse_saves_that_memorised_first_says_up_from_its_level():
+    """Saved every 2000 steps, the train set shows fitted at step 2000 (test 0.68) a save before the median of three
+    dates the fit, by when test accuracy is up with it: the run memorised first, and the reason says so (a new
+    user's modular MLP read "learned with the train set")."""
+    steps = np.array([0, 2000, 4000, 6000, 8000, 10_000, 12_000])
+    train = np.array([0.02, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    test = np.array([0.02, 0.68, 0.99, 0.998, 0.999, 1.0, 1.0])
+    reason = classify(accuracy_table(steps, train, test)).reason
+    assert "up from 0.680" in reason and "learned with the train set" not in reason
+    together = classify(accuracy_table(steps, train, np.minimum(train, [0.02, 0.97, 0.99, 0.998, 0.999, 1.0, 1.0])))
+    assert "learned with the train set" in together.reason

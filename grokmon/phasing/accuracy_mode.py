@@ -39,10 +39,8 @@ STRETCHED = " (stretched line)"  # the suffix of the calibration maps of reading
 
 
 def calibration_key(reading: Reading) -> str | None:
-    """The calibration map a reading's strength goes through: its phase's, or, where the strength is that of test
-    accuracy's line stretched past its span, the map of such readings (fitted on the corpus runs replayed with
-    sparse saves): a line through the end of a rise reads "rising" after the run settled more often than one
-    within its span."""
+    """The calibration map a reading's strength goes through: its phase's, or, where it is that of test accuracy's
+    line stretched past its span, the map of such readings (fitted on the corpus runs replayed with sparse saves)."""
     return f"{reading.phase}{STRETCHED}" if reading.stretched else reading.phase
 
 
@@ -90,6 +88,7 @@ class AccuracyJudge:
         self.floor, self.floor_at = math.inf, -1  # memorisation level: lowest 3-median from the fit to generalising
         self.generalised: str | None = None  # how: "ratio", "ordinary", "rose"
         self.generalised_at_fit = False      # already at the fit (learned with the train set), not after it
+        self.fitted_short = math.inf         # lowest test accuracy before the fit where train was already fitted
         self.peak = -math.inf               # highest 3-median of test accuracy once generalised
         self.best: int | None = None        # roll-back target: of the best 3-median (_target_checkpoint)
         self.best_level = -math.inf
@@ -113,9 +112,8 @@ class AccuracyJudge:
     # ------------------------------------------------------------------ what is remembered
     def _target_checkpoint(self, pool: list[float]) -> int:
         """The roll-back target a window of the newest three of `pool` stands for: its middle checkpoint; its newest
-        where the three rise (none of them a spike, and the newest the best: saved sparsely, the middle of a rise
-        can lag the best by most of it); its first where the middle is a dip below both neighbours (where the saves
-        are sparse: 0.66 between 0.98 and 0.92). Of two, the first."""
+        where the three rise (saved sparsely, the middle of a rise lags the best); its first where the middle is a
+        dip below both neighbours (saved sparsely: 0.66 between 0.98 and 0.92). Of two, the first."""
         if len(pool) < 3:
             return self.seen[-2] if len(pool) == 2 else self.seen[-1]
         first, middle, last = pool[-3:]  # the test accuracies of the newest three seen
@@ -135,7 +133,14 @@ class AccuracyJudge:
         if not self.fitted and _median3(self.train_seen) >= th.fitted_accuracy:
             self.fitted = True
             self.generalised = self._ordinary(i)
-            self.generalised_at_fit = self.generalised is not None
+            # the fit is dated by a median of three: saved sparsely, an earlier checkpoint can show the train set fitted
+            # and test accuracy well below it, since risen to generalised_ratio x train: the run memorised first
+            gain = te - self.fitted_short
+            memorised = (self.generalised == "ratio" and self.fitted_short < th.generalised_ratio * tr
+                         and gain >= th.slope_sigma * self._noise(i) and gain >= th.min_gain * (tr - self.fitted_short))
+            self.generalised_at_fit = self.generalised is not None and not memorised
+            if memorised:
+                self.floor, self.floor_at = self.fitted_short, self.seen[-2]
             self.best, self.best_level = None, -math.inf  # the roll-back target is taken from the fit on
         if self.fitted:
             self.test_since.append(te)
@@ -147,6 +152,8 @@ class AccuracyJudge:
         else:
             self.test_before.append(te)
             self.test_low = min(self.test_low, te)
+            if tr >= th.fitted_accuracy:
+                self.fitted_short = min(self.fitted_short, te)
             self.start_level = min(self.start_level, _median3(self.test_before))
         pool = self.test_since if self.fitted else self.test_before
         level, target = _median3(pool), self._target_checkpoint(pool)
@@ -330,10 +337,9 @@ class AccuracyJudge:
         return flat, p_flat, gain
 
     def _span_words(self, i: int, name: str, threshold: str, line: str = "test accuracy's line") -> tuple[str, str]:
-        """How a reason names the span of series `name`'s line at checkpoint i (`threshold`: the PhaseThresholds
-        field that sets it), and what it adds where the line is stretched ("" where it is not): a line needs
-        MIN_TREND_POINTS checkpoints, and where the span holds fewer it reaches back further, over a stretch where
-        the run may still have moved (`line`: how the clause names it)."""
+        """How a reason names the span of series `name`'s line at checkpoint i (`threshold`: the field that sets it),
+        and the clause it adds where the span holds fewer than MIN_TREND_POINTS checkpoints, so that the line
+        reaches back further, over a stretch where the run may still have moved ("" where it does not)."""
         span, decades = self.spans[name], getattr(self.th, threshold)
         width = float(self.x[i] - self.x[span.start[i]]) if span.count[i] >= MIN_TREND_POINTS else 0.0
         if width <= decades + 1e-9:
