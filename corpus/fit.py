@@ -166,14 +166,20 @@ def accuracy_samples(prepared: list[Prepared]) -> dict[str, list]:
     """Per family, (calibration key, raw strength, advice right) of every accuracy reading: the runs as saved give
     the phases' maps; the same runs saved as SPARSE_SCHEDULES give the maps of readings on a stretched line."""
     out: dict[str, list] = {}
+
+    def add(family: str, reading, truth: str) -> None:
+        right = ADVICE_FOR_PHASE[reading.phase] == truth
+        out.setdefault(family, []).append((calibration_key(reading), reading.strength, right))
+
     for p in prepared:
-        replays = [p.run.subset(schedule(p.run, count)) for schedule, count in SPARSE_SCHEDULES]
-        for run, readings, stretched_only in [(p.run, p.accuracy, False),
-                                              *((r, _readings(r.table, p.th), True) for r in replays)]:
-            for reading, truth in zip(readings, run.advice):
-                if reading.phase is not None and (reading.stretched or not stretched_only):
-                    right = ADVICE_FOR_PHASE[reading.phase] == truth
-                    out.setdefault(p.run.family, []).append((calibration_key(reading), reading.strength, right))
+        for reading, truth in zip(p.accuracy, p.run.advice):
+            if reading.phase is not None:
+                add(p.run.family, reading, truth)
+        for schedule, count in SPARSE_SCHEDULES:
+            replay = p.run.subset(schedule(p.run, count))
+            for reading, truth in zip(_readings(replay.table, p.th), replay.advice):
+                if reading.phase is not None and reading.stretched:
+                    add(p.run.family, reading, truth)
     return out
 
 

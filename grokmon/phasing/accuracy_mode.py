@@ -133,14 +133,12 @@ class AccuracyJudge:
         if not self.fitted and _median3(self.train_seen) >= th.fitted_accuracy:
             self.fitted = True
             self.generalised = self._ordinary(i)
-            # the fit is dated by a median of three: saved sparsely, an earlier checkpoint can show the train set fitted
-            # and test accuracy well below it, since risen to generalised_ratio x train: the run memorised first
+            # a sparse save before the fit (dated by a median of three) showing it fitted, test far below: memorised
             gain = te - self.fitted_short
             memorised = (self.generalised == "ratio" and self.fitted_short < th.generalised_ratio * tr
                          and gain >= th.slope_sigma * self._noise(i) and gain >= th.min_gain * (tr - self.fitted_short))
             self.generalised_at_fit = self.generalised is not None and not memorised
-            if memorised:
-                self.floor, self.floor_at = self.fitted_short, self.seen[-2]
+            self.floor = self.fitted_short if memorised else self.floor
             self.best, self.best_level = None, -math.inf  # the roll-back target is taken from the fit on
         if self.fitted:
             self.test_since.append(te)
@@ -327,7 +325,7 @@ class AccuracyJudge:
         th, span = self.th, self.spans[name]
         if not span.covers[i] or span.count[i] < MIN_TREND_POINTS:
             return None
-        width = float(self.x[i] - self.x[span.start[i]])
+        width = self._width(i, name)
         gain, gain_se = float(span.slope[i]) * width, float(span.slope_se[i]) * width
         flat = abs(gain) < th.plateau_gain
         if gain_se > 0:
@@ -336,12 +334,15 @@ class AccuracyJudge:
             p_flat = float(flat)
         return flat, p_flat, gain
 
+    def _width(self, i: int, name: str) -> float:  # the decades series `name`'s line spans at checkpoint i
+        return float(self.x[i] - self.x[self.spans[name].start[i]])
+
     def _span_words(self, i: int, name: str, threshold: str, line: str = "test accuracy's line") -> tuple[str, str]:
         """How a reason names the span of series `name`'s line at checkpoint i (`threshold`: the field that sets it),
         and the clause it adds where the span holds fewer than MIN_TREND_POINTS checkpoints, so that the line
         reaches back further, over a stretch where the run may still have moved ("" where it does not)."""
-        span, decades = self.spans[name], getattr(self.th, threshold)
-        width = float(self.x[i] - self.x[span.start[i]]) if span.count[i] >= MIN_TREND_POINTS else 0.0
+        decades = getattr(self.th, threshold)
+        width = self._width(i, name) if self.spans[name].count[i] >= MIN_TREND_POINTS else 0.0
         if width <= decades + 1e-9:
             return f"{decades:g} decades", ""
         # MIN_TREND_POINTS saves in the span, its ends included; rounded down, so that saves at it fill the span
