@@ -322,8 +322,11 @@ def test_geometry_with_one_group_is_inconclusive_and_says_why():
     report = classify(table(STEPS, geometry_series(STEPS, groups=("lc",))))
     assert report.mode == "geometry"
     assert {v.advice for v in report.history} == {"inconclusive"}
-    assert "only 1 independent metric group" in report.reason
+    # the model never saw one group alone (lc falls as a run groks and as it collapses): no label, not a guess
+    assert {p for _, p in report.steps} == {None} and report.segments == () and report.current_phase is None
+    assert "measures 1 independent metric group of the 4 (complexity)" in report.reason
     assert report.wants == "metric groups"  # the others were not measured: analyze with them
+    assert classify(table(STEPS, geometry_series(STEPS, groups=("lc",))), PhaseThresholds(min_groups=1)).segments
     flat = geometry_series(STEPS)
     flat.update({k: (np.full(len(STEPS), 0.3), v[1]) for k, v in flat.items() if k[0] != "lc"})  # measured, unmoved
     unmoved = classify(table(STEPS, flat))

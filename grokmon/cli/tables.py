@@ -40,7 +40,7 @@ def phase_tables(verdict, asked: str = "auto", left_out: tuple[int, ...] = ()) -
     if verdict.advice == "inconclusive":
         what = _what_now(verdict, asked)
         line.append(f"\nwhat now: {'run phases again with --with-deleted, or ' if left_out else ''}{what}")
-    return [table, line]
+    return [table, line] if verdict.segments else [line]  # no checkpoint has a phase yet: no empty table
 
 
 def deleted_note(left_out: tuple[int, ...], run: str = "") -> str:

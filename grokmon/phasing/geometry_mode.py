@@ -52,9 +52,11 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
     collapse_from: int | None = None
     first = int(table.steps[0])
     seen = 1.0 - np.divide(table.x[0], table.x, out=np.zeros(n), where=table.x > 0)
+    unread = _too_few_measured(evidence, th.min_groups)
     for i in range(n):
-        if count[i] == 0:
-            out.append(GeometryReading(None, "inconclusive", 0.0, 0.0, 0, "no geometry series has moved yet", None))
+        if count[i] == 0 or unread:
+            out.append(GeometryReading(None, "inconclusive", 0.0, 0.0, int(count[i]),
+                                       unread or "no geometry series has moved yet", None, measured=len(evidence)))
             continue
         name = PHASES[phase[i]]
         collapse_from = (collapse_from if collapse_from is not None else i) if name == "collapse" else None
@@ -64,6 +66,17 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
         out.append(GeometryReading(name, said, float(probability[i]), float(confidence[i]), int(count[i]),
                                    f"{words[i]} ({odds})", best, dissent[i], float(seen[i]), first, len(evidence)))
     return out
+
+
+def _too_few_measured(evidence, min_groups: int) -> str:
+    """Why no checkpoint of a table that measures fewer than `min_groups` groups gets a phase ("" where it measures
+    enough): the model was fitted on runs with every group measured, and one group alone is a reading it never saw
+    (local complexity falls as a run groks and as it collapses)."""
+    if len(evidence) >= min_groups:
+        return ""
+    names = ", ".join(evidence) or "none"
+    return (f"the table measures {len(evidence)} independent metric group{'s' if len(evidence) != 1 else ''} of the "
+            f"{len(VOTE_GROUPS)} ({names}), and the geometry reads a phase from {min_groups} or more (min_groups)")
 
 
 def _odds(phase: str, p_phase: float, advice: str, p_advice: float, confidence: float) -> str:
