@@ -24,7 +24,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from grokmon.phasing.accuracy_mode import calibration_key
+from grokmon.phasing.accuracy_reading import calibration_key
 from grokmon.phasing.classifier import accuracy_readings
 from grokmon.phasing.geometry_features import design_matrix, evidence_mask, feature_names, group_evidence
 from grokmon.phasing.model import (ADVICE_ORDER, MODEL_FILE, Calibration, Fitted, GeometryModel,

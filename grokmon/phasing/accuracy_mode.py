@@ -11,43 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from .accuracy_reading import Reading, median3
 from .series import MIN_TREND_POINTS, Track, normal_cdf, strength_of, trends
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What one checkpoint looks like: a phase (None without evidence), the raw strength of the evidence in
-    [0, 1] (calibrated later), a note citing it, the best checkpoint so far (roll-back target), whether the
-    train set is fitted there (the median of the last three train accuracies at `fitted_accuracy` or more), what
-    the evidence lacks (types.WANTS; None: nothing the reading can name), and whether its strength is that of test
-    accuracy's line stretched past its span (calibrated apart: `calibration_key`)."""
-
-    phase: str | None
-    strength: float
-    note: str
-    best: int | None
-    train_fitted: bool = False
-    wants: str | None = None
-    stretched: bool = False
-
-
-STRETCHED = " (stretched line)"  # the suffix of the calibration maps of readings on a stretched line
-
-
-def calibration_key(reading: Reading) -> str | None:
-    """The calibration map a reading's strength goes through: its phase's, or, where it is that of test accuracy's
-    line stretched past its span, the map of such readings (fitted on the corpus runs replayed with sparse saves)."""
-    return f"{reading.phase}{STRETCHED}" if reading.stretched else reading.phase
-
-
-def _median3(values: list[float]) -> float:
-    """Median of the last three values (of all, when fewer)."""
-    last = sorted(values[-3:])
-    return last[len(last) // 2] if len(last) != 2 else 0.5 * (last[0] + last[1])
 
 
 class AccuracyJudge:
@@ -105,8 +73,7 @@ class AccuracyJudge:
                 out.append(Reading(None, 0.0, "", self.best))
                 continue
             self._update(i)
-            fitted_now = _median3(self.train_seen) >= self.th.fitted_accuracy
-            out.append(dataclasses.replace(self._read(i), train_fitted=fitted_now))
+            out.append(dataclasses.replace(self._read(i), train_fitted=self._fits(i)))
         return out
 
     # ------------------------------------------------------------------ what is remembered
@@ -130,7 +97,7 @@ class AccuracyJudge:
         self.seen.append(i)
         self.train_low = min(self.train_low, tr)
         self.train_seen.append(tr)
-        if not self.fitted and _median3(self.train_seen) >= th.fitted_accuracy:
+        if not self.fitted and self._fits(i):
             self.fitted = True
             self.generalised = self._ordinary(i)
             # a sparse save before the fit (dated by a median of three) showing it fitted, test far below: memorised
@@ -142,7 +109,7 @@ class AccuracyJudge:
             self.best, self.best_level = None, -math.inf  # the roll-back target is taken from the fit on
         if self.fitted:
             self.test_since.append(te)
-            level = _median3(self.test_since)
+            level = median3(self.test_since)
             if level < self.floor and self.generalised is None:  # the level it generalised from stays
                 self.floor, self.floor_at = level, i
             if tr > self.train_peak:
@@ -152,9 +119,9 @@ class AccuracyJudge:
             self.test_low = min(self.test_low, te)
             if tr >= th.fitted_accuracy:
                 self.fitted_short = min(self.fitted_short, te)
-            self.start_level = min(self.start_level, _median3(self.test_before))
+            self.start_level = min(self.start_level, median3(self.test_before))
         pool = self.test_since if self.fitted else self.test_before
-        level, target = _median3(pool), self._target_checkpoint(pool)
+        level, target = median3(pool), self._target_checkpoint(pool)
         if self.best is None or level > self.best_level:  # the best three in a row ...
             self.best, self.best_level = target, level
         elif level >= self.best_level - self._noise(i):  # ... or of a later three as good within the noise
@@ -162,7 +129,17 @@ class AccuracyJudge:
         if self.generalised is None and self.fitted:
             self.generalised = self._risen(i)
         if self.generalised is not None:
-            self.peak = max(self.peak, _median3(self.test_since or self.test_before))
+            self.peak = max(self.peak, median3(self.test_since or self.test_before))
+
+    def _fits(self, i: int) -> bool:
+        """The train set is fitted at checkpoint i: the median of the last three train accuracies is at
+        `fitted_accuracy`, or train accuracy rose there from below significantly (saved sparsely, the fit falls
+        between two saves, and the median would date it a checkpoint late)."""
+        seen, fitted = self.train_seen, self.th.fitted_accuracy
+        if median3(seen) >= fitted:
+            return True
+        rise = seen[-1] - seen[-2] if len(seen) > 1 else 0.0
+        return seen[-1] >= fitted and rise >= self.th.slope_sigma * math.sqrt(2.0) * self.tr_noise[i]
 
     def _ordinary(self, i: int) -> str | None:
         """At the fit: test accuracy at `generalised_ratio` of train, or most of the way up with it."""
@@ -179,7 +156,7 @@ class AccuracyJudge:
         """After the fit: the 3-median of test accuracy at `generalised_ratio` of train, or risen over the
         memorisation level significantly and by `min_gain` of the gap to train accuracy."""
         th, tr = self.th, self.tr[i]
-        level = _median3(self.test_since)
+        level = median3(self.test_since)
         if level >= th.generalised_ratio * tr:
             return "ratio"
         gain = level - self.floor
@@ -287,7 +264,7 @@ class AccuracyJudge:
                                "without fitting", self.best)
         z = float(self.train_trend.z[i]) if self.train_trend.count[i] >= MIN_TREND_POINTS else 0.0
         climbing = "climbing" if z >= th.slope_sigma else "not climbing significantly"
-        level = _median3(self.train_seen)
+        level = median3(self.train_seen)
         return Reading("fitting", max(0.5, strength_of(z, th.slope_sigma)),
                        f"train accuracy {tr:.3f} (median of the last three {level:.3f} < {th.fitted_accuracy}), {climbing}",
                        self.best)
@@ -356,7 +333,7 @@ class AccuracyJudge:
         `plateau_decades` (`partial_decades` while it is short of `generalised_ratio` x train accuracy after
         rising from a memorisation stage), else still generalising."""
         th, tr, te = self.th, self.tr[i], self.te[i]
-        partial = self.generalised == "rose" and _median3(self.test_since) < th.generalised_ratio * tr
+        partial = self.generalised == "rose" and median3(self.test_since) < th.generalised_ratio * tr
         name = "test partial" if partial else "test"
         flat = self._flat(i, name)
         span, stretch = self._span_words(i, name, "partial_decades" if partial else "plateau_decades")

@@ -21,7 +21,8 @@ import dataclasses
 import pandas as pd
 
 from ..errors import ConfigError
-from .accuracy_mode import AccuracyJudge, Reading, calibration_key
+from .accuracy_mode import AccuracyJudge
+from .accuracy_reading import Reading, calibration_key
 from .geometry_features import VOTE_GROUPS, SPLITS
 from .geometry_mode import GeometryReading, geometry_readings
 from .model import Fitted, shipped

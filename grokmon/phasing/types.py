@@ -42,8 +42,9 @@ class PhaseThresholds:
 
     Accuracy mode:
 
-    - `fitted_accuracy` (0.95): the median of the last three train accuracies at or above this: the train set
-      is fitted (from then on, until it is lost: collapse).
+    - `fitted_accuracy` (0.95): the median of the last three train accuracies at or above this, or the newest
+      risen to it significantly from the one before: the train set is fitted (from then on, until it is lost:
+      collapse).
     - `generalised_ratio` (0.9): test accuracy at this fraction of train accuracy counts as generalised.
     - `onset_gain` (0.02): test accuracy has left its memorisation level once it is above it significantly and
       by at least this much (a few probe points changing their answer is not generalisation yet).

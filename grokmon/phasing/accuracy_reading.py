@@ -1,0 +1,38 @@
+"""One checkpoint's reading in accuracy mode (what accuracy_mode.py gives for it), the calibration map its strength
+goes through, and the median of three that dates the levels the rules compare against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What one checkpoint looks like: a phase (None without evidence), the raw strength of the evidence in
+    [0, 1] (calibrated later), a note citing it, the best checkpoint so far (roll-back target), whether the train
+    set is fitted there (`AccuracyJudge._fits`), what the evidence lacks (types.WANTS; None: nothing the reading can
+    name), and whether its strength is that of test accuracy's line stretched past its span (calibrated apart:
+    `calibration_key`)."""
+
+    phase: str | None
+    strength: float
+    note: str
+    best: int | None
+    train_fitted: bool = False
+    wants: str | None = None
+    stretched: bool = False
+
+
+STRETCHED = " (stretched line)"  # the suffix of the calibration maps of readings on a stretched line
+
+
+def calibration_key(reading: Reading) -> str | None:
+    """The calibration map a reading's strength goes through: its phase's, or, where it is that of test accuracy's
+    line stretched past its span, the map of such readings (fitted on the corpus runs replayed with sparse saves)."""
+    return f"{reading.phase}{STRETCHED}" if reading.stretched else reading.phase
+
+
+def median3(values: list[float]) -> float:
+    """Median of the last three values (of all, when fewer)."""
+    last = sorted(values[-3:])
+    return last[len(last) // 2] if len(last) != 2 else 0.5 * (last[0] + last[1])
