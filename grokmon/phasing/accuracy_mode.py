@@ -58,6 +58,7 @@ class AccuracyJudge:
         self.generalised_at_fit = False      # already at the fit (learned with the train set), not after it
         self.fitted_short = math.inf         # lowest test accuracy before the fit where train was already fitted
         self.peak = -math.inf               # highest 3-median of test accuracy once generalised
+        self.peak_windows = 0               # how many 3-medians the peak is the highest of
         self.best: int | None = None        # roll-back target: of the best 3-median (_target_checkpoint)
         self.best_level = -math.inf
         self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
@@ -130,6 +131,7 @@ class AccuracyJudge:
             self.generalised = self._risen(i)
         if self.generalised is not None:
             self.peak = max(self.peak, median3(self.test_since or self.test_before))
+            self.peak_windows += 1
 
     def _fits(self, i: int) -> bool:
         """The train set is fitted at checkpoint i: the median of the last three train accuracies is at
@@ -220,8 +222,12 @@ class AccuracyJudge:
         if self._held_below(values, peak) < th.collapse_checkpoints:
             return None
         level = self.levels[name]
-        spread = noise[i] * math.sqrt(1.0 / max(int(level.count[i]), 1) + 1.0 / 3.0)
-        drop = peak - float(level.level[i])
+        spread = math.sqrt(float(level.level_se[i]) ** 2 + noise[i] ** 2 / 3.0)  # the newest level's, the peak's
+        # the highest of m noisy 3-medians stands above their level by about sqrt(2 ln m) of their spread, m counting
+        # windows that share no checkpoint
+        windows = max(self.peak_windows / 3.0, 1.0) if name == "test" else 1.0
+        excess = noise[i] * math.sqrt(2.0 * math.log(windows) / 3.0)
+        drop = peak - float(level.level[i]) - excess
         return drop if drop >= th.slope_sigma * spread else None
 
     def _diverged(self, i: int) -> Reading | None:

@@ -51,6 +51,7 @@ class Trend:
     covers: np.ndarray    # the run reaches back the whole span here
     count: np.ndarray     # checkpoints in the window
     z: np.ndarray         # slope / slope_se (0 where it cannot be judged)
+    level_se: np.ndarray  # standard error of `level` (the line's end: more than the window's mean has)
 
 
 def log_steps(steps: np.ndarray) -> np.ndarray:
@@ -126,7 +127,7 @@ def trends(x: np.ndarray, series: Track, spans: tuple[float, ...], robust: bool 
     n, k = len(x), len(spans)
     idx = np.flatnonzero(series.present)
     m = len(idx)
-    slope, slope_se, level = np.full((k, n), np.nan), np.full((k, n), np.nan), np.full((k, n), np.nan)
+    slope, slope_se, level, level_se = (np.full((k, n), np.nan) for _ in range(4))
     z, start, covers, count_out = np.zeros((k, n)), np.full((k, n), -1), np.zeros((k, n), bool), np.zeros((k, n), int)
     if m:
         xs, vs = x[idx], series.value[idx]
@@ -146,8 +147,11 @@ def trends(x: np.ndarray, series: Track, spans: tuple[float, ...], robust: bool 
         se = np.where(ok, series.sigma[idx] / np.sqrt(safe), np.inf)
         slope[:, idx], slope_se[:, idx], z[:, idx] = b, se, np.where(ok, b / np.where(ok, se, 1.0), 0.0)
         level[:, idx] = sv / count + b * (xs - sx / count)
+        lever = np.where(ok, (xs - sx / count) ** 2 / safe, 0.0)  # the newest checkpoint's distance from the mean x
+        level_se[:, idx] = series.sigma[idx] * np.sqrt(1.0 / count + lever)
         start[:, idx], count_out[:, idx], covers[:, idx] = idx[first], count, xs[0] <= reach
-    return [Trend(slope[j], slope_se[j], level[j], start[j], covers[j], count_out[j], z[j]) for j in range(k)]
+    return [Trend(slope[j], slope_se[j], level[j], start[j], covers[j], count_out[j], z[j], level_se[j])
+            for j in range(k)]
 
 
 def normal_cdf(z: float) -> float:
