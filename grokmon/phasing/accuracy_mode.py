@@ -60,7 +60,7 @@ class AccuracyJudge:
         self.peak = -math.inf               # highest 3-median of test accuracy once generalised
         self.peak_windows = 0               # how many 3-medians the peak is the highest of
         self.best: int | None = None        # roll-back target: of the best 3-median (_target_checkpoint)
-        self.best_level = -math.inf
+        self.best_level = self.best_train = -math.inf  # the best 3-median of test accuracy, and of train there
         self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
         if before is not None:  # the run before the table's first checkpoint started from these accuracies
             self.train_low, self.test_low = before
@@ -123,10 +123,11 @@ class AccuracyJudge:
             self.start_level = min(self.start_level, median3(self.test_before))
         pool = self.test_since if self.fitted else self.test_before
         level, target = median3(pool), self._target_checkpoint(pool)
+        train = median3(self.train_seen)
         if self.best is None or level > self.best_level:  # the best three in a row ...
-            self.best, self.best_level = target, level
-        elif level >= self.best_level - self._noise(i):  # ... or of a later three as good within the noise
-            self.best = target
+            self.best, self.best_level, self.best_train = target, level, train
+        elif level >= self.best_level - self._noise(i) and train >= self.best_train - math.sqrt(2.0) * self.tr_noise[i]:
+            self.best = target  # ... or of a later three as good within the noise, on train accuracy too (not damaged)
         if self.generalised is None and self.fitted:
             self.generalised = self._risen(i)
         if self.generalised is not None:
