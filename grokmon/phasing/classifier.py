@@ -118,15 +118,9 @@ def _start_accuracies(table: RunTable) -> tuple[float, float] | None:
 
 
 def _geometry_judged(g: GeometryReading, th) -> Judged:
-    if g.phase is None:  # nothing moved yet, or too few groups measured to read a phase from
-        return Judged(None, "inconclusive", 0.0, g.note, None,
-                      wants="metric groups" if g.measured < th.min_groups else None)
-    if g.seen < th.min_seen_share:
-        note = (f"{g.note}; the checkpoints cover {g.seen:.2f} of the run's log-step axis so far (from step "
-                f"{g.first_step}), and the geometry is read on {th.min_seen_share:g} or more (min_seen_share): its "
-                f"features place a checkpoint in the part of the run seen, and a run seen from its middle looks like "
-                f"one at its start")
-        return Judged(g.phase, "inconclusive", 0.0, note, g.best, wants="start")
+    if g.phase is None:  # nothing moved yet, too few groups measured, or too little of the run seen to read one
+        wants = "metric groups" if g.measured < th.min_groups else "start" if g.seen < th.min_seen_share else None
+        return Judged(None, "inconclusive", 0.0, g.note, None, wants=wants)
     if g.groups < th.min_groups:
         note = (f"{g.note}; only {g.groups} independent metric group{'s' if g.groups != 1 else ''} of the "
                 f"{len(VOTE_GROUPS)} ({', '.join(VOTE_GROUPS)}) moves, and the geometry needs {th.min_groups} to tell")

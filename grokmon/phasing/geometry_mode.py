@@ -58,6 +58,11 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
             out.append(GeometryReading(None, "inconclusive", 0.0, 0.0, int(count[i]),
                                        unread or "no geometry series has moved yet", None, measured=len(evidence)))
             continue
+        if seen[i] < th.min_seen_share:
+            out.append(GeometryReading(None, "inconclusive", 0.0, 0.0, int(count[i]),
+                                       f"{words[i]}; {_seen_too_little(float(seen[i]), first, th.min_seen_share)}",
+                                       None, seen=float(seen[i]), first_step=first, measured=len(evidence)))
+            continue
         name = PHASES[phase[i]]
         collapse_from = (collapse_from if collapse_from is not None else i) if name == "collapse" else None
         best = _before_damage(damage[: collapse_from + 1]) if collapse_from else None
@@ -66,6 +71,15 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
         out.append(GeometryReading(name, said, float(probability[i]), float(confidence[i]), int(count[i]),
                                    f"{words[i]} ({odds})", best, dissent[i], float(seen[i]), first, len(evidence)))
     return out
+
+
+def _seen_too_little(seen: float, first_step: int, min_seen_share: float) -> str:
+    """Why a checkpoint of a table that covers less than `min_seen_share` of the log-step axis up to it gets no phase:
+    the features place a checkpoint in the part of the run seen (a run seen from its middle reads as one at its
+    start: `fitting` at P 0.99 through a new user's grokked run saved from step 250)."""
+    return (f"the checkpoints cover {seen:.2f} of the run's log-step axis so far (from step {first_step}), and the "
+            f"geometry reads a phase on {min_seen_share:g} or more (min_seen_share): its features place a checkpoint "
+            f"in the part of the run seen, and a run seen from its middle looks like one at its start")
 
 
 def _too_few_measured(evidence, min_groups: int) -> str:

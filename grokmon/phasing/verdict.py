@@ -32,8 +32,8 @@ def history(steps: np.ndarray, judged: list[Judged], points: np.ndarray, th) -> 
     """The verdict at every checkpoint, as `classify` on the checkpoints up to it would give it."""
     out, last = [], None
     for i, j in enumerate(judged):
-        if j.phase is None and last is not None:  # no evidence here: the last verdict stands
-            j = last
+        if j.phase is None and last is not None and last.phase is not None:  # no evidence here: the last verdict
+            j = last                                                          # stands
         else:
             last = j
         best = None if j.best is None else int(steps[j.best])
@@ -48,7 +48,7 @@ def _verdict(step: int, count: int, j: Judged, best: int | None, points: float, 
         note += f"; only {int(points)} probe points per split (min_points={th.min_points})"
     confidence = round(float(np.clip(confidence, 0.0, 1.0)), 2)
     if j.phase is None:
-        return StepVerdict(step, None, "inconclusive", 0.0, f"no evidence at step {step}: {note}", j.wants)
+        return StepVerdict(step, None, "inconclusive", 0.0, f"no phase at step {step}: {note}", j.wants)
     if count < th.min_checkpoints:
         reason = (f"only {count} checkpoint{'s' if count != 1 else ''} (min_checkpoints={th.min_checkpoints}): too "
                   f"few to tell; step {step} looks like {j.phase} ({note})")
