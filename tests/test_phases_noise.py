@@ -8,7 +8,7 @@ import numpy as np
 
 from grokmon.phasing import classify
 
-from test_phases import accuracy_table, table
+from test_phases import accuracy_series, accuracy_table, table
 
 POINTS = 64
 STEPS = np.arange(0, 3001, 50)
@@ -55,3 +55,22 @@ def test_the_roll_back_target_is_not_a_checkpoint_already_damaged():
     test = np.array([0.969, 0.969, 0.969, 0.971, 0.973, 0.926, 0.953, 0.949, 0.854, 0.631])
     report = classify(accuracy_table(steps, train, test))
     assert report.advice == "roll-back" and report.best_step == 2000
+
+
+def test_a_run_that_learned_then_lost_it_to_label_noise_while_fitting_is_rolled_back():
+    """A digits CNN trained on 20% noisy labels, saved every 500 steps (a new user's run): test accuracy 0.969 at the
+    first save with train (noisy labels) at 0.80, then 0.88-0.90 once it has memorised the noise. It learned with
+    the train set, so what it held before the fit counts: not a plateau to stop on, a loss to roll back."""
+    steps = np.arange(500, 6001, 500)
+    train = np.array([0.803, 0.910, 0.992] + [1.0] * 9)
+    test = np.array([0.969, 0.912, 0.883, 0.902, 0.896, 0.893, 0.893, 0.895, 0.896, 0.895, 0.893, 0.895])
+    def run(test):  # saved from step 500: the start is the chance level analyze records (10 classes)
+        series = accuracy_series(train, test)
+        series.update({("chance_accuracy", split): (np.full(12, 0.1), np.zeros(12)) for split in ("train", "test")})
+        return classify(table(steps, series))
+
+    report = run(test)
+    assert report.advice == "roll-back" and report.best_step == 500
+    assert "before the train set was fitted" in report.reason
+    # the same start, and test accuracy recovering above it once fitted: a dip while fitting, no loss
+    assert all(v.advice != "roll-back" for v in run(np.minimum(test + np.linspace(0, 0.1, 12), 1.0)).history)

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .accuracy_reading import Reading, median3
+from .accuracy_reading import Reading, median3, span_words
 from .series import MIN_TREND_POINTS, Track, normal_cdf, strength_of, trends
 
 
@@ -61,6 +61,8 @@ class AccuracyJudge:
         self.peak_windows = 0               # how many 3-medians the peak is the highest of
         self.best: int | None = None        # roll-back target: of the best 3-median (_target_checkpoint)
         self.best_level = self.best_train = -math.inf  # the best 3-median of test accuracy, and of train there
+        self.early: tuple[int | None, float, int] | None = None  # learned with the train set: (best, its level,
+        #                                                             3-medians it is the best of) before the fit
         self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
         if before is not None:  # the run before the table's first checkpoint started from these accuracies
             self.train_low, self.test_low = before
@@ -107,6 +109,8 @@ class AccuracyJudge:
                          and gain >= th.slope_sigma * self._noise(i) and gain >= th.min_gain * (tr - self.fitted_short))
             self.generalised_at_fit = self.generalised is not None and not memorised
             self.floor = self.fitted_short if memorised else self.floor
+            if self.generalised_at_fit:  # what it had learned before the fit (label noise can take it away)
+                self.early = (self.best, self.best_level, len(self.test_before))
             self.best, self.best_level = None, -math.inf  # the roll-back target is taken from the fit on
         if self.fitted:
             self.test_since.append(te)
@@ -177,7 +181,28 @@ class AccuracyJudge:
             return self._unfitted(i)
         if self.generalised is None:
             return self._unconfirmed_drop(i, self._memorised(i))
-        return self._unconfirmed_drop(i, self._generalised(i))
+        reading = self._generalised(i)
+        if reading.phase == "robustness_plateau":
+            reading = self._settled_below_early_best(i) or reading
+        return self._unconfirmed_drop(i, reading)
+
+    def _settled_below_early_best(self, i: int) -> Reading | None:
+        """Learned with the train set, and settled (a plateau) `collapse_drop` or more below its best test accuracy
+        before the fit, significantly (as in `_lost`): lost as it fitted the rest (label noise memorised). Only a
+        plateau decides: a dip while fitting that recovers is no loss."""
+        if self.early is None or self.early[0] is None:
+            return None
+        best, peak, windows = self.early
+        line, noise = self.levels["test"], self.te_noise[i]
+        excess = noise * math.sqrt(2.0 * math.log(max(windows / 3.0, 1.0)) / 3.0)
+        drop = peak - float(line.level[i]) - excess
+        spread = math.sqrt(float(line.level_se[i]) ** 2 + noise ** 2 / 3.0)
+        if drop < self.th.collapse_drop or drop < self.th.slope_sigma * spread:
+            return None
+        note = (f"test accuracy flat at {self.te[i]:.3f} (train {self.tr[i]:.3f}), below {self.te[best]:.3f} at step "
+                f"{int(self.steps[best])}, before the train set was fitted: what the run learned first was lost as it "
+                "fitted the rest of its train set (noisy labels memorised, if it has them)")
+        return Reading("collapse", min(1.0, drop / (2 * self.th.collapse_drop)), note, best)
 
     def _unconfirmed_drop(self, i: int, reading: Reading) -> Reading:
         """The newest checkpoint alone `collapse_drop` below the peak, and significantly: test accuracy once the run
@@ -322,18 +347,9 @@ class AccuracyJudge:
         return float(self.x[i] - self.x[self.spans[name].start[i]])
 
     def _span_words(self, i: int, name: str, threshold: str, line: str = "test accuracy's line") -> tuple[str, str]:
-        """How a reason names the span of series `name`'s line at checkpoint i (`threshold`: the field that sets it),
-        and the clause it adds where the span holds fewer than MIN_TREND_POINTS checkpoints, so that the line
-        reaches back further, over a stretch where the run may still have moved ("" where it does not)."""
-        decades = getattr(self.th, threshold)
+        """accuracy_reading.span_words for series `name`'s line at checkpoint i."""
         width = self._width(i, name) if self.spans[name].count[i] >= MIN_TREND_POINTS else 0.0
-        if width <= decades + 1e-9:
-            return f"{decades:g} decades", ""
-        # MIN_TREND_POINTS saves in the span, its ends included; rounded down, so that saves at it fill the span
-        spacing = math.floor(100 * 10 ** (decades / (MIN_TREND_POINTS - 1))) / 100
-        shown = f"{width:.2f}" if f"{width:.2f}" != f"{decades:.2f}" else f"{width:.3f}"  # not "0.30" against "0.3"
-        return (f"{shown} decades", f"; {line} reaches back to {MIN_TREND_POINTS} checkpoints, as the last "
-                f"{decades:g} decades ({threshold}) hold fewer: saves closer than x{spacing:.2f} in step fill them")
+        return span_words(width, getattr(self.th, threshold), threshold, line)
 
     def _generalised(self, i: int) -> Reading:
         """Generalised: a plateau once test accuracy (and robust accuracy, where measured) stayed flat over

@@ -3,7 +3,10 @@ goes through, and the median of three that dates the levels the rules compare ag
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from .series import MIN_TREND_POINTS
 
 
 @dataclass(frozen=True)
@@ -36,3 +39,17 @@ def median3(values: list[float]) -> float:
     """Median of the last three values (of all, when fewer)."""
     last = sorted(values[-3:])
     return last[len(last) // 2] if len(last) != 2 else 0.5 * (last[0] + last[1])
+
+
+def span_words(width: float, decades: float, threshold: str, line: str) -> tuple[str, str]:
+    """How a reason names the span of a line `width` decades wide (0: no line) judged over the last `decades`
+    (`threshold`: the field that sets it), and the clause it adds where the span holds fewer than MIN_TREND_POINTS
+    checkpoints, so that the line reaches back further, over a stretch where the run may still have moved ("" where
+    it does not)."""
+    if width <= decades + 1e-9:
+        return f"{decades:g} decades", ""
+    # MIN_TREND_POINTS saves in the span, its ends included; rounded down, so that saves at it fill the span
+    spacing = math.floor(100 * 10 ** (decades / (MIN_TREND_POINTS - 1))) / 100
+    shown = f"{width:.2f}" if f"{width:.2f}" != f"{decades:.2f}" else f"{width:.3f}"  # not "0.30" against "0.3"
+    return (f"{shown} decades", f"; {line} reaches back to {MIN_TREND_POINTS} checkpoints, as the last "
+            f"{decades:g} decades ({threshold}) hold fewer: saves closer than x{spacing:.2f} in step fill them")
