@@ -72,9 +72,9 @@ def test_a_plateau_reached_in_one_jump_after_memorising_says_up_from_its_memoris
     test = np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99])
     report = classify(accuracy_table(steps, train, test))
     assert report.current_phase == "robustness_plateau" and "memorisation" in phases_seen(report)
-    assert "up from 0.100" in report.reason and "learned with the train set" not in report.reason
+    assert "up from 0.100" in report.reason and "learned as the train set was fitted" not in report.reason
     ordinary = classify(accuracy_table(steps, train, np.minimum(train, 0.99)))
-    assert ordinary.current_phase == "robustness_plateau" and "learned with the train set" in ordinary.reason
+    assert ordinary.current_phase == "robustness_plateau" and "learned as the train set was fitted" in ordinary.reason
 
 
 def _run(steps) -> Run:
@@ -108,10 +108,10 @@ def test_a_significant_jump_to_a_fitted_train_set_dates_the_fit_at_that_save():
     test = np.array([0.02, 0.30, 0.99, 0.998, 0.999, 1.0, 1.0])
     report = classify(accuracy_table(steps, train, test))
     assert report.history[1].phase == "memorisation" and "at its memorisation level 0.300" in report.history[1].reason
-    assert "up from 0.300" in report.reason and "learned with the train set" not in report.reason
+    assert "up from 0.300" in report.reason and "learned as the train set was fitted" not in report.reason
     # 0.68 at the fit is 0.67 of the way up with train (early_generalised 0.6): learned with it
     along = classify(accuracy_table(steps, train, np.array([0.02, 0.68, 0.99, 0.998, 0.999, 1.0, 1.0])))
-    assert "learned with the train set" in along.reason
+    assert "learned as the train set was fitted" in along.reason
     creep = np.array([0.02, 0.5, 0.9, 0.94, 0.955, 0.945, 0.96, 0.97, 0.97, 0.97])
     steps = np.geomspace(100, 10_000, len(creep)).astype(int)
     crept = classify(accuracy_table(steps, creep, creep - 0.5))

@@ -55,14 +55,13 @@ class AccuracyJudge:
         self.start_level = math.inf         # lowest 3-median of test accuracy before the fit
         self.floor, self.floor_at = math.inf, -1  # memorisation level: lowest 3-median from the fit to generalising
         self.generalised: str | None = None  # how: "ratio", "ordinary", "rose"
-        self.generalised_at_fit = False      # already at the fit (learned with the train set), not after it
+        self.generalised_at_fit = False      # already at the fit (learned as the train set was fitted)
         self.fitted_short = math.inf         # lowest test accuracy before the fit where train was already fitted
         self.peak = -math.inf               # highest 3-median of test accuracy once generalised
         self.peak_windows = 0               # how many 3-medians the peak is the highest of
         self.best: int | None = None        # roll-back target: of the best 3-median (_target_checkpoint)
         self.best_level = self.best_train = -math.inf  # the best 3-median of test accuracy, and of train there
-        self.early: tuple[int | None, float, int] | None = None  # learned with the train set: (best, its level,
-        #                                                             3-medians it is the best of) before the fit
+        self.early: tuple[int | None, float, int] | None = None  # (best, level, 3-medians) before the fit, if learned
         self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
         if before is not None:  # the run before the table's first checkpoint started from these accuracies
             self.train_low, self.test_low = before
@@ -219,8 +218,8 @@ class AccuracyJudge:
                 continue  # no drop, or one that held (the collapse rules decide)
             left = th.collapse_checkpoints - below
             note = (f"{reading.note}; but {name} accuracy {values[i]:.3f} at step {int(self.steps[i])} is {drop:.3f} "
-                    f"below its peak {peak:.3f}: a spike, or the start of a collapse if it is as low at the next "
-                    f"{left} checkpoint{'s' if left > 1 else ''}")
+                    f"below its peak {peak:.3f} (a median of three): a spike, or the start of a collapse if it is as "
+                    f"low at the next {left} checkpoint{'s' if left > 1 else ''}")
             return Reading(reading.phase, 0.0, note, reading.best, wants="checkpoints")
         return reading
 
@@ -374,11 +373,12 @@ class AccuracyJudge:
             note = (f"test accuracy {te:.3f} {moving}, {seen:+.3f} over the last {span} (trend line {flat[2]:+.3f}), "
                     f"with train at {tr:.3f}")
             if falling:  # keep-training rests on a gain still to come; a fall is evidence against it
-                note += ": no gain to train for, and no loss to roll back yet"
+                note += ": no gain to train for, and no loss that has held long enough to roll back yet"
             return Reading("generalisation", 0.0 if falling else max(0.5, 1.0 - flat[1]), note + stretch, self.best,
                            wants=wants, stretched=stretched)
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
-        since = ", learned with the train set" if self.generalised_at_fit else f", up from {self.floor:.3f}"
+        since = (", learned as the train set was fitted (no memorisation stage)" if self.generalised_at_fit
+                 else f", up from {self.floor:.3f}")
         note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
         robust_span, robust_stretch = (self._span_words(i, "robust", "plateau_decades", "robust accuracy's line")
                                        if robust is not None else ("", ""))
