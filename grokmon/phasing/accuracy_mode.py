@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .accuracy_reading import Reading, median3, span_words
+from .accuracy_reading import Reading, median3, span_words, window_target
 from .series import MIN_TREND_POINTS, Track, normal_cdf, strength_of, trends
 
 
@@ -59,7 +59,7 @@ class AccuracyJudge:
         self.fitted_short = math.inf         # lowest test accuracy before the fit where train was already fitted
         self.peak = -math.inf               # highest 3-median of test accuracy once generalised
         self.peak_windows = 0               # how many 3-medians the peak is the highest of
-        self.best: int | None = None        # roll-back target: of the best 3-median (_target_checkpoint)
+        self.best: int | None = None        # roll-back target: of the best 3-median (window_target)
         self.best_level = self.best_train = -math.inf  # the best 3-median of test accuracy, and of train there
         self.early: tuple[int | None, float, int] | None = None  # (best, level, 3-medians) before the fit, if learned
         self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
@@ -79,17 +79,6 @@ class AccuracyJudge:
         return out
 
     # ------------------------------------------------------------------ what is remembered
-    def _target_checkpoint(self, pool: list[float]) -> int:
-        """The roll-back target a window of the newest three of `pool` stands for: its middle checkpoint; its newest
-        where the three rise (saved sparsely, the middle of a rise lags the best); its first where the middle is a
-        dip below both neighbours (saved sparsely: 0.66 between 0.98 and 0.92). Of two, the first."""
-        if len(pool) < 3:
-            return self.seen[-2] if len(pool) == 2 else self.seen[-1]
-        first, middle, last = pool[-3:]  # the test accuracies of the newest three seen
-        if first <= middle <= last:
-            return self.seen[-1]
-        return self.seen[-3] if middle < min(first, last) else self.seen[-2]
-
     def _noise(self, i: int) -> float:
         """Noise of a difference of two test accuracies, as known at checkpoint i."""
         return math.sqrt(2.0) * self.te_noise[i]
@@ -125,7 +114,7 @@ class AccuracyJudge:
                 self.fitted_short = min(self.fitted_short, te)
             self.start_level = min(self.start_level, median3(self.test_before))
         pool = self.test_since if self.fitted else self.test_before
-        level, target = median3(pool), self._target_checkpoint(pool)
+        level, target = median3(pool), window_target(pool, self.seen)
         train = median3(self.train_seen)
         if self.best is None or level > self.best_level:  # the best three in a row ...
             self.best, self.best_level, self.best_train = target, level, train
@@ -257,9 +246,12 @@ class AccuracyJudge:
 
     def _diverged(self, i: int) -> Reading | None:
         """The train set was fitted and train accuracy has since been lost on the probes' labels (the training
-        diverged, or the labels it trains on changed: grokmon cannot tell which)."""
+        diverged, or the labels it trains on changed: grokmon cannot tell which); not while test accuracy climbs
+        significantly to its best so far (strong weight decay can trade some of the fit for generalisation)."""
         th = self.th
         if not self.fitted or self.tr[i] >= th.fitted_accuracy:
+            return None
+        if self.levels["test"].z[i] >= th.slope_sigma and median3(self.test_since) >= self.best_level - self._noise(i):
             return None
         drop = self._lost(i, "train", self.train_peak)
         if drop is None:
@@ -314,9 +306,8 @@ class AccuracyJudge:
                        f"train accuracy {tr:.3f}, test accuracy {te:.3f} at its memorisation level {level}", self.best)
 
     def _saturated(self, i: int) -> bool:
-        """Fitted, train accuracy within `plateau_gain` of 1 and test accuracy within `plateau_gain` of it at
-        every checkpoint of the last `saturated_decades` (and at least at the last two): nothing is left to
-        gain."""
+        """Fitted, train accuracy within `plateau_gain` of 1 and test accuracy within `plateau_gain` of it at every
+        checkpoint of the last `saturated_decades` (and at least at the last two): nothing is left to gain."""
         start = min(self.saturation_start[i], i - 1)  # two checkpoints at least
         return self.fitted and self.reaches_back[i] and start >= 0 and self.last_short[i] < start
 

@@ -1,5 +1,6 @@
-"""One checkpoint's reading in accuracy mode (what accuracy_mode.py gives for it), the calibration map its strength
-goes through, and the median of three that dates the levels the rules compare against."""
+"""One checkpoint's reading in accuracy mode (what accuracy_mode.py gives for it) and the pure parts it is made of:
+the calibration map its strength goes through, the median of three that dates the levels the rules compare
+against, the checkpoint a window of three stands for as a roll-back target, and how a reason names a line's span."""
 
 from __future__ import annotations
 
@@ -53,3 +54,16 @@ def span_words(width: float, decades: float, threshold: str, line: str) -> tuple
     shown = f"{width:.2f}" if f"{width:.2f}" != f"{decades:.2f}" else f"{width:.3f}"  # not "0.30" against "0.3"
     return (f"{shown} decades", f"; {line} reaches back to {MIN_TREND_POINTS} checkpoints, as the last "
             f"{decades:g} decades ({threshold}) hold fewer: saves closer than x{spacing:.2f} in step fill them")
+
+
+def window_target(pool: list[float], seen: list[int]) -> int:
+    """The roll-back target the window of the newest three of `pool` (test accuracies, of checkpoints `seen`) stands
+    for: its middle checkpoint; its newest where the three rise (saved sparsely, the middle of a rise lags the best);
+    its first where the middle is a dip below both neighbours (saved sparsely: 0.66 between 0.98 and 0.92). Of two,
+    the first."""
+    if len(pool) < 3:
+        return seen[-2] if len(pool) == 2 else seen[-1]
+    first, middle, last = pool[-3:]
+    if first <= middle <= last:
+        return seen[-1]
+    return seen[-3] if middle < min(first, last) else seen[-2]
