@@ -181,11 +181,8 @@ class AccuracyJudge:
         if self.early is None or self.early[0] is None:
             return None
         best, peak, windows = self.early
-        line, noise = self.levels["test"], self.te_noise[i]
-        excess = noise * math.sqrt(2.0 * math.log(max(windows / 3.0, 1.0)) / 3.0)
-        drop = peak - float(line.level[i]) - excess
-        spread = math.sqrt(float(line.level_se[i]) ** 2 + noise ** 2 / 3.0)
-        if drop < self.th.collapse_drop or drop < self.th.slope_sigma * spread:
+        drop = self._beyond_noise(i, "test", peak, windows)
+        if drop is None or drop < self.th.collapse_drop:
             return None
         note = (f"test accuracy flat at {self.te[i]:.3f} (train {self.tr[i]:.3f}), below {self.te[best]:.3f} at step "
                 f"{int(self.steps[best])}, before the train set was fitted: what the run learned first was lost as it "
@@ -229,20 +226,21 @@ class AccuracyJudge:
     def _lost(self, i: int, name: str, peak: float) -> float | None:
         """How much series `name` ("train" or "test") has lost from `peak`, if it is a collapse: at least
         `collapse_drop` at each of the last `collapse_checkpoints` checkpoints (a spike does not), and the level
-        of its last `trend_decades` significantly below the peak (a 3-median) against the noise of both. None
-        otherwise."""
-        th = self.th
-        values, noise = self._series(name)
-        if self._held_below(values, peak) < th.collapse_checkpoints:
+        of its last `trend_decades` significantly below the peak (a 3-median: `_beyond_noise`). None otherwise."""
+        if self._held_below(self._series(name)[0], peak) < self.th.collapse_checkpoints:
             return None
-        level = self.levels[name]
-        spread = math.sqrt(float(level.level_se[i]) ** 2 + noise[i] ** 2 / 3.0)  # the newest level's, the peak's
-        # the highest of m noisy 3-medians stands above their level by about sqrt(2 ln m) of their spread, m counting
-        # windows that share no checkpoint
-        windows = max(self.peak_windows / 3.0, 1.0) if name == "test" else 1.0
-        excess = noise[i] * math.sqrt(2.0 * math.log(windows) / 3.0)
-        drop = peak - float(level.level[i]) - excess
-        return drop if drop >= th.slope_sigma * spread else None
+        return self._beyond_noise(i, name, peak, self.peak_windows if name == "test" else 1)
+
+    def _beyond_noise(self, i: int, name: str, peak: float, windows: int) -> float | None:
+        """How far the level of series `name`'s last `trend_decades` lies below `peak`, the highest of `windows`
+        medians of three, past the peak's expected excess (the highest of m noisy 3-medians stands about
+        sqrt(2 ln m' / 3) noise above the level they share, m' = m / 3 windows that share no checkpoint), where that
+        is `slope_sigma` x the spread of both (the line's error at its newest end, the peak's); None where it is not."""
+        line, noise = self.levels[name], self._series(name)[1][i]
+        spread = math.sqrt(float(line.level_se[i]) ** 2 + noise ** 2 / 3.0)
+        excess = noise * math.sqrt(2.0 * math.log(max(windows / 3.0, 1.0)) / 3.0)
+        drop = peak - float(line.level[i]) - excess
+        return drop if drop >= self.th.slope_sigma * spread else None
 
     def _diverged(self, i: int) -> Reading | None:
         """The train set was fitted and train accuracy has since been lost on the probes' labels (the training
