@@ -183,7 +183,8 @@ def test_cli_history_as_a_table_and_in_json(runs, tmp_path):
     forced = CliRunner().invoke(app, ["phases", str(path), "--json", "--set", "min_checkpoints=1000"])
     assert json.loads(forced.stdout)["advice"] == "inconclusive" and json.loads(forced.stdout)["wants"] == "checkpoints"
     # what an inconclusive verdict's confidence is about, on its line
-    assert f"verdict: inconclusive (it reads {json.loads(forced.stdout)['current_phase']}, confidence" in \
+    assert f"verdict: inconclusive (it reads {json.loads(forced.stdout)['current_phase']}, and the advice that reading " \
+           "gives has confidence" in \
         CliRunner().invoke(app, ["phases", str(path), "--set", "min_checkpoints=1000"]).stdout
     # each segment's checkpoints, and of them those whose verdict did not act
     cautious = classify(run.table, PhaseThresholds(min_checkpoints=1000))

@@ -28,8 +28,8 @@ def phase_tables(verdict, asked: str = "auto", left_out: tuple[int, ...] = ()) -
     line.append("verdict: ")
     line.append(verdict.advice, style=ADVICE_STYLE.get(verdict.advice, "bold"))
     if verdict.advice == "inconclusive" and verdict.current_phase is not None:  # the confidence is the reading's
-        line.append(f" (it reads {verdict.current_phase}, confidence {verdict.confidence:.2f}; the reason says why "
-                    "it does not act)")
+        line.append(f" (it reads {verdict.current_phase}, and the advice that reading gives has confidence "
+                    f"{verdict.confidence:.2f}; the reason says why it does not act)")
     else:
         line.append(f" (confidence {verdict.confidence:.2f})")
     if verdict.best_step is not None and verdict.advice == "roll-back":
