@@ -168,6 +168,8 @@ def accuracy_samples(prepared: list[Prepared]) -> dict[str, list]:
     out: dict[str, list] = {}
 
     def add(family: str, reading, truth: str) -> None:
+        if reading.strength <= 0.0:  # no strength, no confidence, whatever the map (Calibration): not a sample of it
+            return
         right = ADVICE_FOR_PHASE[reading.phase] == truth
         out.setdefault(family, []).append((calibration_key(reading), reading.strength, right))
 

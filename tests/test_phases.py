@@ -207,13 +207,15 @@ def test_robust_accuracy_falling_after_test_settled_is_not_delayed_robustness_no
 
 def test_test_accuracy_falling_short_of_a_collapse_is_not_advice_to_keep_training():
     """Generalised, then losing test accuracy steadily but less than `collapse_drop`: no gain to train for and
-    no collapse to roll back from yet: `inconclusive`, with no confidence."""
+    no collapse to roll back from yet: `inconclusive`, with no confidence. The run was on a plateau, and the fall
+    leaves it one until the next checkpoints tell (not `generalisation`, "moving to the general solution")."""
     steps = STEPS[STEPS <= 60_000]
     train, test = grokking(steps, grok_at=3.0)
     x = np.log10(steps + 1)
     test = test - np.clip(x - (x[-1] - 0.5), 0, None) * 0.08  # -0.04 over the last 0.5 decades
     report = classify(accuracy_table(steps, train, test))
-    assert (report.current_phase, report.advice, report.confidence) == ("generalisation", "inconclusive", 0.0)
+    assert (report.current_phase, report.advice, report.confidence) == ("robustness_plateau", "inconclusive", 0.0)
+    assert report.segments[-1].phase == "robustness_plateau" and "generalisation" not in phases_seen(report)[-1:]
     assert "falling (not yet a collapse)" in report.reason and "no gain to train for" in report.reason
     rising = classify(accuracy_table(steps, train, 0.3 + 0.69 * sigmoid(steps, 4.4, 0.3)))
     assert rising.advice == "keep-training"  # a rise is still advice to keep training

@@ -63,6 +63,7 @@ class AccuracyJudge:
         self.best_level = self.best_train = -math.inf  # the best 3-median of test accuracy, and of train there
         self.early: tuple[int | None, float, int] | None = None  # (best, level, 3-medians) before the fit, if learned
         self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
+        self.previous: str | None = None   # the phase read at the checkpoint before
         if before is not None:  # the run before the table's first checkpoint started from these accuracies
             self.train_low, self.test_low = before
             self.start_level = self.test_low
@@ -76,6 +77,7 @@ class AccuracyJudge:
                 continue
             self._update(i)
             out.append(dataclasses.replace(self._read(i), train_fitted=self._fits(i)))
+            self.previous = out[-1].phase
         return out
 
     # ------------------------------------------------------------------ what is remembered
@@ -170,7 +172,7 @@ class AccuracyJudge:
         if self.generalised is None:
             return self._unconfirmed_drop(i, self._memorised(i))
         reading = self._generalised(i)
-        if reading.phase == "robustness_plateau":
+        if reading.phase == "robustness_plateau" and reading.strength > 0:  # settled (a fall it holds over has none)
             reading = self._settled_below_early_best(i) or reading
         return self._unconfirmed_drop(i, reading)
 
@@ -363,7 +365,9 @@ class AccuracyJudge:
                     f"with train at {tr:.3f}")
             if falling:  # keep-training rests on a gain still to come; a fall is evidence against it
                 note += ": no gain to train for, and no loss that has held long enough to roll back yet"
-            return Reading("generalisation", 0.0 if falling else max(0.5, 1.0 - flat[1]), note + stretch, self.best,
+            # a fall from a plateau leaves it a plateau until it tells a spike from a collapse (no strength either way)
+            phase = "robustness_plateau" if falling and self.previous == "robustness_plateau" else "generalisation"
+            return Reading(phase, 0.0 if falling else max(0.5, 1.0 - flat[1]), note + stretch, self.best,
                            wants=wants, stretched=stretched)
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
         since = (", learned as the train set was fitted (no memorisation stage)" if self.generalised_at_fit
