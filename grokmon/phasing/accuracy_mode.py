@@ -177,9 +177,9 @@ class AccuracyJudge:
         return self._unconfirmed_drop(i, reading)
 
     def _settled_below_early_best(self, i: int) -> Reading | None:
-        """Learned with the train set, and settled (a plateau) `collapse_drop` or more below its best test accuracy
-        before the fit, significantly (as in `_lost`): lost as it fitted the rest (label noise memorised). Only a
-        plateau decides: a dip while fitting that recovers is no loss."""
+        """Learned as the train set was fitted, and settled (a plateau) `collapse_drop` or more below its best test
+        accuracy before the fit, significantly (as in `_lost`): lost as it fitted the rest (label noise memorised).
+        Only a plateau decides: a dip while fitting that recovers is no loss."""
         if self.early is None or self.early[0] is None:
             return None
         best, peak, windows = self.early
