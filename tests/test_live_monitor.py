@@ -2,7 +2,10 @@
 and inference mode of the loop), what is recorded so that analyze resumes the file, the time budget, argument
 checks."""
 
+import importlib
 import logging
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +160,40 @@ def test_a_new_run_drops_the_rows_of_another_run_in_its_file(tmp_path, caplog):
     assert len(start.report.steps) == 1  # judged on its own step 0 alone
     assert sorted(set(read_results(tmp_path / "a.parquet")[0]["step"])) == [0]
     assert resumed.due(1, saving=False) and resumed.streak == 0  # the first run's steps are not this one's
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "modular_transformer"
+
+
+@pytest.fixture
+def token_model():
+    """The example transformer (logits at every position, the answer at the last) with trained-looking weights
+    of its own (a seed), its probe tensors and the model spec analyze builds it from."""
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        train, model = importlib.import_module("train"), importlib.import_module("model")
+    finally:
+        sys.path.remove(str(EXAMPLE))
+    x_train, y_train, x_test, y_test = train.dataset(p=7)
+    torch.manual_seed(3)
+    net = model.build(p=7, width=8, heads=2, hidden=16)
+    spec = {"model": f"{EXAMPLE / 'model.py'}:build", "model_kwargs": {"p": 7, "width": 8, "heads": 2, "hidden": 16}}
+    return net, {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}, spec
+
+
+@pytest.mark.parametrize("where", ["option", "manifest"])
+def test_a_token_model_is_scored_at_the_position_given(tmp_path, token_model, where):
+    net, probes, spec = token_model
+    if where == "manifest":  # the run folder's grokmon.toml, as analyze of the folder reads it
+        (tmp_path / "grokmon.toml").write_text('position = "last"\n')
+        options = spec
+    else:
+        options = {**spec, "position": "last"}
+    monitor = LiveMonitor(probes, tmp_path / "out.parquet", every_n_steps=1, points=100, lc_directions=2, **options)
+    monitor.open(net, tmp_path)
+    logged = monitor.measure(1).logged
+    with torch.no_grad():
+        for split in ("train", "test"):
+            truth = (net(probes[f"x_{split}"])[:, -1].argmax(1) == probes[f"y_{split}"]).double().mean()
+            assert logged[f"grokmon/{split}/accuracy"] == pytest.approx(float(truth))
+    assert monitor.session.config.model == spec["model"]  # analyze of the saved weights resumes the file

@@ -137,7 +137,7 @@ def open_live_session(module: nn.Module, probes: str | Path | dict, run_dir: Pat
     with measuring(module):
         config, description = recorded_model(module, inputs)
         inputs = dataclasses.replace(inputs, config=config)
-        return prepare_session(inputs, BuiltModel(module, description))
+        return prepare_session(inputs, BuiltModel(module, description, position=config.position))
 
 
 def measure_live(session: Session, step: int, checkpoint: str | None = None) -> list[dict]:

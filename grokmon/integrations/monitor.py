@@ -24,8 +24,8 @@ from ..phasing import ADVICE, PHASES, PhaseReport, PhaseThresholds
 
 STOP_VERDICTS = ("stop", "roll-back")
 # analyze's options that a callback takes as keyword arguments (`metrics` is a parameter of its own).
-ANALYZE_OPTIONS = ("model", "model_kwargs", "activation", "points", "lc_directions", "lc_radius", "seed", "dtype",
-                   "overwrite")
+ANALYZE_OPTIONS = ("model", "model_kwargs", "activation", "embedding", "position", "points", "lc_directions",
+                   "lc_radius", "robust_eps", "robust_steps", "noise_sigma", "seed", "dtype", "overwrite")
 
 
 @dataclass
