@@ -4,6 +4,7 @@ import json
 import math
 import re
 import os
+import shutil
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -186,6 +187,25 @@ def test_phases_follow_the_manifest_as_it_is_now(make_run):
     (run / "grokmon.toml").write_text("[phases]\nfitted_accuracy = true\n")
     with pytest.raises(ConfigError, match="fitted_accuracy to be a finite float"):
         reason()
+
+
+def test_a_copied_run_analysed_in_its_new_folder_is_judged_by_its_own_manifest(make_run, tmp_path):
+    from grokmon import phases
+    from grokmon.inputs.config import phase_thresholds
+    from grokmon.results import read_metadata
+
+    run = make_run(steps=tuple(range(0, 60, 10)))
+    analyze(run, **FAST)
+    copy = tmp_path / "copied"
+    shutil.copytree(run, copy)
+    (copy / "grokmon.toml").write_text("[phases]\nmin_checkpoints = 50\n")
+    events = []
+    analyze(copy, progress=events.append, **FAST)  # nothing to measure: the rows are resumed
+    assert events[0].done == events[0].total
+    metadata = read_metadata(copy / "grokmon.parquet")
+    assert metadata["checkpoint_dir"] == str(copy.resolve()) and metadata["config"]["phases"] == {"min_checkpoints": 50}
+    assert "min_checkpoints=50" in phases(copy / "grokmon.parquet", phase_thresholds(metadata)).reason
+    assert read_metadata(run / "grokmon.parquet")["checkpoint_dir"] == str(run.resolve())
 
 
 def test_factory_model_with_kwargs(make_run, tmp_path):

@@ -83,8 +83,14 @@ class ResultsStore:
         self.notes: list[str] = []  # what pending() changed, one line each
         self._unsaved = False
         self._failed: list[dict] = []  # the existing file's error rows: kept by pending() until measured again
-        settings = comparable_settings(inputs.config.to_dict(), inputs.probes.sha256 if inputs.probes else None)
+        config = inputs.config.to_dict()
+        settings = comparable_settings(config, inputs.probes.sha256 if inputs.probes else None)
         self.rows = [] if overwrite or not output.exists() else self._previous_rows(settings)
+        if self.metadata:  # what may differ without invalidating the rows is this run's (a copied run's own folder)
+            now = {**self.metadata, "checkpoint_dir": str(inputs.ckpt_dir.resolve()),
+                   "config": {**self.metadata.get("config", {}), **{k: config[k] for k in NOT_COMPARED}}}
+            self._unsaved |= now != self.metadata
+            self.metadata = now
 
     def _previous_rows(self, settings: dict) -> list[dict]:
         """The ok rows of the existing file (its error rows are set aside: `pending` keeps them until their
