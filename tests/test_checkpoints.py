@@ -78,6 +78,9 @@ def test_probe_file_and_manifest_are_never_checkpoints(tmp_path):
     (tmp_path / "grokmon.toml").write_text('model = "mlp"\n')
     found = discover_checkpoints(tmp_path, exclude={tmp_path / "my_probes_2.pt"})
     assert [c.name for c in found] == ["step_3.pt"]
+    for other in ("probes_v2.safetensors", "probes-digits-1.pt"):  # probe files the run does not use
+        (tmp_path / other).write_bytes(b"")
+    assert [c.name for c in discover_checkpoints(tmp_path, exclude={tmp_path / "my_probes_2.pt"})] == ["step_3.pt"]
 
 
 def test_empty_directory_is_a_clear_error(tmp_path):

@@ -21,10 +21,11 @@ from ..errors import CheckpointError
 from . import dcp
 from .steps import WEIGHT_SUFFIXES, step_from_name
 
-# Files a trainer saves beside the weights; never a checkpoint of the model.
+# Files a trainer saves beside the weights, and probe data (probes.safetensors, probes_v2.pt, ...); never a
+# checkpoint of the model.
 NOT_WEIGHTS = re.compile(
     r"^(optimizer|scheduler|scaler|rng_state(_\d+)?|training_args|training_state|trainer_state"
-    r"|probes|ema_state|lr_scheduler|random_states(_\d+)?)\.",
+    r"|probes([_-][\w-]*)?|ema_state|lr_scheduler|random_states(_\d+)?)\.",
     re.IGNORECASE,
 )
 SHARD = re.compile(r"-(\d+)-of-(\d+)(\.[a-z]+)$", re.IGNORECASE)  # model-00001-of-00003.safetensors
