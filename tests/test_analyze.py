@@ -369,6 +369,20 @@ def test_labels_that_do_not_fit_the_model_are_one_line_naming_the_probe_file(mak
     assert re.search(message, line), line
 
 
+def test_a_bad_label_outside_the_measured_points_is_found_too(make_run):
+    from safetensors.torch import load_file, save_file
+
+    run = make_run("pt", steps=(0, 5))
+    probes = load_file(str(run / "probes.safetensors"))
+    measured = torch.randperm(len(probes["x_train"]), generator=torch.Generator().manual_seed(0))[:4]
+    outside = next(i for i in range(len(probes["x_train"])) if i not in measured)  # --points 4 never reads it
+    probes["y_train"][outside] = 7
+    save_file(probes, str(run / "probes.safetensors"))
+    result = runner.invoke(app, ["analyze", str(run), "--quiet", "--points", "4"])
+    assert result.exit_code == 1 and not (run / "grokmon.parquet").exists()
+    assert re.search(r"y_train does not fit the model: Expected class labels in \[0, 3\) .* to 7$", result.stderr.strip())
+
+
 DICT_MODEL = """
 from torch import nn
 

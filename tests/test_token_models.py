@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from grokmon import analyze, phases
-from grokmon.errors import ConfigError, ModelError
+from grokmon.errors import ConfigError, ModelError, ProbeError
 from grokmon.inputs.models import TensorOutput
 from token_reference import HandRest, HandTransformer, reference_errors
 
@@ -75,6 +75,18 @@ def test_sequence_outputs_need_a_position_and_are_scored_there(tmp_path, example
         assert row["accuracy"] == pytest.approx(float(truth))
     same = analyze(run, **spec, position=-1, output=tmp_path / "again.parquet", **FAST | {"points": 100})
     pd.testing.assert_series_equal(same["accuracy"], frame["accuracy"])
+
+
+def test_token_ids_outside_the_vocabulary_are_one_line_before_any_checkpoint(tmp_path, example):
+    run, spec, _, (x_train, y_train, x_test, y_test) = _sequence_run(tmp_path, example)
+    x_test = x_test.clone()
+    x_test[-1, 0] = 8  # the vocabulary: 0..6 and "=" (7)
+    save_file({"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test},
+              str(run / "probes.safetensors"))
+    with pytest.raises(ProbeError, match=r"x_test holds token ids from 0 to 8, but the model's embedding embed has "
+                                         r"8 tokens \(ids 0 to 7\)"):
+        analyze(run, **spec, position="last", **FAST)
+    assert not (run / "grokmon.parquet").exists()
 
 
 def test_relative_lc_radius_follows_each_checkpoints_embedding(tmp_path, example):

@@ -84,7 +84,20 @@ def settle_inputs(config: AnalyzeConfig, probes: ProbeSet, built: BuiltModel, dt
                          "nn.Embedding module, and no labels: name the module with --embedding, or add "
                          "y_train/y_test so that accuracy and loss can be measured")
     config = replace(config, metrics=tuple(g for g in config.metrics if g not in left_out))
+    if embedding is not None:
+        check_token_ids(probes, embedding)
     return config, as_token_ids(probes, None if embedding is None else embedding.vocab, config.seed), embedding
+
+
+def check_token_ids(probes: ProbeSet, embedding: TokenEmbedding) -> None:
+    """ProbeError when a split holds token ids outside the embedding's vocabulary, anywhere in the file (each
+    checkpoint would fail to embed them)."""
+    for key in ("x_train", "x_test"):
+        low, high = probes.integer_ranges.get(key, (0, 0))
+        if low < 0 or high >= embedding.vocab:
+            raise ProbeError(f"{probes.source}: {key} holds token ids from {low} to {high}, but the model's embedding "
+                             f"{embedding.name} has {embedding.vocab} tokens (ids 0 to {embedding.vocab - 1}); "
+                             "are these the probes of this model?")
 
 
 def check_labels_exist(config: AnalyzeConfig, probes: ProbeSet) -> None:
@@ -118,8 +131,11 @@ def check_probes_fit(model: nn.Module, probes: ProbeSet, config: AnalyzeConfig, 
     outputs_per_point = outputs.reshape(len(x), -1).shape[1]
     for split in probes.splits:
         if split.y is not None:
+            whole = probes.integer_ranges.get(f"y_{split.name}")  # every label in the file, not just the subset's
             try:
                 check_labels(split.y, outputs_per_point)
+                if whole is not None and split.y.dim() == 1:
+                    check_labels(torch.tensor(whole), outputs_per_point)
             except ProbeError as exc:
                 raise ProbeError(f"{probes.source}: y_{split.name} does not fit the model: {exc}") from exc
 

@@ -12,7 +12,7 @@ from a dict resumes under `grokmon analyze --data` of a file holding those tenso
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,8 @@ class ProbeSet:
     """The probe data's splits after subsetting, its file (None for tensors given as a dict), the hash of its
     tensors (`tensors_sha256`), and the size, median L2 norm (the scale of a relative LC radius) and value range,
     max - min over all values (the scale of a relative PGD radius and noise level), of all its train points,
-    whatever `--points` takes."""
+    whatever `--points` takes; and the (lowest, highest) value of each integer tensor in it (`y_test`: class
+    labels, `x_train`: token ids), over every point, so that a bad label or id outside the subset is found too."""
 
     path: Path | None
     sha256: str
@@ -50,6 +51,7 @@ class ProbeSet:
     train_size: int
     train_median_norm: float
     train_value_range: float
+    integer_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -247,6 +249,7 @@ def _probe_set(data: dict[str, torch.Tensor], path: Path | None, points: int, se
     uniform = torch.rand((count, *x_train.shape[1:]), generator=generator, dtype=torch.float64)
     splits.append(Split("random", (low + (high - low) * uniform).to(dtype), None))
     norms = x_train.reshape(len(x_train), -1).norm(dim=1)
+    ranges = {k: (int(v.min()), int(v.max())) for k, v in data.items() if not v.is_floating_point() and v.numel()}
     return ProbeSet(path, tensors_sha256(data), tuple(splits), len(x_train),
                     float(norms.quantile(0.5)),  # the middle of an even count, not its lower half
-                    float(x_train.max() - x_train.min()))
+                    float(x_train.max() - x_train.min()), ranges)
