@@ -173,3 +173,16 @@ def test_a_labelled_run_whose_last_checkpoint_lacks_test_accuracy_is_still_measu
     summary = grokmon.compare([frame], names=["late"]).summaries[0]
     assert "test_accuracy" not in summary.final and summary.test_95_step is not None
     assert summary.reached("test_95_step") == str(summary.test_95_step)
+
+
+def test_the_note_on_deleted_checkpoints_is_a_line_of_its_own(sample_subset, tmp_path):
+    from grokmon.results import read_results
+    from grokmon.results.parquet import write_results
+
+    frame, metadata = read_results(sample_subset / "grokmon.parquet")
+    frame["deleted"] = frame["step"] >= sorted(frame["step"].unique())[-2]  # a Trainer's save_total_limit
+    write_results(tmp_path / "pruned.parquet", frame.to_dict("records"), metadata)
+    result = runner.invoke(app, ["compare", str(tmp_path / "pruned.parquet")], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    [note] = [line for line in result.stdout.splitlines() if "deleted since measured" in line]
+    assert note.startswith("note: pruned: the rows of 2 checkpoints deleted since measured")

@@ -297,8 +297,9 @@ def compare(
         console, (table, headline) = _stdout(), compare_table(comparison)
         # narrower than the table's words and numbers, rich would cut them ("27…"): let the line run long instead
         console.width = max(console.width, least_width(table))
-        console.print(table, headline, *[deleted_note(run.left_out, run.summary.name) for run in comparison.runs
-                                        if run.left_out])
+        for block in (table, headline, *[deleted_note(run.left_out, run.summary.name) for run in comparison.runs
+                                         if run.left_out]):
+            console.print(block)  # one after the other: printed together, rich runs strings onto one line
     if output is not None:
         typer.echo(str(output), err=as_json)
 
