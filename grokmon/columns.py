@@ -24,6 +24,9 @@ CHECKPOINT_COLUMNS = tuple(c for g in CHECKPOINT_GROUPS for c in GROUP_COLUMNS[g
 # Groups that differentiate or perturb the inputs themselves, and so need float inputs (not token ids).
 CONTINUOUS_INPUT_GROUPS = ("centroid", "jacobian", "lc", "robustness")
 
+# Groups whose values need labelled probe data (null without labels).
+LABELLED_GROUPS = ("accuracy", "robustness", "gradient")
+
 # Groups that need no probe data at all.
 DATA_FREE_GROUPS = ("weights",)
 

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from conftest import write_probes
@@ -47,3 +47,14 @@ def test_probes_pt_or_npz_beside_the_checkpoints_are_the_default(make_run, suffi
     assert set(frame["status"]) == {"ok"} and sorted(frame["step"].unique()) == [0, 5]
     write_probes(run / "probes.safetensors")
     assert "several probe files (probes.safetensors, probes" in info(run, device="cpu").missing[0]
+
+
+def test_info_says_what_analyze_would_measure_and_what_would_not_fit(make_run):
+    run = make_run("pt", steps=(0, 5))
+    tensors = load_file(str(run / "probes.safetensors"))
+    save_file({k: v for k, v in tensors.items() if k.startswith("x_")}, str(run / "probes.safetensors"))
+    unlabelled = info(run, device="cpu")
+    assert unlabelled.missing == () and unlabelled.config.metrics == ("centroid", "jacobian", "lc", "weights")
+    save_file({**tensors, "y_train": torch.full_like(tensors["y_train"], 7)}, str(run / "probes.safetensors"))
+    [line] = info(run, device="cpu").missing  # as analyze would end, before anything is measured
+    assert "y_train does not fit the model: Expected class labels in [0, 3)" in line

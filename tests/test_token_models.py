@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from grokmon import analyze, phases
+from grokmon import analyze, info, phases
 from grokmon.errors import ConfigError, ModelError, ProbeError
 from grokmon.inputs.models import TensorOutput
 from token_reference import HandRest, HandTransformer, reference_errors
@@ -64,6 +64,7 @@ def test_sequence_outputs_need_a_position_and_are_scored_there(tmp_path, example
     run, spec, nets, (x_train, y_train, x_test, y_test) = _sequence_run(tmp_path, example)
     with pytest.raises(ConfigError, match=r"sequence of outputs per point \(shape \(3, 7\)\).*pass --position last"):
         analyze(run, **spec, **FAST)
+    assert "pass --position last" in info(run, **spec, device="cpu").missing[0]  # info says it before analyze
     with pytest.raises(ModelError, match="--position 3 is outside the model's 3 output positions"):
         analyze(run, **spec, position=3, **FAST)
     frame = analyze(run, **spec, position="last", **FAST | {"points": 100})

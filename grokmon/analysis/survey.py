@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
 import torch
 
+from ..columns import LABELLED_GROUPS
 from ..errors import GrokmonError
 from ..inputs.checkpoints import Checkpoint, FoundCheckpoints, check_directory, find_checkpoints, load_checkpoint
 from ..inputs.config import AnalyzeConfig, check_values, resolve_config
@@ -22,7 +23,7 @@ from ..inputs.models import BuiltModel
 from ..inputs.probes import ProbeSet, label_notes, load_probes
 from ..inputs.run import probe_path, reads_probes, resolve_device
 from ..metrics.embedded import embedding_outputs
-from .probe_fit import settle_inputs
+from .probe_fit import check_probes_fit, settle_inputs
 from .session import build_model
 
 T = TypeVar("T")
@@ -97,6 +98,10 @@ def survey(ckpt_dir: str | Path, device: str = "auto", **options) -> RunInfo:
         if settled is not None:
             config, probes, embedding = settled
             kind, dim = measured_input(built, probes, embedding, torch_device)
+            # the shapes analyze checks with real weights (points, --position, labels) are the same at these
+            _attempt(missing, lambda: check_probes_fit(built.measured, probes, config, torch_device))
+            if all(s.y is None for s in probes.splits):  # as analyze measures it: those groups stay null
+                config = replace(config, metrics=tuple(g for g in config.metrics if g not in LABELLED_GROUPS))
     return RunInfo(list(found.checkpoints), built.description if built else {}, probes_file,
                    probes.sizes() if probes else {}, config, str(torch_device), kind,
                    (*found.messages(), *label_notes(probes, config.metrics)),
