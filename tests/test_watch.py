@@ -62,7 +62,31 @@ def test_watch_exits_with_the_phases_code_once_the_verdict_is_reached(make_run):
                                       *CLI_FAST])
     verdict = phases(run / "grokmon.parquet")
     assert result.exit_code == ADVICE_EXIT_CODES[verdict.advice], result.output
-    assert result.stdout.startswith(f"step 20: {verdict.current_phase}, {verdict.advice} (confidence")
+    lines = result.stdout.splitlines()  # the first verdict, each change, and where the run stands now
+    assert lines[0].startswith("step 0: ") and len(lines) <= 3
+    assert lines[-1].startswith(f"step 20: {verdict.current_phase}, {verdict.advice} (confidence")
+
+
+def test_a_pass_over_many_checkpoints_says_every_change_among_them():
+    from grokmon.analysis.follow import changed_verdicts
+    from grokmon.phasing import PhaseReport, StepVerdict
+
+    said = [("fitting", "inconclusive"), ("fitting", "keep-training"), ("memorisation", "keep-training"),
+            ("memorisation", "keep-training"), ("robustness_plateau", "stop"), ("robustness_plateau", "stop")]
+    history = tuple(StepVerdict(100 * i, phase, advice, 0.9, "why") for i, (phase, advice) in enumerate(said))
+
+    def report(upto: int) -> PhaseReport:
+        last = history[upto - 1]
+        return PhaseReport("accuracy", last.advice, last.reason, last.confidence, last.phase, (), (), None,
+                           history[:upto])
+
+    changes, last = changed_verdicts(report(6), None)  # a watch started on six saved checkpoints
+    assert [v.step for v in changes] == [0, 100, 200, 400, 500]
+    changes, last = changed_verdicts(report(3), None)
+    assert [v.step for v in changes] == [0, 100, 200] and last.step == 200
+    changes, last = changed_verdicts(report(4), last)
+    assert changes == () and last.step == 300  # nothing changed: nothing said
+    assert [v.step for v in changed_verdicts(report(6), last)[0]] == [400]
 
 
 def test_watch_exits_11_at_its_timeout(make_run):

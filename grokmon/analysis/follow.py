@@ -5,7 +5,8 @@ checkpoints saved since the last pass (and retries those that failed: a file met
 writing it is measured on a later pass), and it writes the file after every checkpoint. The folder is the job's
 and changes under the watch, so a pass that fails on it (no checkpoint yet, none readable, a file without a
 step) is tried again at the next look; other errors (probe data, model, options) end the watch. A pass that
-measured something new is judged with `grokmon.phases`.
+measured something new is judged with `grokmon.phases`; its verdict's history says what changed at each of the
+pass's checkpoints (a first pass over a job's saved checkpoints covers many).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError, GrokmonError, NoCheckpointsError
-from ..phasing import ADVICE, PhaseReport
+from ..phasing import ADVICE, PhaseReport, StepVerdict
 from .events import ProgressEvent
 
 
@@ -26,7 +27,7 @@ class WatchEvent:
 
     measured: tuple[ProgressEvent, ...] = ()  # the checkpoints of this pass, in order (failed ones too)
     report: PhaseReport | None = None  # the verdict after the pass; None while no checkpoint could be judged
-    changed: bool = False  # the phase or the verdict differs from the last event's
+    changes: tuple[StepVerdict, ...] = ()  # the verdicts of this pass's checkpoints whose phase or advice changed
     error: str | None = None  # why this pass could not read the checkpoint folder (tried again next time)
     waiting: bool = False  # the folder holds no checkpoint yet (the first pass says so; the watch waits)
     finished: str | None = None  # "until": the verdict is one of `until`; "timeout": `timeout` seconds passed
@@ -55,6 +56,24 @@ def _judge(output: Path) -> PhaseReport | None:
         return phases(output, phase_thresholds(read_metadata(output)))
     except GrokmonError:  # no file yet, or every checkpoint so far failed
         return None
+
+
+def changed_verdicts(report: PhaseReport | None, last: StepVerdict | None) -> tuple[tuple[StepVerdict, ...],
+                                                                                  StepVerdict | None]:
+    """The verdicts of `report`'s history after `last` (the newest one said before) whose phase or advice differs
+    from the one before them, and the newest verdict now. With nothing said before, the newest verdict closes the
+    list too: a watch started on a job's saved checkpoints says where the run stands now."""
+    if report is None or not report.history:
+        return (), last
+    newest = report.history[-1]
+    out, before = [], last
+    for verdict in (v for v in report.history if last is None or v.step > last.step):
+        if before is None or (verdict.phase, verdict.advice) != (before.phase, before.advice):
+            out.append(verdict)
+        before = verdict
+    if last is None and out[-1] is not newest:
+        out.append(newest)
+    return tuple(out), newest
 
 
 def watch(ckpt_dir: str | Path, output: str | Path | None = None, *, until=(), interval: float = 10.0,
@@ -95,10 +114,9 @@ def watch(ckpt_dir: str | Path, output: str | Path | None = None, *, until=(), i
             error = str(exc)
         if measured or first or error:
             report = _judge(output)
-            now = None if report is None else (report.current_phase, report.advice)
-            yield WatchEvent(tuple(measured), report, changed=now != last and now is not None, error=error,
-                             waiting=waiting)
-            last = now if now is not None else last
+            changes, now = changed_verdicts(report, last)
+            yield WatchEvent(tuple(measured), report, changes=changes, error=error, waiting=waiting)
+            last = now
             if report is not None and report.advice in stop_at:
                 yield WatchEvent(report=report, finished="until")
                 return

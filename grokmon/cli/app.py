@@ -389,10 +389,9 @@ def _show_watch_event(event, quiet: bool, errors: set[str], folder) -> None:
             print(f"grokmon: error: step {done.step} ({done.checkpoint}): {done.error}", file=sys.stderr)
         elif not quiet:
             print(f"step {done.step} ({done.checkpoint}): {done.status}, {done.seconds:.2f} s", file=sys.stderr)
-    if event.changed:
-        report = event.report
-        typer.echo(f"step {report.steps[-1][0]}: {report.current_phase}, {report.advice} "
-                   f"(confidence {report.confidence:.2f}): {report.reason}")
+    for verdict in event.changes:
+        typer.echo(f"step {verdict.step}: {verdict.phase or 'no phase yet'}, {verdict.advice} "
+                   f"(confidence {verdict.confidence:.2f}): {verdict.reason}")
 
 
 def main() -> None:
