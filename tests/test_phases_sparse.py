@@ -116,3 +116,14 @@ def test_a_significant_jump_to_a_fitted_train_set_dates_the_fit_at_that_save():
     steps = np.geomspace(100, 10_000, len(creep)).astype(int)
     crept = classify(accuracy_table(steps, creep, creep - 0.5))
     assert crept.history[4].phase == "fitting" and crept.history[6].phase != "fitting"
+
+
+def test_nothing_left_to_gain_stops_only_once_that_has_held_for_saturated_decades():
+    # a new user's transformer saved every 200 steps: test 0.976 at 1,200, then 1.000; 1,400 -> 1,600 is 0.06 decades
+    steps = np.arange(0, 3001, 200)
+    train = np.where(steps >= 200, 1.0, 0.3)
+    test = np.interp(steps, [0, 800, 1000, 1200, 1400, 3000], [0.01, 0.01, 0.60, 0.976, 1.0, 1.0])
+    report = classify(accuracy_table(steps, train, test))
+    first = next(v for v in report.history if v.advice == "stop")
+    assert first.step == 1800 and "over the last 0.1 decades, within 0.02 of train" in first.reason
+    assert np.log10(first.step / 1400) >= PhaseThresholds().saturated_decades  # 1,400: the first within 0.02

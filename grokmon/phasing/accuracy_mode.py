@@ -44,8 +44,8 @@ class AccuracyJudge:
         short = np.where(train.present & test.present, (train.value - test.value > th.plateau_gain)
                          | (train.value < 1.0 - th.plateau_gain), False)
         self.last_short = np.maximum.accumulate(np.where(short, np.arange(len(steps)), -1)).tolist()
-        self.saturation_start = np.searchsorted(x, x - th.saturated_decades, side="left").tolist()
-        self.reaches_back = (x[0] <= x - th.saturated_decades).tolist()
+        # the newest checkpoint at least saturated_decades back: where a saturated span starts (-1: none yet)
+        self.saturation_start = (np.searchsorted(x, x - th.saturated_decades, side="right") - 1).tolist()
         self.seen: list[int] = []          # checkpoints with both accuracies
         self.train_seen: list[float] = []
         self.fitted = False
@@ -307,9 +307,10 @@ class AccuracyJudge:
 
     def _saturated(self, i: int) -> bool:
         """Fitted, train accuracy within `plateau_gain` of 1 and test accuracy within `plateau_gain` of it at every
-        checkpoint of the last `saturated_decades` (and at least at the last two): nothing is left to gain."""
-        start = min(self.saturation_start[i], i - 1)  # two checkpoints at least
-        return self.fitted and self.reaches_back[i] and start >= 0 and self.last_short[i] < start
+        checkpoint from the newest one `saturated_decades` or more back (the span held, at two checkpoints at least):
+        nothing is left to gain."""
+        start = min(self.saturation_start[i], i - 1)
+        return self.fitted and start >= 0 and self.last_short[i] < start
 
     def _seen_change(self, i: int, name: str) -> float:
         """How much series `name` changed from the first checkpoint of its span to checkpoint i. A reason cites it
