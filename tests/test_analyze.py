@@ -380,7 +380,8 @@ def test_a_bad_label_outside_the_measured_points_is_found_too(make_run):
     save_file(probes, str(run / "probes.safetensors"))
     result = runner.invoke(app, ["analyze", str(run), "--quiet", "--points", "4"])
     assert result.exit_code == 1 and not (run / "grokmon.parquet").exists()
-    assert re.search(r"y_train does not fit the model: Expected class labels in \[0, 3\) .* to 7$", result.stderr.strip())
+    assert re.search(r"y_train does not fit the model: Expected class labels in \[0, 3\) .* to 7$",
+                     result.stderr.strip())
 
 
 DICT_MODEL = """

@@ -147,4 +147,5 @@ def check_one_position(outputs: torch.Tensor, probes: ProbeSet, config: AnalyzeC
     if config.position is None and outputs.dim() >= 3 and labelled is not None:
         raise ConfigError(f"{probes.source}: the model returns a sequence of outputs per point (shape "
                           f"{tuple(outputs.shape[1:])}) but y_{labelled.name} holds one class per point; pass "
-                          "--position last (in Python: position=\"last\"), or the index of the position to measure and score")
+                          "--position last (in Python: position=\"last\"), or the index of the position to measure "
+                          "and score")
