@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from grokmon.phasing.series import log_steps
+
 FIT = 0.95
 SETTLED = 0.05
 DROP = 0.05
@@ -110,7 +112,7 @@ def onset_index(train: np.ndarray, test: np.ndarray, steps: np.ndarray) -> int |
     rise = rise_index(train, test)
     if rise is None:
         return None
-    x = np.log10(1.0 + np.asarray(steps, float))
+    x = log_steps(steps)
     test = np.asarray(test, float)
     first = int(np.flatnonzero(np.asarray(train) >= FIT)[0])
     floor = float(np.min(test[first: rise + 1]))

@@ -338,3 +338,22 @@ def test_the_chance_level_is_read_at_the_first_checkpoint_so_every_prefix_reads_
         cut = classify(older[older["step"] <= step], mode="accuracy")
         assert (cut.advice, cut.current_phase, cut.reason) == (full[i].advice, full[i].phase, full[i].reason), step
     assert full[-1].phase == "memorisation"  # no chance level at its first checkpoint: no start to read
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_results_table_reads_the_same_where_log10_differs_in_its_last_bit(runs, monkeypatch, mode):
+    """log10's last bit differs between machines and numpy builds, and a log-spaced run's steps a decade apart (6
+    and 69, 8 and 89) put a checkpoint exactly on the edge of a one-decade window: unrounded, two corpus runs read
+    differently in geometry mode with log10 one bit up or down (and the fitted model's features moved)."""
+    import numpy as np
+
+    exact = np.log10
+
+    def verdicts(run, direction: float) -> list:
+        monkeypatch.setattr(np, "log10", lambda v: np.nextafter(exact(v), direction))
+        try:
+            return [(v.phase, v.advice, v.confidence, v.reason) for v in classify(run.table, mode=mode).history]
+        finally:
+            monkeypatch.setattr(np, "log10", exact)
+
+    assert not [run.name for run in runs if verdicts(run, np.inf) != verdicts(run, -np.inf)]

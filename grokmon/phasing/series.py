@@ -54,13 +54,18 @@ class Trend:
     level_se: np.ndarray  # standard error of `level` (the line's end: more than the window's mean has)
 
 
+AXIS_DECIMALS = 12
+
+
 def log_steps(steps: np.ndarray) -> np.ndarray:
-    """x = log10(1 + step).
+    """x = log10(1 + step), rounded to AXIS_DECIMALS places: log10's last bit differs between machines and numpy
+    builds, and steps a decade apart (9 and 99, 6 and 69: common on log-spaced saves) put a checkpoint exactly on a
+    window's edge, so unrounded, the same results table could read differently on two machines.
 
     >>> log_steps(np.array([0, 9, 99])).tolist()
     [0.0, 1.0, 2.0]
     """
-    return np.log10(1.0 + np.asarray(steps, dtype=float))
+    return np.round(np.log10(1.0 + np.asarray(steps, dtype=float)), AXIS_DECIMALS)
 
 
 def track(x: np.ndarray, value: np.ndarray, se: np.ndarray, se_floor_fraction: float) -> Track:
