@@ -50,17 +50,19 @@ def test_a_model_file_without_the_stretched_line_maps_calibrates_with_the_phases
     assert said.confidence != pytest.approx(round(reading.strength, 2))  # not the raw strength
 
 
-def test_a_plateau_weakened_by_robust_accuracy_falling_keeps_its_phases_map():
-    """The stretched-line maps are fitted on test accuracy's line alone (the corpus measures no robust accuracy):
-    a plateau whose strength is also robust accuracy's, falling, goes through the phase's map."""
+def test_a_plateau_with_robust_accuracy_falling_is_test_accuracys_line_alone():
+    """Robust accuracy falling on a plateau is no gain to wait for: the strength is test accuracy's line's alone, so
+    on a stretched line it goes through the stretched-line map like any plateau of that line."""
     robust = np.array([0.1, 0.3, 0.6, 0.8, 0.85, 0.85, 0.84, 0.83, 0.80, 0.77])
     series = {("accuracy", "train"): (TRAIN, accuracy_se(TRAIN)), ("accuracy", "test"): (TEST, accuracy_se(TEST)),
               ("robust_accuracy", "test"): (robust, accuracy_se(robust))}
     frame = table(STEPS, series)
-    reading = accuracy_readings(RunTable(frame, PhaseThresholds().se_floor_fraction), PhaseThresholds())[-1]
+    th = PhaseThresholds()
+    reading = accuracy_readings(RunTable(frame, th.se_floor_fraction), th)[-1]
+    alone = accuracy_readings(RunTable(table(STEPS, {k: v for k, v in series.items() if k[0] == "accuracy"}),
+                                       th.se_floor_fraction), th)[-1]
     assert reading.phase == "robustness_plateau" and "robust accuracy" in reading.note and "falling" in reading.note
-    assert not reading.stretched and reading.wants == "denser saves"
-    assert classify(frame).advice != "stop"
+    assert reading.stretched and reading.wants == "denser saves" and reading.strength == alone.strength
 
 
 def test_a_plateau_reached_in_one_jump_after_memorising_says_up_from_its_memorisation_level():

@@ -1,0 +1,216 @@
+"""What accuracy mode remembers of a run as it reads it, checkpoint by checkpoint, and the measurements its rules
+(accuracy_mode.py) are made of: when the train set was fitted, the memorisation level, whether and how the run
+generalised, the peak and the best checkpoint so far; a series' flatness over a span, a level's distance below a peak
+beyond the noise, whether nothing is left to gain."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .accuracy_reading import Reading, median3, span_words, window_target
+from .series import MIN_TREND_POINTS, Track, normal_cdf, trends
+
+
+class AccuracyMemory:
+    """A run's accuracy series and what has been seen of them up to the checkpoint being read (`_update`)."""
+
+    def __init__(self, steps: np.ndarray, x: np.ndarray, train: Track, test: Track, robust: Track | None, th,
+                 before: tuple[float, float] | None = None):
+        self.steps, self.th = steps, th
+        self.tr, self.te = train.value.tolist(), test.value.tolist()
+        self.tr_noise, self.te_noise = train.sigma.tolist(), test.sigma.tolist()
+        self.present = (train.present & test.present).tolist()
+        self.robust = robust
+        # robust trends: one checkpoint that spikes away and back does not tilt them
+        plateau, unfitted, partial, level = trends(
+            x, test, (th.plateau_decades, th.unfitted_decades, th.partial_decades, th.trend_decades), robust=True)
+        train_unfitted, self.train_trend = trends(x, train, (th.unfitted_decades, th.trend_decades), robust=True)
+        self.spans = {"test": plateau, "test unfitted": unfitted, "test partial": partial,
+                      "train unfitted": train_unfitted}
+        if robust is not None:
+            self.spans["robust"], = trends(x, robust, (th.plateau_decades,), robust=True)
+        self.levels = {"train": self.train_trend, "test": level}
+        self.x = x
+        # the last checkpoint so far where test accuracy was more than `plateau_gain` below train accuracy, and
+        # the first checkpoint of the last `saturated_decades`
+        short = np.where(train.present & test.present, (train.value - test.value > th.plateau_gain)
+                         | (train.value < 1.0 - th.plateau_gain), False)
+        self.last_short = np.maximum.accumulate(np.where(short, np.arange(len(steps)), -1)).tolist()
+        # likewise where robust accuracy was more than `plateau_gain` below 1 (or not measured)
+        robust_short = (np.ones(len(steps), bool) if robust is None
+                        else ~robust.present | (robust.value < 1.0 - th.plateau_gain))
+        self.last_robust_short = np.maximum.accumulate(np.where(robust_short, np.arange(len(steps)), -1)).tolist()
+        # the newest checkpoint at least saturated_decades back: where a saturated span starts (-1: none yet)
+        self.saturation_start = (np.searchsorted(x, x - th.saturated_decades, side="right") - 1).tolist()
+        self.seen: list[int] = []          # checkpoints with both accuracies
+        self.train_seen: list[float] = []
+        self.fitted = False
+        self.test_before: list[float] = []  # test accuracy before the fit, and since
+        self.test_low = math.inf            # the lowest of test_before (kept, not searched at every checkpoint)
+        self.test_since: list[float] = []
+        self.start_level = math.inf         # lowest 3-median of test accuracy before the fit
+        self.floor, self.floor_at = math.inf, -1  # memorisation level: lowest 3-median from the fit to generalising
+        self.generalised: str | None = None  # how: "ratio", "ordinary", "rose"
+        self.generalised_at_fit = False      # already at the fit (learned as the train set was fitted)
+        self.fitted_short = math.inf         # lowest test accuracy before the fit where train was already fitted
+        self.peak = -math.inf               # highest 3-median of test accuracy once generalised
+        self.peak_windows = 0               # how many 3-medians the peak is the highest of
+        self.best: int | None = None        # roll-back target: of the best 3-median (window_target)
+        self.best_level = self.best_train = -math.inf  # the best 3-median of test accuracy, and of train there
+        self.early: tuple[int | None, float, int] | None = None  # (best, level, 3-medians) before the fit, if learned
+        self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
+        self.previous: str | None = None   # the phase read at the checkpoint before
+        self.standing: tuple[int, Reading] | None = None  # the newest reading not withheld as a spike (_unconfirmed_drop) ...
+        self.withheld = False                 # ... and whether the newest one was
+        if before is not None:  # the run before the table's first checkpoint started from these accuracies
+            self.train_low, self.test_low = before
+            self.start_level = self.test_low
+
+    def _noise(self, i: int) -> float:
+        """Noise of a difference of two test accuracies, as known at checkpoint i."""
+        return math.sqrt(2.0) * self.te_noise[i]
+
+    def _update(self, i: int) -> None:
+        th, tr, te = self.th, self.tr[i], self.te[i]
+        self.seen.append(i)
+        self.train_low = min(self.train_low, tr)
+        self.train_seen.append(tr)
+        if not self.fitted and self._fits(i):
+            self.fitted = True
+            self.generalised = self._ordinary(i)
+            # a sparse save before the fit (dated by a median of three) showing it fitted, test far below: memorised
+            gain = te - self.fitted_short
+            memorised = (self.generalised == "ratio" and self.fitted_short < th.generalised_ratio * tr
+                         and gain >= th.slope_sigma * self._noise(i) and gain >= th.min_gain * (tr - self.fitted_short))
+            self.generalised_at_fit = self.generalised is not None and not memorised
+            self.floor = self.fitted_short if memorised else self.floor
+            if self.generalised_at_fit:  # what it had learned before the fit (label noise can take it away)
+                self.early = (self.best, self.best_level, len(self.test_before))
+            self.best, self.best_level = None, -math.inf  # the roll-back target is taken from the fit on
+        if self.fitted:
+            self.test_since.append(te)
+            level = median3(self.test_since)
+            if level < self.floor and self.generalised is None:  # the level it generalised from stays
+                self.floor, self.floor_at = level, i
+            if tr > self.train_peak:
+                self.train_peak, self.train_peak_at = tr, i
+        else:
+            self.test_before.append(te)
+            self.test_low = min(self.test_low, te)
+            if tr >= th.fitted_accuracy:
+                self.fitted_short = min(self.fitted_short, te)
+            self.start_level = min(self.start_level, median3(self.test_before))
+        pool = self.test_since if self.fitted else self.test_before
+        level, target = median3(pool), window_target(pool, self.seen)
+        train = median3(self.train_seen)
+        if self.best is None or level > self.best_level:  # the best three in a row ...
+            self.best, self.best_level, self.best_train = target, level, train
+        elif level >= self.best_level - self._noise(i) and train >= self.best_train - math.sqrt(2.0) * self.tr_noise[i]:
+            self.best = target  # ... or of a later three as good within the noise, on train accuracy too (not damaged)
+        if self.generalised is None and self.fitted:
+            self.generalised = self._risen(i)
+        if self.generalised is not None:
+            self.peak = max(self.peak, median3(self.test_since or self.test_before))
+            self.peak_windows += 1
+
+    def _fits(self, i: int) -> bool:
+        """The train set is fitted at checkpoint i: the median of the last three train accuracies is at
+        `fitted_accuracy`, or train accuracy rose there from below significantly (saved sparsely, the fit falls
+        between two saves, and the median would date it a checkpoint late)."""
+        seen, fitted = self.train_seen, self.th.fitted_accuracy
+        if median3(seen) >= fitted:
+            return True
+        rise = seen[-1] - seen[-2] if len(seen) > 1 else 0.0
+        return seen[-1] >= fitted and rise >= self.th.slope_sigma * math.sqrt(2.0) * self.tr_noise[i]
+
+    def _ordinary(self, i: int) -> str | None:
+        """At the fit: test accuracy at `generalised_ratio` of train, or most of the way up with it."""
+        th, tr, te = self.th, self.tr[i], self.te[i]
+        if te >= th.generalised_ratio * tr:
+            return "ratio"
+        start = self.start_level if math.isfinite(self.start_level) else te
+        learned = te - start
+        if learned >= th.slope_sigma * self._noise(i) and learned >= th.early_generalised * (tr - start):
+            return "ordinary"
+        return None
+
+    def _risen(self, i: int) -> str | None:
+        """After the fit: the 3-median of test accuracy at `generalised_ratio` of train, or risen over the
+        memorisation level significantly and by `min_gain` of the gap to train accuracy."""
+        th, tr = self.th, self.tr[i]
+        level = median3(self.test_since)
+        if level >= th.generalised_ratio * tr:
+            return "ratio"
+        gain = level - self.floor
+        if gain >= th.slope_sigma * self._noise(i) and gain >= max(th.onset_gain, th.min_gain * (tr - self.floor)):
+            return "rose"
+        return None
+
+    def _series(self, name: str) -> tuple[list[float], list[float]]:
+        """The values and noise of "train" or "test" accuracy."""
+        return (self.tr, self.tr_noise) if name == "train" else (self.te, self.te_noise)
+
+    def _held_below(self, values: list[float], peak: float) -> int:
+        """How many of the newest checkpoints in a row are `collapse_drop` or more below `peak` (at most
+        `collapse_checkpoints`: enough to say the drop held)."""
+        below = 0
+        for j in reversed(self.seen[-self.th.collapse_checkpoints:]):
+            if peak - values[j] < self.th.collapse_drop:
+                break
+            below += 1
+        return below
+
+    def _beyond_noise(self, i: int, name: str, peak: float, windows: int) -> float | None:
+        """How far the level of series `name`'s last `trend_decades` lies below `peak`, the highest of `windows`
+        medians of three, past the peak's expected excess (the highest of m noisy 3-medians stands about
+        sqrt(2 ln m' / 3) noise above the level they share, m' = m / 3 windows that share no checkpoint), where that
+        is `slope_sigma` x the spread of both (the line's error at its newest end, the peak's); None where it is not."""
+        line, noise = self.levels[name], self._series(name)[1][i]
+        spread = math.sqrt(float(line.level_se[i]) ** 2 + noise ** 2 / 3.0)
+        excess = noise * math.sqrt(2.0 * math.log(max(windows / 3.0, 1.0)) / 3.0)
+        drop = peak - float(line.level[i]) - excess
+        return drop if drop >= self.th.slope_sigma * spread else None
+
+    def _saturated(self, i: int) -> bool:
+        """Fitted, train accuracy within `plateau_gain` of 1 and test accuracy within `plateau_gain` of it at every
+        checkpoint from the newest one `saturated_decades` or more back (the span held, at two checkpoints at least):
+        nothing is left to gain."""
+        start = min(self.saturation_start[i], i - 1)
+        return self.fitted and start >= 0 and self.last_short[i] < start
+
+    def _robust_saturated(self, i: int) -> bool:
+        """Robust accuracy within `plateau_gain` of 1 at every checkpoint of the saturated span (`_saturated`)."""
+        start = min(self.saturation_start[i], i - 1)
+        return start >= 0 and self.last_robust_short[i] < start
+
+    def _seen_change(self, i: int, name: str) -> float:
+        """How much series `name` changed from the first checkpoint of its span to checkpoint i. A reason cites it
+        beside the trend line's change, which decides but can overshoot a step (+1.02 for a jump from 0 to 1)."""
+        values = self.robust.value if name == "robust" else self._series(name.split()[0])[0]
+        return float(values[i] - values[int(self.spans[name].start[i])])
+
+    def _flat(self, i: int, name: str) -> tuple[bool, float, float] | None:
+        """Whether series `name` gained or lost less than `plateau_gain` over its span (`plateau_decades`;
+        "... unfitted": `unfitted_decades`; "test partial": `partial_decades`): (flat, probability that it is,
+        change); None before the run spans that long."""
+        th, span = self.th, self.spans[name]
+        if not span.covers[i] or span.count[i] < MIN_TREND_POINTS:
+            return None
+        width = self._width(i, name)
+        gain, gain_se = float(span.slope[i]) * width, float(span.slope_se[i]) * width
+        flat = abs(gain) < th.plateau_gain
+        if gain_se > 0:
+            p_flat = normal_cdf((th.plateau_gain - gain) / gain_se) - normal_cdf((-th.plateau_gain - gain) / gain_se)
+        else:
+            p_flat = float(flat)
+        return flat, p_flat, gain
+
+    def _width(self, i: int, name: str) -> float:  # the decades series `name`'s line spans at checkpoint i
+        return float(self.x[i] - self.x[self.spans[name].start[i]])
+
+    def _span_words(self, i: int, name: str, threshold: str, line: str = "test accuracy's line") -> tuple[str, str]:
+        """accuracy_reading.span_words for series `name`'s line at checkpoint i."""
+        width = self._width(i, name) if self.spans[name].count[i] >= MIN_TREND_POINTS else 0.0
+        return span_words(width, getattr(self.th, threshold), threshold, line)
