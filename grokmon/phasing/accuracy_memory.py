@@ -177,13 +177,17 @@ class AccuracyMemory:
         """Fitted, train accuracy within `plateau_gain` of 1 and test accuracy within `plateau_gain` of it at every
         checkpoint from the newest one `saturated_decades` or more back (the span held, at two checkpoints at least):
         nothing is left to gain."""
-        start = min(self.saturation_start[i], i - 1)
-        return self.fitted and start >= 0 and self.last_short[i] < start
+        return self.fitted and self._held_saturated(i, self.last_short)
 
     def _robust_saturated(self, i: int) -> bool:
         """Robust accuracy within `plateau_gain` of 1 at every checkpoint of the saturated span (`_saturated`)."""
+        return self._held_saturated(i, self.last_robust_short)
+
+    def _held_saturated(self, i: int, last_short: list[int]) -> bool:
+        """No checkpoint short of saturation (`last_short`: the newest one so far) from the newest checkpoint
+        `saturated_decades` or more back to i (at two checkpoints at least)."""
         start = min(self.saturation_start[i], i - 1)
-        return start >= 0 and self.last_robust_short[i] < start
+        return start >= 0 and last_short[i] < start
 
     def _seen_change(self, i: int, name: str) -> float:
         """How much series `name` changed from the first checkpoint of its span to checkpoint i. A reason cites it

@@ -46,25 +46,7 @@ class AccuracyJudge(AccuracyMemory):
             return self._unfitted(i)
         if self.generalised is None:
             return self._unconfirmed_drop(i, self._memorised(i))
-        reading = self._generalised(i)
-        if reading.phase == "robustness_plateau" and reading.strength > 0:  # settled (a fall it holds over has none)
-            reading = self._settled_below_early_best(i) or reading
-        return self._unconfirmed_drop(i, reading)
-
-    def _settled_below_early_best(self, i: int) -> Reading | None:
-        """Learned as the train set was fitted, and settled (a plateau) `collapse_drop` or more below its best test
-        accuracy before the fit, significantly (as in `_lost`): lost as it fitted the rest (label noise memorised).
-        Only a plateau decides: a dip while fitting that recovers is no loss."""
-        if self.early is None or self.early[0] is None:
-            return None
-        best, peak, windows = self.early
-        drop = self._beyond_noise(i, "test", peak, windows)
-        if drop is None or drop < self.th.collapse_drop:
-            return None
-        note = (f"test accuracy flat at {self.te[i]:.3f} (train {self.tr[i]:.3f}), below {self.te[best]:.3f} at step "
-                f"{int(self.steps[best])}, before the train set was fitted: what the run learned first was lost as it "
-                "fitted the rest of its train set (noisy labels memorised, if it has them)")
-        return Reading("collapse", min(1.0, drop / (2 * self.th.collapse_drop)), note, best)
+        return self._unconfirmed_drop(i, self._generalised(i))
 
     def _unconfirmed_drop(self, i: int, reading: Reading) -> Reading:
         """The newest checkpoint alone `collapse_drop` below the peak, and significantly: test accuracy once the run
@@ -211,21 +193,32 @@ class AccuracyJudge(AccuracyMemory):
             # at its ceiling, or falling: no robustness left to gain by training on (the strength is test accuracy's)
             change = (f"; {change}, within {th.plateau_gain:g} of 1 over the last {th.saturated_decades:g} decades: "
                       "nothing left to gain" if rising else f"; {change}: no robustness to gain by training on")
-        return self._best_before_fit(i, Reading("robustness_plateau", flat[1], note + change + stretch, self.best,
-                                                wants=wants, stretched=stretched))
+        return self._below_early_best(i, Reading("robustness_plateau", flat[1], note + change + stretch, self.best,
+                                                 wants=wants, stretched=stretched))
 
-    def _best_before_fit(self, i: int, reading: Reading) -> Reading:
-        """A plateau of a run that learned as the train set was fitted, significantly below its best before the fit
-        (`_beyond_noise`; by `collapse_drop` or more it is a collapse: `_settled_below_early_best`): that earlier
-        checkpoint is the best step (a digits MLP on 15% noisy labels: 0.908 at step 100, settled at 0.863)."""
-        if self.early is None or self.early[0] is None or self.early[1] <= self.best_level:
+    def _below_early_best(self, i: int, reading: Reading) -> Reading:
+        """A plateau of a run that learned as the train set was fitted, settled below its best test accuracy before
+        the fit, significantly (`_beyond_noise`, as in `_lost`). By `collapse_drop` or more (and a plateau with a
+        strength: a fall it holds over has none) what it learned first was lost as it fitted the rest (label noise
+        memorised): a collapse, rolled back to that best. By less, a stop whose best step is that earlier checkpoint
+        (a digits MLP on 15% noisy labels: 0.908 at step 100, settled at 0.863). Only a plateau decides: a dip while
+        fitting that recovers is no loss."""
+        if self.early is None or self.early[0] is None:
             return reading
         best, peak, windows = self.early
         drop = self._beyond_noise(i, "test", peak, windows)
         if drop is None:
             return reading
+        th = self.th
+        if drop >= th.collapse_drop and reading.strength > 0:
+            note = (f"test accuracy flat at {self.te[i]:.3f} (train {self.tr[i]:.3f}), below {self.te[best]:.3f} at "
+                    f"step {int(self.steps[best])}, before the train set was fitted: what the run learned first was "
+                    "lost as it fitted the rest of its train set (noisy labels memorised, if it has them)")
+            return Reading("collapse", min(1.0, drop / (2 * th.collapse_drop)), note, best)
+        if peak <= self.best_level:
+            return reading
         level = float(self.levels["test"].level[i])
         note = (f"{reading.note}; the best step is {int(self.steps[best])}, before the train set was fitted: the level "
                 f"held since, {level:.3f}, is {peak - level:.3f} below the best before it, {peak:.3f} (a median of "
-                f"three), beyond the noise but short of a collapse ({self.th.collapse_drop:g}, collapse_drop)")
+                f"three), beyond the noise but short of a collapse ({th.collapse_drop:g}, collapse_drop)")
         return dataclasses.replace(reading, note=note, best=best)
