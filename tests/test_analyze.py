@@ -445,3 +445,24 @@ def test_labels_on_the_train_split_only_are_noted_and_named_when_accuracy_mode_i
     geometry = runner.invoke(app, ["analyze", str(run), "--quiet", "--points", "4", "--metrics", "lc", "-o",
                                    str(run / "lc.parquet")])
     assert geometry.exit_code == 0 and "accuracy is measured" not in geometry.stdout + geometry.stderr
+
+
+@pytest.mark.parametrize("radius, said", [(None, None), ("150%", None), ("500%", "reaches far past the probe points"),
+                                          ("0.05%", "holds almost no neuron's boundary"),
+                                          ("ten medians", "reaches far past the probe points")])
+def test_an_lc_radius_far_from_the_probe_points_scale_is_noted(make_run, radius, said):
+    """The note compares the radius, absolute or a percentage, with the median norm of the train probes; the
+    default and radii up to twice that norm are not noted."""
+    from safetensors.torch import load_file
+
+    run = make_run("pt", steps=(0, 5))
+    median = load_file(str(run / "probes.safetensors"))["x_train"].flatten(1).norm(dim=1).median().item()
+    args = [] if radius is None else ["--lc-radius", f"{10 * median:.6g}" if radius == "ten medians" else radius]
+    result = runner.invoke(app, ["analyze", str(run), "--quiet", "--points", "4", "--metrics", "lc", *args])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if "lc_radius" in line]
+    if said is None:
+        assert not notes, notes
+    else:
+        [line] = notes
+        assert line.startswith("grokmon: note: lc_radius ") and said in line and "median train-probe norm" in line

@@ -202,6 +202,34 @@ def resolve_radius(value: str | float, scale: float, name: str = "lc_radius") ->
     return round(number / 100 * scale, 12) if match.group(2) else number
 
 
+# An LC radius outside this share of the median train-probe norm measures little about the data: above it nearly
+# every neuron's boundary crosses the neighbourhood and LC saturates (the sample run: 123 of its 128 neurons at
+# 28 times; at 75-100 % its first layer already saturates, README); below it almost none does, and LC is 0 or near
+# it at every checkpoint (the sample run: 0.28 on train at 0.00007 times)
+LC_RADIUS_SENSIBLE = (0.001, 2.0)
+
+
+def lc_radius_note(value: str | float, median_norm: float) -> str | None:
+    """A line for analyze's notes where the LC radius resolves outside LC_RADIUS_SENSIBLE of the median train
+    norm (None inside it, or with no norm to compare against).
+
+    >>> lc_radius_note("50%", 1.4) is None
+    True
+    >>> lc_radius_note("40", 1.4)[:55]
+    'lc_radius 40 is 28.57 times the median train-probe norm'
+    """
+    if not median_norm > 0:
+        return None
+    share = resolve_radius(value, median_norm) / median_norm
+    low, high = LC_RADIUS_SENSIBLE
+    if low <= share <= high:
+        return None
+    where = ("reaches far past the probe points: nearly every neuron's boundary crosses it, and LC saturates"
+             if share > high else "holds almost no neuron's boundary: LC is then 0 or near it at every checkpoint")
+    return (f"lc_radius {value} is {share:.4g} times the median train-probe norm {median_norm:.4g}, and a "
+            f"neighbourhood that size {where}; the default is {DEFAULT_LC_RADIUS} of that norm")
+
+
 def resolve_config(ckpt_dir: Path, **options) -> AnalyzeConfig:
     """Merge options (None = not given) over the manifest over the defaults, checking each value."""
     manifest = read_manifest(ckpt_dir)

@@ -10,7 +10,7 @@ import torch
 from ..columns import DATA_FREE_GROUPS
 from ..errors import ConfigError
 from .checkpoints import Checkpoint, FoundCheckpoints, check_directory, find_checkpoints
-from .config import AnalyzeConfig, check_values, resolve_config
+from .config import AnalyzeConfig, check_values, lc_radius_note, resolve_config
 from .probes import DEFAULT_PROBE_NAMES, ProbeSet, default_probe_file, label_notes, load_probes
 
 
@@ -30,8 +30,19 @@ class RunInputs:
 
     def notes(self) -> tuple[str, ...]:
         """What analyze says about these inputs before measuring: discovery's notes (checkpoints still being
-        written, steps saved twice) and labels on one split only (`probes.label_notes`)."""
-        return (*self.found.messages(), *label_notes(self.probes, self.config.metrics))
+        written, steps saved twice), labels on one split only (`probes.label_notes`) and an LC radius far from the
+        probe points' scale (`config.lc_radius_note`; a token model's points are its embedding's outputs, whose
+        scale is known only at the weights, so its radius is not judged here)."""
+        return (*self.found.messages(), *label_notes(self.probes, self.config.metrics), *self._radius_notes())
+
+    def _radius_notes(self) -> list[str]:
+        if self.probes is None or "lc" not in self.config.metrics:
+            return []
+        train = next((s for s in self.probes.splits if s.name == "train"), None)
+        if train is None or not train.x.is_floating_point():
+            return []
+        note = lc_radius_note(self.config.lc_radius, self.probes.train_median_norm)
+        return [] if note is None else [note]
 
 
 def resolve_device(name: str) -> torch.device:
