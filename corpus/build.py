@@ -4,6 +4,7 @@
     nice -n 10 python -m corpus.build --run cnn/c16-wd0 --force
     nice -n 10 python -m corpus.build --sample        # re-analyse sample_checkpoints/ into its fixture
     nice -n 10 python -m corpus.build --validation    # the runs kept out of fitting (corpus/validation.py)
+    nice -n 10 python -m corpus.build --trials        # regression runs of new users' kinds (corpus/trials.py)
 
 The sample run's results (sample_checkpoints/, analysed with the defaults: 512 points) are stored as
 tests/fixtures/sample.parquet; its truth curve is sample_checkpoints/training_curve.csv.
@@ -27,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from . import collapse, validation
+from . import collapse, trials, validation
 from .common import analyse_and_store, describe, slim, train
 from .families import FAMILIES
-from .load import FIXTURES, SAMPLE_FIXTURE, VALIDATION
+from .load import FIXTURES, SAMPLE_FIXTURE, TRIALS, VALIDATION
 
 
 def makers(plain: dict, collapsing: dict, overrides: dict | None = None) -> dict[str, tuple[str, str, callable]]:
@@ -89,13 +90,18 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="rebuild runs already stored")
     parser.add_argument("--sample", action="store_true", help="only re-analyse the sample run into its fixture")
     parser.add_argument("--validation", action="store_true", help="the validation runs instead of the corpus")
+    parser.add_argument("--trials", action="store_true", help="the regression runs (corpus/trials.py) instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.sample:
         build_sample()
         return
-    todo, folder = ((makers(validation.PLAIN, validation.COLLAPSE, validation.OVERRIDES), VALIDATION) if args.validation
-                    else (runs(), FIXTURES))
+    if args.validation:
+        todo, folder = makers(validation.PLAIN, validation.COLLAPSE, validation.OVERRIDES), VALIDATION
+    elif args.trials:
+        todo, folder = makers(trials.PLAIN, {}, trials.OVERRIDES), TRIALS
+    else:
+        todo, folder = runs(), FIXTURES
     unknown = set(args.run or ()) - set(todo)
     if unknown:
         raise SystemExit(f"unknown run(s) {', '.join(sorted(unknown))}; known: {', '.join(todo)}")

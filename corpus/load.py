@@ -15,6 +15,7 @@ from . import truth
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "corpus"
 VALIDATION = ROOT / "tests" / "fixtures" / "validation"  # runs kept out of fitting (corpus/validation.py)
+TRIALS = ROOT / "tests" / "fixtures" / "trials"  # regression runs of new users' kinds (corpus/trials.py)
 SAMPLE_FIXTURE = ROOT / "tests" / "fixtures" / "sample.parquet"
 SAMPLE_CURVE = ROOT / "sample_checkpoints" / "training_curve.csv"
 

@@ -5,6 +5,7 @@ beyond the noise, whether nothing is left to gain."""
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
@@ -21,6 +22,7 @@ class AccuracyMemory:
         self.steps, self.th = steps, th
         self.tr, self.te = train.value.tolist(), test.value.tolist()
         self.tr_noise, self.te_noise = train.sigma.tolist(), test.sigma.tolist()
+        self.tr_se, self.te_se = train.se.tolist(), test.se.tolist()  # over probe points: how well each is measured
         self.present = (train.present & test.present).tolist()
         self.robust = robust
         # robust trends: one checkpoint that spikes away and back does not tilt them
@@ -64,6 +66,10 @@ class AccuracyMemory:
         self.previous: str | None = None   # the phase read at the checkpoint before
         self.standing: tuple[int, Reading] | None = None  # the newest reading not withheld as a spike (_unconfirmed_drop) ...
         self.withheld = False                 # ... and whether the newest one was
+        # per seen checkpoint, of test and robust accuracy since the fit: the best median of three so far, the newest
+        # checkpoint of its window and how many medians it is the best of (_back_at_best)
+        self.held: dict[str, list[tuple[float, int, int]]] = {"test": [], "robust": []}
+        self.robust_since: list[float] = []
         if before is not None:  # the run before the table's first checkpoint started from these accuracies
             self.train_low, self.test_low = before
             self.start_level = self.test_low
@@ -109,11 +115,54 @@ class AccuracyMemory:
             self.best, self.best_level, self.best_train = target, level, train
         elif level >= self.best_level - self._noise(i) and train >= self.best_train - math.sqrt(2.0) * self.tr_noise[i]:
             self.best = target  # ... or of a later three as good within the noise, on train accuracy too (not damaged)
+        self._hold(i)
         if self.generalised is None and self.fitted:
             self.generalised = self._risen(i)
         if self.generalised is not None:
             self.peak = max(self.peak, median3(self.test_since or self.test_before))
             self.peak_windows += 1
+
+    def _hold(self, i: int) -> None:
+        """Extend `held` by checkpoint i (the newest seen)."""
+        for name, pool, present in (("test", self.test_since, self.fitted),
+                                    ("robust", self.robust_since, self.fitted and self.robust is not None
+                                     and bool(self.robust.present[i]))):
+            held = self.held[name]
+            best = held[-1] if held else (-math.inf, -1, 0)
+            if present:
+                if name == "robust":
+                    pool.append(float(self.robust.value[i]))
+                level = median3(pool)
+                best = (level, i, best[2] + 1) if level > best[0] else (best[0], best[1], best[2] + 1)
+            held.append(best)
+
+    def _back_at_best(self, i: int, name: str) -> tuple[float, float, int, float] | None:
+        """Where series `name` ("test", "test partial", "robust") rose over its span only back to a level it held
+        before: its line's level at i within `plateau_gain` of the best median of three since the fit at or before
+        the span's first checkpoint, and that best above where the span starts. A line from a dip at the span's start
+        rises, but a run whose best has not improved over the span has no gain to train for (patience, on the
+        log-step axis). The best is discounted by the expected excess of the highest of m noisy medians (as in
+        `_beyond_noise`). (probability that the gain past the best is within `plateau_gain`, that gain, the best's
+        checkpoint, the best), or None."""
+        key = "robust" if name == "robust" else "test"
+        line = self.spans[name]
+        start = int(line.start[i])
+        pos = bisect.bisect_right(self.seen, start) - 1
+        if pos < 0:
+            return None
+        best, at, windows = self.held[key][pos]
+        values = self.robust.value if key == "robust" else self.te
+        noise = float(self.robust.sigma[i]) if key == "robust" else self.te_noise[i]
+        if not math.isfinite(best) or best <= float(values[start]):
+            return None
+        excess = noise * math.sqrt(2.0 * math.log(max(windows / 3.0, 1.0)) / 3.0)
+        gain = float(line.level[i]) - (best - excess)
+        pg = self.th.plateau_gain
+        if abs(gain) >= pg:
+            return None
+        spread = math.sqrt(float(line.level_se[i]) ** 2 + noise ** 2 / 3.0)
+        p_flat = normal_cdf((pg - gain) / spread) - normal_cdf((-pg - gain) / spread) if spread > 0 else 1.0
+        return p_flat, gain, at, best
 
     def _fits(self, i: int) -> bool:
         """The train set is fitted at checkpoint i: the median of the last three train accuracies is at
@@ -172,6 +221,26 @@ class AccuracyMemory:
         excess = noise * math.sqrt(2.0 * math.log(max(windows / 3.0, 1.0)) / 3.0)
         drop = peak - float(line.level[i]) - excess
         return drop if drop >= self.th.slope_sigma * spread else None
+
+    def _dip(self, i: int) -> tuple[tuple[float, float], tuple[float, float], float] | None:
+        """Whether the model at checkpoint i is in a dip: test accuracy `plateau_gain` or more below the median of the
+        three checkpoints before, and train and test accuracy together below theirs by `slope_sigma` standard errors
+        over probe points (how well each checkpoint's own accuracy is measured: the question is whether this model
+        is worse, not whether the run's scatter could explain it; the two splits' probes are independent, so their
+        z-scores add as z_train + z_test over sqrt 2). ((train, train before), (test, test before), z), else None."""
+        before = self.seen[-4:-1]
+        if len(before) < 3:
+            return None
+        out, zs = [], []
+        for values, se, noise in ((self.tr, self.tr_se, self.tr_noise), (self.te, self.te_se, self.te_noise)):
+            ref = sorted(before, key=lambda j: values[j])[1]
+            spread = math.hypot(se[i] or noise[i], se[ref] or noise[ref])
+            out.append((values[i], values[ref]))
+            zs.append((values[ref] - values[i]) / spread)
+        z = (zs[0] + zs[1]) / math.sqrt(2.0)
+        if out[1][1] - out[1][0] < self.th.plateau_gain or z < self.th.slope_sigma:
+            return None
+        return out[0], out[1], z
 
     def _saturated(self, i: int) -> bool:
         """Fitted, train accuracy within `plateau_gain` of 1 and test accuracy within `plateau_gain` of it at every

@@ -43,10 +43,65 @@ class AccuracyJudge(AccuracyMemory):
             if reading is not None:
                 return reading
         if not self.fitted:
-            return self._unfitted(i)
+            return self._no_stop_in_dip(i, self._unfitted(i))
         if self.generalised is None:
             return self._unconfirmed_drop(i, self._memorised(i))
-        return self._unconfirmed_drop(i, self._generalised(i))
+        return self._no_stop_in_dip(i, self._unconfirmed_drop(i, self._generalised(i)))
+
+    def _no_stop_in_dip(self, i: int, reading: Reading) -> Reading:
+        """A plateau read at a checkpoint whose own model is in a dip (`_dip`): a stop there would keep a worse model
+        than the run has had, and only the next checkpoint tells a dip that recovers from a fall. The plateau stands
+        with no strength (`inconclusive`), its reason after the dip's."""
+        if reading.phase != "robustness_plateau" or reading.strength <= 0:
+            return reading
+        dip = self._dip(i)
+        if dip is None:
+            return reading
+        (train, train_before), (test, test_before), z = dip
+        note = (f"test accuracy {test:.3f} and train {train:.3f} at step {int(self.steps[i])} are below {test_before:.3f} "
+                f"and {train_before:.3f}, the medians of the three checkpoints before ({z:.1f} probe standard errors, "
+                "both splits together): this checkpoint is in a dip, which the next one tells from a fall; a stop on it "
+                f"would keep a worse model than the run has had. Until then: {reading.note}")
+        self.withheld = True
+        return Reading(reading.phase, 0.0, note, reading.best, wants="checkpoints")
+
+    def _recovered(self, i: int, name: str, flat, span: str):
+        """A line of series `name` that rose over its span only back to the best level held before it
+        (`_back_at_best`) is flat for the plateau rules: (the flatness to judge by, the clause a reason adds, ""
+        where it is the line's own). A line that falls is left to the rules for falls: a dip late in the span that
+        recovered cannot be told from a fall that goes on by its newest checkpoints alone."""
+        if flat is None or flat[0] or flat[2] <= 0:
+            return flat, ""
+        back = self._back_at_best(i, name)
+        if back is None:
+            return flat, ""
+        p_flat, gain, at, best = back
+        values = self.robust.value if name == "robust" else self.te
+        first = int(self.spans[name].start[i])
+        clause = (f", back at the best it held before the last {span} ({best:.3f}, the median of the three "
+                  f"checkpoints to step {int(self.steps[at])}; {gain:+.3f} from it at its trend line's end, within "
+                  f"{self.th.plateau_gain:g}): "
+                  f"its line rose {flat[2]:+.3f} from {values[first]:.3f} at step {int(self.steps[first])} only by "
+                  "recovering from a dip")
+        return (True, p_flat, gain), clause
+
+    def _change_words(self, i: int, name: str, line: float, span: str, collapse_yet: bool = False) -> str:
+        """How a reason says that series `name` is not flat: "rising" or "falling" where its change as seen, from
+        the span's first checkpoint to i, goes the trend line's way by `plateau_gain` or more, else "rising (falling)
+        on its trend line" (a line tilted by a dip at one end while the checkpoints at its ends are level); both
+        changes cited. `collapse_yet`: a fall that is not yet a collapse says so."""
+        seen, pg = self._seen_change(i, name), self.th.plateau_gain
+        first = int(self.spans[name].start[i])
+        values = self.robust.value if name == "robust" else self._series(name.split()[0])[0]
+        label = "robust accuracy" if name == "robust" else "test accuracy"
+        word = "rising" if line > 0 else "falling"
+        word = ("still " if name == "robust" and line > 0 else "") + word
+        since = f"{seen:+.3f} since step {int(self.steps[first])} ({values[first]:.3f})"
+        if seen >= pg if line > 0 else seen <= -pg:
+            head = f"{label} {values[i]:.3f} {word}{' (not yet a collapse)' if collapse_yet else ''}"
+            return f"{head}, {since}, trend line {line:+.3f} over the last {span}"
+        head = f"{label} {values[i]:.3f} {word} on its trend line{' (not yet a collapse)' if collapse_yet else ''}"
+        return f"{head} ({line:+.3f} over the last {span}), {since}"
 
     def _unconfirmed_drop(self, i: int, reading: Reading) -> Reading:
         """The newest checkpoint alone `collapse_drop` below the peak, and significantly: test accuracy once the run
@@ -155,15 +210,13 @@ class AccuracyJudge(AccuracyMemory):
             flat, stretch = (True, 1.0, 0.0), ""
             span = f"{th.saturated_decades:g} decades, within {th.plateau_gain:g} of train"
         wants, stretched = ("denser saves" if stretch else None), bool(stretch)
+        flat, back = self._recovered(i, name, flat, span)
         if flat is None or not flat[0]:
             if flat is None:
                 return Reading("generalisation", 0.5, f"test accuracy {te:.3f} with train at {tr:.3f}; the run is "
                                f"shorter than {span} so far", self.best)
-            seen = self._seen_change(i, name)
-            falling = seen < 0 and flat[2] < 0
-            moving = "falling (not yet a collapse)" if falling else "moving" if seen * flat[2] <= 0 else "rising"
-            note = (f"test accuracy {te:.3f} {moving}, {seen:+.3f} over the last {span} (trend line {flat[2]:+.3f}), "
-                    f"with train at {tr:.3f}")
+            falling = flat[2] < 0  # a line that fell more than plateau_gain: no gain to train for
+            note = f"{self._change_words(i, name, flat[2], span, falling)}, with train at {tr:.3f}"
             if falling:  # keep-training rests on a gain still to come; a fall is evidence against it
                 note += ": no gain to train for, and no loss that has held long enough to roll back yet"
             # a fall from a plateau leaves it a plateau until it tells a spike from a collapse (no strength either way)
@@ -173,19 +226,18 @@ class AccuracyJudge(AccuracyMemory):
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
         since = (", learned as the train set was fitted (no memorisation stage)" if self.generalised_at_fit
                  else f", up from {self.floor:.3f}")
-        note = f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}"
+        note = (f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}" if not back
+                else f"test accuracy {te:.3f} (train {tr:.3f}){since}{back}")
         robust_span, robust_stretch = (self._span_words(i, "robust", "plateau_decades", "robust accuracy's line")
                                        if robust is not None else ("", ""))
         stretch += robust_stretch
         wants = "denser saves" if stretch else None
         change = ""
+        robust, robust_back = self._recovered(i, "robust", robust, robust_span) if robust else (robust, "")
+        change = f"; robust accuracy {self.robust.value[i]:.3f}{robust_back}" if robust_back else ""
         if robust is not None and not robust[0]:
-            seen = self._seen_change(i, "robust")
             rising = robust[2] > 0
-            agrees = seen > 0 if rising else seen < 0  # the change as seen goes the trend line's way
-            word = ("rising" if rising else "falling") + ("" if agrees else " on its trend line")
-            change = (f"robust accuracy {self.robust.value[i]:.3f} {'still ' if rising else ''}{word} ({seen:+.3f} "
-                      f"over the last {robust_span}, trend line {robust[2]:+.3f})")
+            change = self._change_words(i, "robust", robust[2], robust_span)
             if rising and not self._robust_saturated(i):
                 return Reading("generalisation", max(0.5, 1.0 - robust[1]),
                                f"delayed robustness: {change} while test accuracy settled at {te:.3f}{stretch}",
