@@ -95,3 +95,23 @@ def test_every_reasons_rising_or_falling_agrees_with_the_numbers_it_cites():
                 else:
                     assert sign * float(seen) >= gain and sign * float(line) > 0, (run.name, v.step, m.group(0))
     assert found > 100  # the pattern matches the reasons it checks
+
+
+def _memorising(last_step: int) -> pd.DataFrame:
+    """Fitted at step 100, test accuracy flat at 0.02 (a modular task memorised without weight decay)."""
+    steps = np.unique(np.round(np.geomspace(1, last_step, 60)).astype(int))
+    rng = np.random.default_rng(0)
+    return pd.DataFrame([{"step": int(s), "split": split, "status": "ok", "accuracy": a, "accuracy_se": 0.01}
+                         for s in [0, *steps] for split, a in
+                         (("train", min(1.0, 0.05 + s / 100.0)), ("test", 0.02 + 0.005 * rng.standard_normal()))])
+
+
+def test_a_memorisation_longer_than_the_corpus_grokking_delays_says_so():
+    long = classify(_memorising(60_000), mode="accuracy").history[-1]
+    assert (long.phase, long.advice) == ("memorisation", "keep-training")
+    assert "memorising for 2.7 decades of steps, since the fit at step 106" in long.reason, long.reason
+    assert "may never generalise" in long.reason
+    short = classify(_memorising(8_000), mode="accuracy").history[-1]
+    assert short.phase == "memorisation" and "memorising for" not in short.reason
+    later = PhaseThresholds(memorisation_decades=3.0)
+    assert "memorising for" not in classify(_memorising(60_000), later, mode="accuracy").history[-1].reason

@@ -196,7 +196,6 @@ def test_hyperparameters_holding_objects_are_read_without_their_code(lightning_r
 
 def test_a_resumed_run_is_one_run_and_a_step_saved_twice_is_the_newer_save(lightning_runs):
     _, resumed, _, plain = lightning_runs
-    logs = resumed / "lightning_logs"
     result = CliRunner().invoke(app, ["analyze", str(resumed), *CLI_FAST])
     assert result.exit_code == 0, result.output
     assert result.stderr.strip() == (

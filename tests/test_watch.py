@@ -9,7 +9,7 @@ import pytest
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from conftest import train_states, write_probes, write_run
+from conftest import train_states, write_probes
 from grokmon import phases, watch
 from grokmon.cli import app
 from grokmon.cli.app import ADVICE_EXIT_CODES

@@ -48,7 +48,7 @@ class AccuracyMemory:
         self.saturation_start = (np.searchsorted(x, x - th.saturated_decades, side="right") - 1).tolist()
         self.seen: list[int] = []          # checkpoints with both accuracies
         self.train_seen: list[float] = []
-        self.fitted = False
+        self.fitted, self.fitted_at = False, -1
         self.test_before: list[float] = []  # test accuracy before the fit, and since
         self.test_low = math.inf            # the lowest of test_before (kept, not searched at every checkpoint)
         self.test_since: list[float] = []
@@ -84,7 +84,7 @@ class AccuracyMemory:
         self.train_low = min(self.train_low, tr)
         self.train_seen.append(tr)
         if not self.fitted and self._fits(i):
-            self.fitted = True
+            self.fitted, self.fitted_at = True, i
             self.generalised = self._ordinary(i)
             # a sparse save before the fit (dated by a median of three) showing it fitted, test far below: memorised
             gain = te - self.fitted_short

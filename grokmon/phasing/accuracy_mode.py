@@ -194,8 +194,14 @@ class AccuracyJudge(AccuracyMemory):
         if z >= th.slope_sigma and gain >= th.onset_gain:
             return Reading("generalisation", strength_of(z, th.slope_sigma),
                            f"test accuracy {te:.3f}, up from its memorisation level {level}", self.best)
-        return Reading("memorisation", 1.0 - strength_of(max(z, 0.0), th.slope_sigma) / 2,
-                       f"train accuracy {tr:.3f}, test accuracy {te:.3f} at its memorisation level {level}", self.best)
+        note = f"train accuracy {tr:.3f}, test accuracy {te:.3f} at its memorisation level {level}"
+        decades = float(self.x[i] - self.x[self.fitted_at])
+        if decades > th.memorisation_decades:
+            note += (f"; memorising for {decades:.1f} decades of steps, since the fit at step "
+                     f"{int(self.steps[self.fitted_at])}: longer than memorisation_decades ({th.memorisation_decades:g}, "
+                     "past the corpus's longest grokking delay); grokking can come later still, but a run without weight "
+                     "decay may never generalise, and the accuracies cannot tell which")
+        return Reading("memorisation", 1.0 - strength_of(max(z, 0.0), th.slope_sigma) / 2, note, self.best)
 
     def _generalised(self, i: int) -> Reading:
         """Generalised: a plateau once test accuracy (and robust accuracy, where measured) stayed flat over

@@ -63,6 +63,9 @@ class PhaseThresholds:
       plateau must hold this long.
     - `saturated_decades` (0.1): train accuracy within `plateau_gain` of 1 and test accuracy within
       `plateau_gain` of it for this many decades (nothing left to gain) is a plateau after this shorter span.
+    - `memorisation_decades` (2.0): memorising for longer than this many decades of steps, past the longest grokking
+      delay of the corpus (2.04 decades, p37-wd1-s1), the reason says so: `keep-training` stays the advice, but a
+      run without weight decay may never generalise, and the accuracies cannot tell.
     - `unfitted_decades` (1.0): train accuracy that rose, stopped short of `fitted_accuracy` and stayed flat for
       this many decades, with test accuracy risen with it and flat too, has settled without fitting (an early
       stall of training is shorter).
@@ -103,6 +106,7 @@ class PhaseThresholds:
     partial_decades: float = 0.6
     saturated_decades: float = 0.1
     unfitted_decades: float = 1.0
+    memorisation_decades: float = 2.0
     geometry_weight: float = 0.2
     min_groups: int = 2
     max_dissent: int = 0
@@ -146,7 +150,7 @@ _RANGES = {  # (lowest, highest, lowest excluded) of each threshold
     "min_phase_checkpoints": (1, math.inf, False), "fitted_accuracy": _FRACTION, "generalised_ratio": _FRACTION,
     "onset_gain": _SHARE, "min_gain": _SHARE, "early_generalised": _FRACTION, "collapse_drop": _FRACTION,
     "collapse_checkpoints": (1, math.inf, False), "plateau_decades": _POSITIVE, "plateau_gain": _SHARE,
-    "partial_decades": _POSITIVE, "saturated_decades": _POSITIVE, "unfitted_decades": _POSITIVE,
+    "partial_decades": _POSITIVE, "saturated_decades": _POSITIVE, "unfitted_decades": _POSITIVE, "memorisation_decades": _POSITIVE,
     "geometry_weight": _SHARE, "min_groups": (1, 4, False), "max_dissent": (0, math.inf, False),
     "min_seen_share": (0.0, 1.0, False),
 }
