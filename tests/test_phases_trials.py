@@ -5,6 +5,7 @@ no rise to train for, and a reason's "rising" or "falling" agrees with the numbe
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -95,6 +96,30 @@ def test_every_reasons_rising_or_falling_agrees_with_the_numbers_it_cites():
                 else:
                     assert sign * float(seen) >= gain and sign * float(line) > 0, (run.name, v.step, m.group(0))
     assert found > 100  # the pattern matches the reasons it checks
+
+
+DOUBT = re.compile(r"\((?:its|train accuracy's|test accuracy's) trend line ([+-]\d\.\d{3}) ± (\d\.\d{3}) over [^,]*, [^:]*: within ±([\d.]+) "
+                   r"with probability (\d\.\d{2})\)")
+
+
+def test_a_plateau_held_with_little_confidence_says_why_and_its_numbers_agree():
+    """A plateau whose flatness is in doubt (a new user's d20-bce run: "flat at 0.979" at confidence 0.43, with no
+    word on why) cites its trend line's change and standard error; the probability it states is the one those give
+    (within rounding), and the clause is there only where the confidence is short of act_confidence."""
+    th, found = PhaseThresholds(), 0
+    for run in _all_stored_runs():
+        for v in classify(run.table, mode="accuracy").history:
+            for m in DOUBT.finditer(v.reason):
+                found += 1
+                change, se, gain, stated = (float(g) for g in m.groups())
+                cdf = lambda z: 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))  # noqa: E731
+                worst = min(cdf((gain - c) / s) - cdf((-gain - c) / s)
+                            for c in (change - 5e-4, change + 5e-4) for s in (max(se - 5e-4, 1e-6), se + 5e-4))
+                best = max(cdf((gain - c) / s) - cdf((-gain - c) / s)
+                           for c in (change - 5e-4, change, change + 5e-4) for s in (max(se - 5e-4, 1e-6), se + 5e-4))
+                assert worst - 0.006 <= stated <= best + 0.006, (run.name, v.step, m.group(0))
+                assert v.confidence < th.act_confidence and v.advice != "stop", (run.name, v.step, m.group(0))
+    assert found > 10  # the pattern matches the clauses it checks
 
 
 def _memorising(last_step: int) -> pd.DataFrame:

@@ -85,6 +85,13 @@ class AccuracyJudge(AccuracyMemory):
                   "recovering from a dip")
         return (True, p_flat, gain), clause
 
+    def _flat_doubt(self, i: int, name: str, flat, line: str = "its trend line", span: str = "that span") -> str:
+        """The clause that says how sure it is that a line counted flat is flat: its change over the span and that
+        change's standard error, against `plateau_gain` (a reading's `doubt`)."""
+        se = float(self.spans[name].slope_se[i]) * self._width(i, name)
+        return (f" ({line} {flat[2]:+.3f} ± {se:.3f} over {span}, ± one standard error from the "
+                f"checkpoints' scatter: within ±{self.th.plateau_gain:g} with probability {flat[1]:.2f})")
+
     def _change_words(self, i: int, name: str, line: float, span: str, collapse_yet: bool = False) -> str:
         """How a reason says that series `name` is not flat: "rising" or "falling" where its change as seen, from
         the span's first checkpoint to i, goes the trend line's way by `plateau_gain` or more, else "rising (falling)
@@ -173,10 +180,14 @@ class AccuracyJudge(AccuracyMemory):
                 and learned >= th.slope_sigma * self._noise(i) and learned >= th.early_generalised * rise):
             train_flat, test_flat = self._flat(i, "train unfitted"), self._flat(i, "test unfitted")
             if train_flat and test_flat and train_flat[0] and test_flat[0]:
+                weaker = "train" if train_flat[1] <= test_flat[1] else "test"
+                doubt = self._flat_doubt(i, f"{weaker} unfitted", min(train_flat, test_flat, key=lambda f: f[1]),
+                                         f"{weaker} accuracy's trend line",
+                                         "the last " + self._span_words(i, f"{weaker} unfitted", "unfitted_decades")[0])
                 return Reading("robustness_plateau", min(train_flat[1], test_flat[1]),
                                f"train accuracy flat at {tr:.3f} (< {th.fitted_accuracy}) after rising from "
                                f"{self.train_low:.3f}, test accuracy flat at {te:.3f} after rising with it: settled "
-                               "without fitting", self.best)
+                               "without fitting", self.best, doubt=doubt)
         z = float(self.train_trend.z[i]) if self.train_trend.count[i] >= MIN_TREND_POINTS else 0.0
         climbing = "climbing" if z >= th.slope_sigma else "not climbing significantly"
         level = median3(self.train_seen)
@@ -234,6 +245,7 @@ class AccuracyJudge(AccuracyMemory):
                  else f", up from {self.floor:.3f}")
         note = (f"test accuracy flat at {te:.3f} (train {tr:.3f}) over the last {span}{since}" if not back
                 else f"test accuracy {te:.3f} (train {tr:.3f}){since}{back}")
+        doubt = self._flat_doubt(i, name, flat) if not back and not stretch and not self._saturated(i) else ""
         robust_span, robust_stretch = (self._span_words(i, "robust", "plateau_decades", "robust accuracy's line")
                                        if robust is not None else ("", ""))
         stretch += robust_stretch
@@ -252,7 +264,7 @@ class AccuracyJudge(AccuracyMemory):
             change = (f"; {change}, within {th.plateau_gain:g} of 1 over the last {th.saturated_decades:g} decades: "
                       "nothing left to gain" if rising else f"; {change}: no robustness to gain by training on")
         return self._below_early_best(i, Reading("robustness_plateau", flat[1], note + change + stretch, self.best,
-                                                 wants=wants, stretched=stretched))
+                                                 wants=wants, stretched=stretched, doubt=doubt))
 
     def _below_early_best(self, i: int, reading: Reading) -> Reading:
         """A plateau of a run that learned as the train set was fitted, settled below its best test accuracy before

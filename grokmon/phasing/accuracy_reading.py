@@ -16,7 +16,8 @@ class Reading:
     [0, 1] (calibrated later), a note citing it, the best checkpoint so far (roll-back target), whether the train
     set is fitted there (`AccuracyJudge._fits`), what the evidence lacks (types.WANTS; None: nothing the reading can
     name), and whether its strength is that of test accuracy's line stretched past its span (calibrated apart:
-    `calibration_key`)."""
+    `calibration_key`), and the clause its reason adds where the calibrated confidence falls short of
+    `act_confidence` (why the evidence is weak; "" where the note says it already)."""
 
     phase: str | None
     strength: float
@@ -25,6 +26,7 @@ class Reading:
     train_fitted: bool = False
     wants: str | None = None
     stretched: bool = False
+    doubt: str = ""
 
 
 STRETCHED = " (stretched line)"  # the suffix of the calibration maps of readings on a stretched line

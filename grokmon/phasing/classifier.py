@@ -94,6 +94,8 @@ def _accuracy_judged(table: RunTable, th, fitted: Fitted, geometry: list[Geometr
         advice = ADVICE_FOR_PHASE[r.phase]
         key = calibration_key(r)  # a model.json without the stretched-line maps: the phase's
         confidence, note = fitted.accuracy(key if key in fitted.accuracy.maps else r.phase, r.strength), r.note
+        if confidence < th.act_confidence:
+            note += r.doubt
         g = _geometry_judged(geometry[i], th) if geometry is not None else None
         # a geometry that reads `fitting` where the probes show the train set fitted is wrong on what they measure
         if (g is not None and g.withheld is None and g.advice not in ("inconclusive", advice)
