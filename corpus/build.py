@@ -99,7 +99,7 @@ def main() -> None:
     if args.validation:
         todo, folder = makers(validation.PLAIN, validation.COLLAPSE, validation.OVERRIDES), VALIDATION
     elif args.trials:
-        todo, folder = makers(trials.PLAIN, {}, trials.OVERRIDES), TRIALS
+        todo, folder = makers(trials.PLAIN, trials.COLLAPSE, trials.OVERRIDES), TRIALS
     else:
         todo, folder = runs(), FIXTURES
     unknown = set(args.run or ()) - set(todo)

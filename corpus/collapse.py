@@ -11,8 +11,10 @@ from .common import Task
 from .families import FAMILIES
 
 
-def label_noise(fraction: float, seed: int = 123):
-    """An event: replace `fraction` of the labels trained on by uniformly random ones (seeded)."""
+def label_noise(fraction: float, seed: int = 123, in_data: bool = False):
+    """An event: replace `fraction` of the labels trained on by uniformly random ones (seeded). `in_data`: the train
+    set's own labels, which its truth curve and probes then use too (a data set whose labels are noisy, as its user
+    has it; at step 0 the run trains on them from the start)."""
     def corrupt(task: Task) -> None:
         generator = torch.Generator().manual_seed(seed)
         n = len(task.train_labels)
@@ -20,7 +22,16 @@ def label_noise(fraction: float, seed: int = 123):
         classes = int(task.y_train.max()) + 1
         task.train_labels = task.train_labels.clone()
         task.train_labels[hit] = torch.randint(0, classes, (len(hit),), generator=generator)
+        if in_data:
+            task.y_train = task.train_labels.clone()
     return corrupt
+
+
+def clean_labels():
+    """An event: train on the clean labels again (a corrupted data pipeline fixed mid-run)."""
+    def restore(task: Task) -> None:
+        task.train_labels = task.y_train.clone()
+    return restore
 
 
 def lr_blowup(factor: float):

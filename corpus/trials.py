@@ -5,10 +5,15 @@ nor evaluated with the corpus. `python -m corpus.build --trials` trains and stor
 The `adam-...` and `sgd-lr0.5-...` runs are digits MLPs (corpus/mlp.py) trained with too high a learning rate for
 their batch: train and test accuracy drop by 0.03-0.1 together every few hundred steps and recover, the level
 they oscillate about flat from step ~500 on. Saved every 50 steps, as a training script does.
+
+The `COLLAPSE` runs: a digits MLP trained with Adam on a train set 30 % of whose labels are random, its probes
+too (test accuracy peaks before the train set is fitted and falls as the noise is memorised), and a digits MLP trained on half its
+labels random from step 1,500 and on clean ones again from step 4,000 (test accuracy falls, then climbs back).
 """
 
 from __future__ import annotations
 
+from . import collapse
 from .validation import fields_from_name
 
 # "family/run" -> the family's task arguments
@@ -19,4 +24,12 @@ PLAIN = {
     "mlp/adam-lr0.1-b64-s3-every50": dict(optimizer="adam", lr=0.1, batch=64, steps=2500, seed=3),
     "mlp/sgd-lr0.5-b32-s4-every50": dict(optimizer="sgd", lr=0.5, batch=32, steps=2500, seed=4),
 }
-OVERRIDES = {key: fields for key in PLAIN if (fields := fields_from_name(key))}
+# "family/run" -> (family, {step: event}, the family's task arguments), as corpus.collapse.RUNS
+COLLAPSE = {
+    "mlp/adam-w256-noisy-labels": ("mlp", {0: collapse.label_noise(0.3, seed=5, in_data=True)},
+                                   dict(width=256, optimizer="adam", lr=1e-3, steps=8000, seed=5)),
+    "mlp/sgd-m0.9-noise0.5-then-clean-every100": ("mlp", {1500: collapse.label_noise(0.5),
+                                                          4000: collapse.clean_labels()},
+                                                  dict(momentum=0.9, lr=0.02, steps=8000)),
+}
+OVERRIDES = {key: fields for key in (*PLAIN, *COLLAPSE) if (fields := fields_from_name(key))}

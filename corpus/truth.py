@@ -150,11 +150,16 @@ def ambiguous_end(train: np.ndarray, test: np.ndarray) -> bool:
 
 def never_loses(train: np.ndarray, test: np.ndarray) -> bool:
     """The run never loses test accuracy (more than NEVER_LOST below its best once generalised) nor a fitted
-    train set."""
+    train set. A run that generalised as it fitted (ordinary learning) counts its best before the fit too: test
+    accuracy that peaked at 0.947 while the train set's noisy labels were still being fitted, and settled at 0.76
+    once they were, was lost, though `phases` (collapse judged from the fit on) calls it a plateau."""
     train, test = np.asarray(train, float), np.asarray(test, float)
     general = generalised_flags(train, test)
     fitted = np.logical_or.accumulate(train >= FIT)
     best = np.maximum.accumulate(np.where(general, test, -np.inf))
+    at_fit = int(np.argmax(fitted)) if fitted.any() else None
+    if at_fit is not None and general[at_fit]:  # generalised as it fitted: its best before the fit counts
+        best = np.maximum(best, np.where(general, float(np.max(test[: at_fit + 1])), -np.inf))
     best_train = np.maximum.accumulate(np.where(fitted, train, -np.inf))
     lost_test = general & (test < best - NEVER_LOST)
     lost_train = fitted & (train < best_train - NEVER_LOST)

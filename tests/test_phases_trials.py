@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from corpus import checks
 from corpus.load import FIXTURES, TRIALS, VALIDATION, corpus_runs, sample_run
 from grokmon.phasing import PhaseThresholds, classify
 
@@ -134,9 +135,61 @@ def _memorising(last_step: int) -> pd.DataFrame:
 def test_a_memorisation_longer_than_the_corpus_grokking_delays_says_so():
     long = classify(_memorising(60_000), mode="accuracy").history[-1]
     assert (long.phase, long.advice) == ("memorisation", "keep-training")
-    assert "memorising for 2.7 decades of steps, since the fit at step 106" in long.reason, long.reason
-    assert "may never generalise" in long.reason
+    assert "memorising for 2.75 decades of steps, since the fit at step 106" in long.reason, long.reason
+    assert "may never generalise" in long.reason and "The confidence is that this is memorisation" in long.reason
     short = classify(_memorising(8_000), mode="accuracy").history[-1]
     assert short.phase == "memorisation" and "memorising for" not in short.reason
     later = PhaseThresholds(memorisation_decades=3.0)
     assert "memorising for" not in classify(_memorising(60_000), later, mode="accuracy").history[-1].reason
+
+
+def test_noisy_labels_from_the_start_warn_while_fitting_and_roll_back_to_the_best_before_the_fit(trials):
+    """A digits MLP on a train set 30 % of whose labels are random (its probes too): test accuracy peaks at 0.947
+    while the train set is still being fitted and settles at 0.76 once the noise is memorised. While fitting, the
+    reason warns of the loss where the whole test set shows one (a new user's such run read `fitting` with not a
+    word on test accuracy); once it settled, a roll-back to a checkpoint within 0.02 of the peak (before the fit,
+    the best is the highest median of three, not a later one within the noise: it named step 634, 0.925)."""
+    run = trials["adam-w256-noisy-labels"]
+    history = classify(run.table, mode="accuracy").history
+    warned = [i for i, v in enumerate(history) if "below its best so far" in v.reason]
+    assert len(warned) >= 3
+    for i in warned:
+        best = int(re.search(r"below its best so far, \d\.\d{3} \(a median of three\) at step (\d+)",
+                             history[i].reason).group(1))
+        peak = float(run.test[: i + 1].max())
+        assert run.test[i] <= peak - 0.1 and run.test[list(run.steps).index(best)] >= peak - 0.02, history[i].step
+    assert not [v.step for v in history if v.advice == "stop"]
+    first = next(i for i, v in enumerate(history) if v.advice == "roll-back")
+    assert {v.advice for v in history[first:]} <= {"roll-back", "inconclusive"}
+    report = classify(run.table, mode="accuracy")
+    assert report.advice == "roll-back" and not checks.best_step(run, report) and not checks.false_roll_backs(
+        run, report.history)
+
+
+def _collapse_then_climb() -> pd.DataFrame:
+    """Learned with the fit to 0.93, collapsed to 0.45 at step 1,500, climbing back from step 3,000."""
+    steps = np.unique(np.round(np.geomspace(1, 8000, 70)).astype(int))
+    rng = np.random.default_rng(1)
+
+    def test(s):
+        if s < 1500:
+            return 0.93 * min(1.0, s / 50)
+        return 0.45 if s < 3000 else 0.45 + 0.4 * np.log(s / 3000) / np.log(8000 / 3000)
+    return pd.DataFrame([{"step": int(s), "split": split, "status": "ok", "accuracy_se": 0.01,
+                          "accuracy": float(np.clip(a + 0.005 * rng.standard_normal(), 0, 1))}
+                         for s in [0, *steps] for split, a in (("train", min(1.0, 0.05 + s / 50)), ("test", test(s)))])
+
+
+def test_a_collapse_that_climbs_back_says_so_and_keeps_its_roll_back():
+    """A new user's a+b mod 23 after an Adam spike read "roll-back 1.00" at 0.52, 0.58, 0.66, 0.81 against 0.906
+    before it, with no word on the climb: the reason now cites it (the advice stays, the best step is still the
+    better model); a collapse that holds flat has no such clause."""
+    history = classify(_collapse_then_climb(), mode="accuracy").history
+    collapsed = [v for v in history if v.phase == "collapse"]
+    flat = [v for v in collapsed if v.step < 3000]
+    climbing = [v for v in collapsed if "climbing back" in v.reason]
+    assert flat and not any("climbing back" in v.reason for v in flat)
+    assert climbing and all(v.step > 3000 and v.advice == "roll-back" for v in climbing)
+    last = history[-1]
+    rise, since, low = re.search(r"climbing back: \+(\d\.\d{3}) since step (\d+) \((\d\.\d{3})\)", last.reason).groups()
+    assert float(rise) >= 0.3 and int(since) < 3000 and "until one does, step" in last.reason

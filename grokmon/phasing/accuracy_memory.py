@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .accuracy_reading import Reading, median3, span_words, window_target
+from .accuracy_reading import Reading, median3, window_target
 from .series import MIN_TREND_POINTS, Track, normal_cdf, trends
 
 
@@ -113,7 +113,8 @@ class AccuracyMemory:
         train = median3(self.train_seen)
         if self.best is None or level > self.best_level:  # the best three in a row ...
             self.best, self.best_level, self.best_train = target, level, train
-        elif level >= self.best_level - self._noise(i) and train >= self.best_train - math.sqrt(2.0) * self.tr_noise[i]:
+        elif (self.fitted and level >= self.best_level - self._noise(i)
+              and train >= self.best_train - math.sqrt(2.0) * self.tr_noise[i]):
             self.best = target  # ... or of a later three as good within the noise, on train accuracy too (not damaged)
         self._hold(i)
         if self.generalised is None and self.fitted:
@@ -258,12 +259,6 @@ class AccuracyMemory:
         start = min(self.saturation_start[i], i - 1)
         return start >= 0 and last_short[i] < start
 
-    def _seen_change(self, i: int, name: str) -> float:
-        """How much series `name` changed from the first checkpoint of its span to checkpoint i. A reason cites it
-        beside the trend line's change, which decides but can overshoot a step (+1.02 for a jump from 0 to 1)."""
-        values = self.robust.value if name == "robust" else self._series(name.split()[0])[0]
-        return float(values[i] - values[int(self.spans[name].start[i])])
-
     def _flat(self, i: int, name: str) -> tuple[bool, float, float] | None:
         """Whether series `name` gained or lost less than `plateau_gain` over its span (`plateau_decades`;
         "... unfitted": `unfitted_decades`; "test partial": `partial_decades`): (flat, probability that it is,
@@ -282,8 +277,3 @@ class AccuracyMemory:
 
     def _width(self, i: int, name: str) -> float:  # the decades series `name`'s line spans at checkpoint i
         return float(self.x[i] - self.x[self.spans[name].start[i]])
-
-    def _span_words(self, i: int, name: str, threshold: str, line: str = "test accuracy's line") -> tuple[str, str]:
-        """accuracy_reading.span_words for series `name`'s line at checkpoint i."""
-        width = self._width(i, name) if self.spans[name].count[i] >= MIN_TREND_POINTS else 0.0
-        return span_words(width, getattr(self.th, threshold), threshold, line)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .accuracy_memory import AccuracyMemory
+from .accuracy_words import AccuracyWords
 from .accuracy_reading import Reading, median3
 from .series import MIN_TREND_POINTS, strength_of
 
 
-class AccuracyJudge(AccuracyMemory):
+class AccuracyJudge(AccuracyWords):
     """Reads a run's checkpoints in step order and gives the reading of each by the rules, in order of precedence
-    (`_read`), from what it remembers (AccuracyMemory)."""
+    (`_read`), from what it remembers (AccuracyMemory), in words of its own (AccuracyWords)."""
 
     def readings(self) -> list[Reading]:
         """The reading at every checkpoint, in one pass."""
@@ -85,31 +85,6 @@ class AccuracyJudge(AccuracyMemory):
                   "recovering from a dip")
         return (True, p_flat, gain), clause
 
-    def _flat_doubt(self, i: int, name: str, flat, line: str = "its trend line", span: str = "that span") -> str:
-        """The clause that says how sure it is that a line counted flat is flat: its change over the span and that
-        change's standard error, against `plateau_gain` (a reading's `doubt`)."""
-        se = float(self.spans[name].slope_se[i]) * self._width(i, name)
-        return (f" ({line} {flat[2]:+.3f} ± {se:.3f} over {span}, ± one standard error from the "
-                f"checkpoints' scatter: within ±{self.th.plateau_gain:g} with probability {flat[1]:.2f})")
-
-    def _change_words(self, i: int, name: str, line: float, span: str, collapse_yet: bool = False) -> str:
-        """How a reason says that series `name` is not flat: "rising" or "falling" where its change as seen, from
-        the span's first checkpoint to i, goes the trend line's way by `plateau_gain` or more, else "rising (falling)
-        on its trend line" (a line tilted by a dip at one end while the checkpoints at its ends are level); both
-        changes cited. `collapse_yet`: a fall that is not yet a collapse says so."""
-        seen, pg = self._seen_change(i, name), self.th.plateau_gain
-        first = int(self.spans[name].start[i])
-        values = self.robust.value if name == "robust" else self._series(name.split()[0])[0]
-        label = "robust accuracy" if name == "robust" else "test accuracy"
-        word = "rising" if line > 0 else "falling"
-        word = ("still " if name == "robust" and line > 0 else "") + word
-        since = f"{seen:+.3f} since step {int(self.steps[first])} ({values[first]:.3f})"
-        if seen >= pg if line > 0 else seen <= -pg:
-            head = f"{label} {values[i]:.3f} {word}{' (not yet a collapse)' if collapse_yet else ''}"
-            return f"{head}, {since}, trend line {line:+.3f} over the last {span}"
-        head = f"{label} {values[i]:.3f} {word} on its trend line{' (not yet a collapse)' if collapse_yet else ''}"
-        return f"{head} ({line:+.3f} over the last {span}), {since}"
-
     def _unconfirmed_drop(self, i: int, reading: Reading) -> Reading:
         """The newest checkpoint alone `collapse_drop` below the peak, and significantly: test accuracy once the run
         generalised, train accuracy once it was fitted. Until the drop holds for `collapse_checkpoints` checkpoints
@@ -127,8 +102,10 @@ class AccuracyJudge(AccuracyMemory):
             # the reading before the drop stands: read with it, its words contradict it ("0.047 rising" after 0.508)
             at, stands = self.standing or (i, reading)
             plural = "s" if left > 1 else ""
-            note = (f"{name} accuracy {values[i]:.3f} at step {int(self.steps[i])} is {drop:.3f} below its peak "
-                    f"{peak:.3f} (a median of three), {values[at]:.3f} at step {int(self.steps[at])}: a spike, or the "
+            since = "the run generalised" if name == "test" else "the train set was fitted"
+            note = (f"{name} accuracy {values[i]:.3f} at step {int(self.steps[i])} is {drop:.3f} below its peak since "
+                    f"{since}, {peak:.3f} (a median of three), from {values[at]:.3f} at step {int(self.steps[at])}: a "
+                    "spike, or the "
                     f"start of a collapse if it is as low at the next {left} checkpoint{plural}; until then the "
                     f"reading of step {int(self.steps[at])} stands: {stands.note}")
             self.withheld = True
@@ -157,7 +134,8 @@ class AccuracyJudge(AccuracyMemory):
             return None
         note = (f"train accuracy {self.tr[i]:.3f}, down from {self.train_peak:.3f} at step "
                 f"{int(self.steps[self.train_peak_at])} after the train set was fitted (test {self.te[i]:.3f}): "
-                "the training diverged, or the labels it trains on are not the probes' any more")
+                "the training diverged, or the labels it trains on are not the probes' any more"
+                f"{self._climbing_back(i, self.best)}")
         return Reading("collapse", min(1.0, drop / (2 * th.collapse_drop)), note, self.best)
 
     def _collapsed(self, i: int) -> Reading | None:
@@ -168,7 +146,7 @@ class AccuracyJudge(AccuracyMemory):
         if drop is None:
             return None
         note = (f"test accuracy {self.te[i]:.3f}, down from {self.te[self.best]:.3f} at step "
-                f"{int(self.steps[self.best])} while train is {self.tr[i]:.3f}")
+                f"{int(self.steps[self.best])} while train is {self.tr[i]:.3f}{self._climbing_back(i, self.best)}")
         return Reading("collapse", min(1.0, drop / (2 * self.th.collapse_drop)), note, self.best)
 
     def _unfitted(self, i: int) -> Reading:
@@ -192,8 +170,8 @@ class AccuracyJudge(AccuracyMemory):
         climbing = "climbing" if z >= th.slope_sigma else "not climbing significantly"
         level = median3(self.train_seen)
         return Reading("fitting", max(0.5, strength_of(z, th.slope_sigma)),
-                       f"train accuracy {tr:.3f} (median of the last three {level:.3f} < {th.fitted_accuracy}), {climbing}",
-                       self.best)
+                       f"train accuracy {tr:.3f} (median of the last three {level:.3f} < {th.fitted_accuracy}), {climbing}"
+                       f"{self._lost_before_fit(i)}", self.best)
 
     def _memorised(self, i: int) -> Reading:
         """Fitted, not generalised: generalisation has begun once test accuracy leaves its memorisation level
@@ -208,10 +186,11 @@ class AccuracyJudge(AccuracyMemory):
         note = f"train accuracy {tr:.3f}, test accuracy {te:.3f} at its memorisation level {level}"
         decades = float(self.x[i] - self.x[self.fitted_at])
         if decades > th.memorisation_decades:
-            note += (f"; memorising for {decades:.1f} decades of steps, since the fit at step "
+            note += (f"; memorising for {decades:.2f} decades of steps, since the fit at step "
                      f"{int(self.steps[self.fitted_at])}: longer than memorisation_decades ({th.memorisation_decades:g}, "
-                     "past the corpus's longest grokking delay); grokking can come later still, but a run without weight "
-                     "decay may never generalise, and the accuracies cannot tell which")
+                     "past the corpus's longest grokking delay). The confidence is that this is memorisation, whose "
+                     "advice is keep-training; whether more training makes it generalise is not in the accuracy curves: "
+                     "grokking can come later still, and a run without weight decay may never generalise")
         return Reading("memorisation", 1.0 - strength_of(max(z, 0.0), th.slope_sigma) / 2, note, self.best)
 
     def _generalised(self, i: int) -> Reading:
@@ -235,7 +214,8 @@ class AccuracyJudge(AccuracyMemory):
             falling = flat[2] < 0  # a line that fell more than plateau_gain: no gain to train for
             note = f"{self._change_words(i, name, flat[2], span, falling)}, with train at {tr:.3f}"
             if falling:  # keep-training rests on a gain still to come; a fall is evidence against it
-                note += ": no gain to train for, and no loss that has held long enough to roll back yet"
+                lost = self._lost_before_fit(i)
+                note += ": no gain to train for" + (lost or ", and no loss that has held long enough to roll back yet")
             # a fall from a plateau leaves it a plateau until it tells a spike from a collapse (no strength either way)
             phase = "robustness_plateau" if falling and self.previous == "robustness_plateau" else "generalisation"
             return Reading(phase, 0.0 if falling else max(0.5, 1.0 - flat[1]), note + stretch, self.best,
