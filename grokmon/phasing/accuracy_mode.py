@@ -104,10 +104,9 @@ class AccuracyJudge(AccuracyWords):
             plural = "s" if left > 1 else ""
             since = "the run generalised" if name == "test" else "the train set was fitted"
             note = (f"{name} accuracy {values[i]:.3f} at step {int(self.steps[i])} is {drop:.3f} below its peak since "
-                    f"{since}, {peak:.3f} (a median of three), from {values[at]:.3f} at step {int(self.steps[at])}: a "
-                    "spike, or the "
-                    f"start of a collapse if it is as low at the next {left} checkpoint{plural}; until then the "
-                    f"reading of step {int(self.steps[at])} stands: {stands.note}")
+                    f"{since}, {peak:.3f} (a median of three), from {values[at]:.3f} at step {int(self.steps[at])}: "
+                    f"a spike, or the start of a collapse if it is as low at the next {left} checkpoint{plural}; "
+                    f"until then the reading of step {int(self.steps[at])} stands: {stands.note}")
             self.withheld = True
             return Reading(stands.phase, 0.0, note, reading.best, wants="checkpoints")
         return reading
@@ -158,11 +157,10 @@ class AccuracyJudge(AccuracyWords):
                 and learned >= th.slope_sigma * self._noise(i) and learned >= th.early_generalised * rise):
             train_flat, test_flat = self._flat(i, "train unfitted"), self._flat(i, "test unfitted")
             if train_flat and test_flat and train_flat[0] and test_flat[0]:
-                weaker = "train" if train_flat[1] <= test_flat[1] else "test"
-                doubt = self._flat_doubt(i, f"{weaker} unfitted", min(train_flat, test_flat, key=lambda f: f[1]),
-                                         f"{weaker} accuracy's trend line",
+                weaker, flat = min((("train", train_flat), ("test", test_flat)), key=lambda named: named[1][1])
+                doubt = self._flat_doubt(i, f"{weaker} unfitted", flat, f"{weaker} accuracy's trend line",
                                          "the last " + self._span_words(i, f"{weaker} unfitted", "unfitted_decades")[0])
-                return Reading("robustness_plateau", min(train_flat[1], test_flat[1]),
+                return Reading("robustness_plateau", flat[1],
                                f"train accuracy flat at {tr:.3f} (< {th.fitted_accuracy}) after rising from "
                                f"{self.train_low:.3f}, test accuracy flat at {te:.3f} after rising with it: settled "
                                "without fitting", self.best, doubt=doubt)

@@ -4,6 +4,7 @@ lost before the train set is fitted, a collapse climbing back)."""
 
 from __future__ import annotations
 
+import bisect
 import math
 
 from .accuracy_memory import AccuracyMemory
@@ -82,8 +83,10 @@ class AccuracyWords(AccuracyMemory):
         says so. The advice stays roll-back, since `best` is still the better model; but the climb may pass it (a
         new user's a+b mod 23 after an Adam spike: 0.52, 0.58, 0.66, 0.81 against 0.906 before it)."""
         line = self.levels["test"]
-        after = [j for j in self.seen if j > best]
-        if len(after) < 2 or line.count[i] < MIN_TREND_POINTS or line.z[i] < self.th.slope_sigma:
+        if line.count[i] < MIN_TREND_POINTS or line.z[i] < self.th.slope_sigma:
+            return ""  # checked first: the search below runs only on a collapse that climbs
+        after = self.seen[bisect.bisect_right(self.seen, best):]
+        if len(after) < 2:
             return ""
         low = min(after, key=lambda j: self.te[j])
         rise, width = self.te[i] - self.te[low], float(self.x[i] - self.x[line.start[i]])

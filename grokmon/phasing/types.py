@@ -150,7 +150,8 @@ _RANGES = {  # (lowest, highest, lowest excluded) of each threshold
     "min_phase_checkpoints": (1, math.inf, False), "fitted_accuracy": _FRACTION, "generalised_ratio": _FRACTION,
     "onset_gain": _SHARE, "min_gain": _SHARE, "early_generalised": _FRACTION, "collapse_drop": _FRACTION,
     "collapse_checkpoints": (1, math.inf, False), "plateau_decades": _POSITIVE, "plateau_gain": _SHARE,
-    "partial_decades": _POSITIVE, "saturated_decades": _POSITIVE, "unfitted_decades": _POSITIVE, "memorisation_decades": _POSITIVE,
+    "partial_decades": _POSITIVE, "saturated_decades": _POSITIVE, "unfitted_decades": _POSITIVE,
+    "memorisation_decades": _POSITIVE,
     "geometry_weight": _SHARE, "min_groups": (1, 4, False), "max_dissent": (0, math.inf, False),
     "min_seen_share": (0.0, 1.0, False),
 }
