@@ -1,6 +1,7 @@
 """grokmon watch: a run folder that another process fills while the watch follows it, a file met mid-write,
 --until, --timeout and Ctrl-C."""
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,28 @@ def test_ctrl_c_keeps_everything_measured(make_run, monkeypatch):
     monkeypatch.setattr("grokmon.analysis.follow.time.sleep", interrupt)
     result = CliRunner().invoke(app, ["watch", str(run), *CLI_FAST])
     assert result.exit_code == 130 and "results written so far are kept" in result.stderr
+    assert read_results(run / "grokmon.parquet")[0]["step"].nunique() == 2
+
+
+def test_each_checkpoint_is_said_as_it_is_measured(make_run, monkeypatch):
+    """A first pass over a job's saved checkpoints is long: its lines come one by one, not at the pass's end (a
+    Ctrl-C in the middle of it had left stderr without a line for the checkpoints measured and kept)."""
+    cli = importlib.import_module("grokmon.cli.app")  # the module: grokmon.cli.app is also the Typer app's name
+
+    run, said = make_run(steps=(0, 5, 20)), []
+    show = cli._show_measured
+
+    def interrupt_after_the_second(done, quiet):
+        show(done, quiet)
+        said.extend([done.step] if done.step is not None else [])  # not the run's start
+        if len(said) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_show_measured", interrupt_after_the_second)
+    result = CliRunner().invoke(app, ["watch", str(run), *CLI_FAST[:-1]])
+    assert result.exit_code == 130, result.output
+    measured = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert [line.split(" (")[0] for line in measured] == ["step 0", "step 5"]
     assert read_results(run / "grokmon.parquet")[0]["step"].nunique() == 2
 
 

@@ -358,7 +358,8 @@ def watch(
         from ..analysis.follow import watch as follow
 
         errors: set[str] = set()
-        for event in follow(until=until or (), interval=interval, timeout=timeout, **options):
+        for event in follow(until=until or (), interval=interval, timeout=timeout,
+                            progress=lambda done: _show_measured(done, quiet), **options):
             _show_watch_event(event, quiet, errors, options["ckpt_dir"])
     except (Exception, KeyboardInterrupt) as exc:
         _fail(exc, debug)
@@ -377,21 +378,28 @@ def _analyze_options(ctx: typer.Context) -> dict:
     return {k: v for k, v in parsed.items() if k not in ("quiet", "debug")}
 
 
+def _show_measured(done, quiet: bool) -> None:
+    """A checkpoint's line on stderr as soon as it is measured (a first pass over a job's saved checkpoints is
+    long: its lines must not wait for the pass to end)."""
+    if done.step is None:
+        return
+    if done.error:
+        print(f"grokmon: error: step {done.step} ({done.checkpoint}): {done.error}", file=sys.stderr, flush=True)
+    elif not quiet:
+        print(f"step {done.step} ({done.checkpoint}): {done.status}, {done.seconds:.2f} s", file=sys.stderr, flush=True)
+
+
 def _show_watch_event(event, quiet: bool, errors: set[str], folder) -> None:
-    """Each checkpoint measured and each new error of the folder (stderr), the verdict on stdout when it changes."""
+    """Each new error of the folder (stderr), the verdict on stdout when it changes."""
     if event.waiting and not quiet:
         print(f"grokmon: no checkpoint in {folder} yet; waiting", file=sys.stderr)
     if event.error and event.error not in errors:
         errors.add(event.error)
         print(f"grokmon: error: {event.error} (looking again)", file=sys.stderr)
-    for done in event.measured:
-        if done.error:
-            print(f"grokmon: error: step {done.step} ({done.checkpoint}): {done.error}", file=sys.stderr)
-        elif not quiet:
-            print(f"step {done.step} ({done.checkpoint}): {done.status}, {done.seconds:.2f} s", file=sys.stderr)
     for verdict in event.changes:
         typer.echo(f"step {verdict.step}: {verdict.phase or 'no phase yet'}, {verdict.advice} "
                    f"(confidence {verdict.confidence:.2f}): {verdict.reason}")
+    sys.stdout.flush()  # piped into a CI log, a verdict shows when it is said
 
 
 def main() -> None:
