@@ -181,12 +181,19 @@ def test_phases_follow_the_manifest_as_it_is_now(make_run):
     with pytest.raises(ConfigError, match="grokmon.toml: \\[phases\\]"):
         reason()
     (run / "grokmon.toml").write_text('model = "unterminated\n[phases]\nmin_checkpoints = 1000\n')
-    assert "min_checkpoints=50" in reason()  # unreadable: the stored copy
+    with pytest.raises(ConfigError, match="grokmon.toml: not valid TOML"):  # as analyze says: not the stored copy
+        reason()
     (run / "grokmon.toml").write_text("points = 1.5\n[phases]\nmin_checkpoints = 7\n")
     assert "min_checkpoints=7" in reason()  # other keys are analyze's business
     (run / "grokmon.toml").write_text("[phases]\nfitted_accuracy = true\n")
     with pytest.raises(ConfigError, match="fitted_accuracy to be a finite float"):
         reason()
+    (run / "grokmon.toml").unlink()
+    assert "min_checkpoints=" not in reason()  # the manifest deleted: the defaults (5 checkpoints are enough)
+    moved = run.with_name(run.name + "-moved")
+    run.rename(moved)
+    results = moved / "grokmon.parquet"
+    assert "min_checkpoints=50" in reason()  # the directory analysed from is gone: the copy stored at analysis
 
 
 def test_a_copied_run_analysed_in_its_new_folder_is_judged_by_its_own_manifest(make_run, tmp_path):

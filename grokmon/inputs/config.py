@@ -121,22 +121,29 @@ _MANIFEST_TYPES = {
 
 
 def manifest_phase_overrides(ckpt_dir: Path) -> dict | None:
-    """The manifest's `[phases]` table as it is now ({} without one), checked; None when there is no readable
-    manifest (the copy stored with the results stands in). Other keys are `analyze`'s business, not checked here.
-    """
-    path = Path(ckpt_dir) / MANIFEST_NAME
+    """The manifest's `[phases]` table as it is now, checked: {} when the directory has no manifest (the defaults
+    hold), None when the directory itself is gone (the copy stored with the results stands in). A manifest that
+    cannot be read or is not valid TOML is a ConfigError, as it is for `analyze`: falling back to the stored copy
+    would judge the run by settings the user has since changed. Other keys are `analyze`'s business, not checked
+    here."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return None
+    path = ckpt_dir / MANIFEST_NAME
+    if not path.exists():
+        return {}
     try:
         phases = _parse_manifest(path).get("phases", {})
-    except (OSError, ConfigError):
-        return None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from exc
     _check_phases(path, phases)
     return phases
 
 
 def phase_thresholds(metadata: dict, overrides: dict | None = None):
     """The thresholds `grokmon phases` and `report` judge a results file with: the defaults, replaced by the
-    `[phases]` table of the run's manifest as it is now (the copy stored in the results' metadata when the
-    manifest cannot be read there), then by `overrides` (--set)."""
+    `[phases]` table of the run's manifest as it is now (none there: the defaults; the copy stored in the results'
+    metadata when the run's directory is gone), then by `overrides` (--set)."""
     from ..phasing.types import PhaseThresholds
 
     stored = metadata.get("config", {}).get("phases", {}) or {}
