@@ -88,3 +88,28 @@ def test_the_window_counts_from_the_newest_change_of_any_of_its_files(tmp_path):
     complete = tmp_path / "step_2.pt"
     complete.write_bytes(_pickle_bytes(2))
     assert in_progress(complete, (complete,), now) is None
+
+
+def test_a_trainer_temporary_folder_left_by_a_crashed_save_is_measured_with_a_note(make_run):
+    """A `tmp-checkpoint-N` nothing has changed in for longer than the window is a save that never completed: not
+    skipped as in progress for ever (a CI job would never hear of it), but measured as it is: an error row where it
+    is incomplete, its numbers where it is whole."""
+    run = make_run("pt", steps=(0, 5))
+    folder = run / "tmp-checkpoint-9"
+    folder.mkdir()
+    whole = save(train_states([9])[9], metadata={"step": "9"})
+    (folder / "model.safetensors").write_bytes(whole[: len(whole) - 50])
+    fresh = find_checkpoints(run, exclude={run / "probes.safetensors"})
+    assert [name for name, _ in fresh.in_progress] == ["tmp-checkpoint-9"] and fresh.notes == ()
+    for changed in (folder, folder / "model.safetensors"):
+        age(changed, WRITE_WINDOW_SECONDS + 5)
+    result = CliRunner().invoke(app, ["analyze", str(run), *CLI_FAST])
+    assert result.exit_code == 1, result.output
+    assert re.search(r"grokmon: note: tmp-checkpoint-9: a Trainer's temporary folder unchanged for \d+ s: that save "
+                     r"never completed .*; measured as it is\n", result.stderr)
+    assert "step 9 (tmp-checkpoint-9)" in result.stderr and "the save did not finish" in result.stderr
+    (folder / "model.safetensors").write_bytes(whole)
+    for changed in (folder, folder / "model.safetensors"):
+        age(changed, WRITE_WINDOW_SECONDS + 5)
+    frame = analyze(run, **FAST)
+    assert set(frame.loc[frame.status == "ok", "step"]) == {0, 5, 9}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CheckpointError, NoCheckpointsError
-from .in_progress import in_progress
+from .in_progress import abandoned, in_progress
 from .layouts import LAST_COPY, Candidate, find_candidates
 from .steps import WEIGHT_SUFFIXES, missing_step_advice, numbers_saves, step_from_name, stored_step, \
     trainer_state_step
@@ -90,14 +90,16 @@ def find_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset(), weights: 
     ckpt_dir = Path(ckpt_dir)
     check_directory(ckpt_dir)
     exclude = {Path(p).resolve() for p in exclude}
-    now, located, writing = time.time(), [], []
+    now, located, writing, left = time.time(), [], [], []
     for candidate in find_candidates(ckpt_dir, exclude, weights):
         name = candidate.path.relative_to(ckpt_dir).as_posix()
         why = in_progress(candidate.path, candidate.files, now)
         if why:
             writing.append((name, why))
-        else:
-            located.append((candidate, name))
+            continue
+        located.append((candidate, name))
+        why = abandoned(candidate.path, candidate.files, now)
+        left += [f"{name}: {why}"] if why else []
     stepped = _with_steps(ckpt_dir, located, steps or {})
     if not stepped and not writing:
         raise NoCheckpointsError(
@@ -108,7 +110,7 @@ def find_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset(), weights: 
     checkpoints = tuple(Checkpoint(s.step, s.candidate.path, s.candidate.files, s.name,
                                    _format_of(s.candidate.path, s.candidate.files))
                         for s in sorted(kept, key=lambda s: s.step))
-    return FoundCheckpoints(checkpoints, tuple(notes), tuple(writing))
+    return FoundCheckpoints(checkpoints, tuple(left + notes), tuple(writing))
 
 
 def _step_of(candidate: Candidate, name: str, table: dict[str, int]) -> tuple[int | None, str | None]:

@@ -1,8 +1,10 @@
 """Checkpoints still being written: skipped by this analyze, measured by the next.
 
-A checkpoint is in progress when it is a Trainer's temporary folder (`tmp-checkpoint-N`, renamed to
-`checkpoint-N` once the save completes), or when its own format shows it incomplete and one of its files changed
-in the last `WRITE_WINDOW_SECONDS`. Incomplete means: an empty file; a safetensors file shorter than its header
+A checkpoint is in progress when one of its files changed in the last `WRITE_WINDOW_SECONDS` and it is a
+Trainer's temporary folder (`tmp-checkpoint-N`, renamed to `checkpoint-N` once the save completes) or its own
+format shows it incomplete. A temporary folder unchanged for longer is a save that never completed (the job
+died while saving): it is measured as it is, with a note (`abandoned`), and is an error row where it is
+incomplete. Incomplete means: an empty file; a safetensors file shorter than its header
 says; a torch zip archive without its central directory (torch.save writes it last); a sharded model with a
 shard missing; a DCP folder without `.metadata` (written last). An incomplete checkpoint that has not changed for
 longer than the window is no longer being written: it is truncated, and its loading error says so.
@@ -30,14 +32,31 @@ _ZIP_START = b"PK\x03\x04"
 
 def in_progress(path: Path, files: tuple[Path, ...], now: float) -> str | None:
     """Why the checkpoint at `path` counts as still being written (one phrase), or None."""
-    if _TMP_FOLDER.match(path.name):
-        return "a Trainer's temporary folder, renamed to checkpoint-N when the save completes"
-    stamps = [f.stat().st_mtime for f in files if f.exists()] + ([path.stat().st_mtime] if path.is_dir() else [])
-    age = now - max(stamps)
+    age = _age(path, files, now)
     if age > WRITE_WINDOW_SECONDS:
         return None
+    if _TMP_FOLDER.match(path.name):
+        return "a Trainer's temporary folder, renamed to checkpoint-N when the save completes"
     reason = incomplete(path, files)
     return f"still being written ({reason}, changed {age:.0f} s ago)" if reason else None
+
+
+def abandoned(path: Path, files: tuple[Path, ...], now: float) -> str | None:
+    """Why the checkpoint at `path` is a Trainer's save that never completed (one phrase), or None: a temporary
+    folder that nothing has changed in for longer than the write window."""
+    if not _TMP_FOLDER.match(path.name):
+        return None
+    age = _age(path, files, now)
+    if age <= WRITE_WINDOW_SECONDS:
+        return None
+    return (f"a Trainer's temporary folder unchanged for {age:.0f} s: that save never completed (the Trainer renames "
+            "it to checkpoint-N when one does); measured as it is")
+
+
+def _age(path: Path, files: tuple[Path, ...], now: float) -> float:
+    """Seconds since the checkpoint's newest file (or its folder) changed."""
+    stamps = [f.stat().st_mtime for f in files if f.exists()] + ([path.stat().st_mtime] if path.is_dir() else [])
+    return now - max(stamps)
 
 
 def incomplete(path: Path, files: tuple[Path, ...]) -> str | None:
