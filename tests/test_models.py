@@ -204,3 +204,13 @@ def test_a_prefix_that_fits_some_keys_names_the_keys_it_leaves_out():
         fit_state_dict(state, frozenset({"weight", "bias"}), "step_3.pt")
     assert str(caught.value) == ("step_3.pt: weights do not fit the model: missing bias (of the keys "
                                  "under '0.'; the others: 2.weight, 4.weight); check --model / --model-kwargs")
+
+
+def test_the_inferred_mlp_names_a_wrong_shape_by_the_checkpoint_key():
+    """The inferred MLP keeps its layers under names of its own; a shape that does not fit is named by the key the
+    checkpoint has (it read '3.weight', a key no checkpoint had, for the checkpoint's '2.weight')."""
+    first = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)).state_dict()
+    built = infer_mlp(first, "relu")
+    wrong = dict(first, **{"2.weight": torch.zeros(16, 8)})
+    with pytest.raises(ModelError, match=r"weight shapes do not fit the model: 2\.weight \(16, 8\) vs model \(16, 16\);"):
+        load_weights(built, wrong, "step_5.pt")

@@ -357,10 +357,13 @@ def load_weights(built: BuiltModel, state: dict[str, torch.Tensor], source: str)
     if built.key_map is not None:
         state = strip_common_prefix(state)
     state = fit_state_dict(state, built.expected_keys, source, built.ties, built.expected_shapes)
-    if built.key_map is not None:
-        state = {built.key_map[k]: v for k, v in state.items()}
-    wrong = _wrong_shapes(state, built.shapes)
+    shapes = built.shapes
+    if built.key_map is not None:  # the message names the checkpoint's keys, not the model's own names for them
+        shapes = {k: built.shapes[built.key_map[k]] for k in state if built.key_map[k] in built.shapes}
+    wrong = _wrong_shapes(state, shapes)
     if wrong:
         raise ModelError(f"{source}: weight shapes do not fit the model: {_few(wrong)}; check --model / --model-kwargs")
+    if built.key_map is not None:
+        state = {built.key_map[k]: v for k, v in state.items()}
     with torch.no_grad():
         built.module.load_state_dict(state, strict=True)
