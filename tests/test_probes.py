@@ -107,6 +107,16 @@ def test_unreadable_probe_file(tmp_path):
         load_probes(path, 512, 0, torch.float32)
 
 
+@pytest.mark.parametrize("content", [b"hello\n", b"\x80\x02}q\x00.garbage"])
+def test_a_pt_file_that_is_no_torch_archive_says_so_not_what_the_unpickler_last_read(tmp_path, content):
+    path = tmp_path / "probes.pt"
+    path.write_bytes(content)  # a text file under the name read "cannot read probe data (101)"
+    with pytest.raises(ProbeError) as caught:
+        load_probes(path, 512, 0, torch.float32)
+    assert str(caught.value) == (f"{path}: cannot read probe data (not a torch.save file: torch's loader could not read "
+                                 "its bytes); write it with safetensors or numpy.savez")
+
+
 def test_relative_radius_uses_median_train_norm_of_every_train_point(tmp_path):
     path = tmp_path / "p.safetensors"
     save_file({"x_train": torch.tensor([[3.0, 4.0], [0.0, 1.0], [6.0, 8.0], [0.0, 2.0]])}, str(path))

@@ -12,6 +12,7 @@ from a dict resumes under `grokmon analyze --data` of a file holding those tenso
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -128,6 +129,9 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
         reason = first_line(exc)
         if "Weights only load failed" in str(exc):  # torch's long text says how to load unsafely: not our advice
             reason = "not a torch.save file of plain tensors"
+        elif suffix in (".pt", ".pth") and not zipfile.is_zipfile(path):
+            # bytes that are no torch.save archive fail inside the unpickler with whatever it read ("(101)": a bare key)
+            reason = "not a torch.save file: torch's loader could not read its bytes"
         raise ProbeError(f"{path}: cannot read probe data ({reason}); write it with safetensors or numpy.savez") from exc
     raise ProbeError(f"Expected probe data to end in {', '.join(PROBE_SUFFIXES)}, but got {path.name}")
 
