@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from conftest import CLASSES, age, train_states
 from grokmon import analyze
 from grokmon.cli import app
-from grokmon.errors import ConfigError
+from grokmon.errors import ConfigError, ResultsError
 from grokmon.results import read_results
 
 LAYOUTS = ["safetensors", "pt", "lightning", "hf", "hf-bin", "nested", "model-key", "ddp", "compiled"]
@@ -270,6 +270,7 @@ def test_cli_user_errors_are_one_line_and_exit_1(make_run, setup, args, message)
     ["--metrics", "centroid,speed"], ["--points", "0"], ["--device", "bogus"], ["--dtype", "float16"],
     ["--lc-radius", "abc"], ["--activation", "swish"], ["--model-kwargs", "notjson"], ["--lc-directions", "0"],
     ["--model", "conv"], ["--model", "bad"], ["--model", "m.py:"], ["--model", "net.py"], ["--model", "a b:build"],
+    ["-o", "results.csv"],  # as `report -o run.txt`: a name wrong on its face (it exited 1)
 ])
 def test_cli_bad_option_values_are_usage_errors_exit_2(make_run, args):
     run = make_run("pt", steps=(0, 5))
@@ -277,6 +278,13 @@ def test_cli_bad_option_values_are_usage_errors_exit_2(make_run, args):
     assert result.exit_code == 2, result.output
     assert args[0] in result.output and "Traceback" not in result.output
     assert not (run / "grokmon.parquet").exists()
+
+
+def test_the_api_refuses_a_results_name_that_is_not_parquet(make_run):
+    run = make_run("pt", steps=(0, 5))
+    with pytest.raises(ResultsError, match="results.csv: results are a Parquet file; give -o a name ending in .parquet"):
+        analyze(run, run / "results.csv", **FAST)
+    assert not (run / "results.csv").exists()
 
 
 def test_cli_debug_shows_the_traceback_of_a_failed_checkpoint(make_run):

@@ -230,7 +230,6 @@ def test_dcp_metadata_that_runs_code_is_refused(make_run, tmp_path):
     (lambda run: (run / "probes.safetensors").unlink(), [], ["no probe data", "--data"]),
     (lambda run: (run / "blocker").write_text("a file"), ["-o", "{run}/blocker/out.parquet"], ["cannot write results"]),
     (lambda run: None, ["{run}/does-not-exist"], ["no such directory"]),
-    (lambda run: None, ["-o", "{run}/results.csv"], ["results.csv", "ending in .parquet"]),
 ])
 def test_user_errors_are_one_line_exit_1(make_run, setup, args, fragments):
     run = make_run("pt", steps=(0, 5))

@@ -37,12 +37,20 @@ def comparable_settings(config: dict, probe_hash: str | None) -> dict:
     return {**{k: v for k, v in config.items() if k not in NOT_COMPARED}, "probe_hash": probe_hash}
 
 
+def results_name_problem(output: Path) -> str | None:
+    """What is wrong with `output` as a results file's name on its face (one line), or None."""
+    if Path(output).suffix.lower() not in (".parquet", ".pq"):
+        return f"{output}: results are a Parquet file; give -o a name ending in .parquet"
+    return None
+
+
 def check_writable(output: Path) -> None:
     """Fail before any work when the results cannot be written: try it with a scratch file."""
     if output.is_dir():
         raise ResultsError(f"{output}: is a directory; give -o a file name like results.parquet")
-    if output.suffix.lower() not in (".parquet", ".pq"):
-        raise ResultsError(f"{output}: results are a Parquet file; give -o a name ending in .parquet")
+    wrong = results_name_problem(output)
+    if wrong:
+        raise ResultsError(wrong)
     blocker = next((p for p in (output.parent, *output.parent.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise ResultsError(f"cannot write results to {output}: {blocker} is not a folder; choose another path with -o")

@@ -123,6 +123,15 @@ def _config_value(name: str):
     return _checked(parse)
 
 
+def _results_name(value: Path) -> None:
+    from ..analysis.store import results_name_problem
+    from ..errors import ConfigError
+
+    wrong = results_name_problem(value)
+    if wrong:
+        raise ConfigError(wrong)
+
+
 def _report_name(value: Path) -> None:
     from ..reporting.formats import checked_output
 
@@ -149,7 +158,7 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
 @app.command()
 def analyze(
     ckpt_dir: Path = typer.Argument(..., metavar="CKPT_DIR", help="Directory of one run's checkpoints."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Results Parquet \\[default: CKPT_DIR/grokmon.parquet]."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", callback=_checked(_results_name), help="Results Parquet \\[default: CKPT_DIR/grokmon.parquet]."),
     model: Optional[str] = typer.Option(None, callback=_config_value("model"), help="mlp, file.py:function or package.module:function \\[default: manifest, else mlp]."),
     model_kwargs: Optional[str] = typer.Option(None, callback=_config_value("model_kwargs"), help='JSON keyword arguments for the model function, e.g. \'{"width": 256}\'.'),
     activation: Optional[str] = typer.Option(None, callback=_config_value("activation"), help="Activation of the inferred mlp: relu, gelu, leaky_relu, tanh \\[default: relu]."),
