@@ -137,6 +137,16 @@ def test_weights_naming_no_model_of_the_folder_lists_what_it_holds(tmp_path):
     assert ckpt.files == (folder / "model_1.safetensors",) and ckpt.step == 4
 
 
+def test_weights_on_single_file_checkpoints_is_an_error_not_ignored(tmp_path):
+    """--weights model_9 on a run of plain files picked nothing and measured the files' one model, silently."""
+    for step, state in train_states([0, 5]).items():
+        save_file(state, str(tmp_path / f"step_{step}.safetensors"), metadata={"step": str(step)})
+    with pytest.raises(CheckpointError, match=r"--weights model_9 .* the checkpoints here are single files "
+                                              r"\(step_0.safetensors, ...\), each one model: drop --weights"):
+        find_checkpoints(tmp_path, weights="model_9")
+    assert [c.step for c in find_checkpoints(tmp_path).checkpoints] == [0, 5]
+
+
 def test_duplicate_steps_list_the_files(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "step_5.pt")
     save_file({"w": torch.zeros(2)}, str(tmp_path / "ckpt_5.safetensors"))

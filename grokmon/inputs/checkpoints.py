@@ -91,7 +91,13 @@ def find_checkpoints(ckpt_dir: Path, exclude: set[Path] = frozenset(), weights: 
     check_directory(ckpt_dir)
     exclude = {Path(p).resolve() for p in exclude}
     now, located, writing, left = time.time(), [], [], []
-    for candidate in find_candidates(ckpt_dir, exclude, weights):
+    candidates = find_candidates(ckpt_dir, exclude, weights)
+    if weights is not None and candidates and not any(c.path.is_dir() for c in candidates):
+        raise CheckpointError(
+            f"{ckpt_dir}: --weights {weights} (or weights in grokmon.toml) picks one model in checkpoint folders that "
+            f"hold several, as accelerate's save_state writes them; the checkpoints here are single files "
+            f"({candidates[0].path.name}, ...), each one model: drop --weights")
+    for candidate in candidates:
         name = candidate.path.relative_to(ckpt_dir).as_posix()
         why = in_progress(candidate.path, candidate.files, now)
         if why:
