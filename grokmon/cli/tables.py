@@ -45,9 +45,9 @@ def phase_tables(verdict, asked: str = "auto", left_out: tuple[int, ...] = ()) -
 
 def deleted_note(left_out: tuple[int, ...], run: str = "") -> str:
     """The `note:` line saying that the rows of checkpoints deleted since measured (their steps) were left out."""
-    listed = ", ".join(map(str, left_out[:3])) + (f", ..., {left_out[-1]}" if len(left_out) > 3 else "")
-    return (f"note: {run}{': ' if run else ''}the rows of {len(left_out)} checkpoint{'s' if len(left_out) > 1 else ''} "
-            f"deleted since measured (step {listed}) are left out; --with-deleted judges the whole run")
+    plural = "s" if len(left_out) > 1 else ""
+    return (f"note: {run}{': ' if run else ''}the rows of {len(left_out)} checkpoint{plural} deleted since measured "
+            f"(step{plural} {_steps_text(list(left_out))}) are left out; --with-deleted judges the whole run")
 
 
 def _what_now(verdict, asked: str) -> str:
@@ -206,4 +206,9 @@ def failure_lines(frame: pd.DataFrame) -> list[str]:
 
 
 def _steps_text(steps: list[int]) -> str:
+    """Steps in a sentence: all of up to four, else the first two and the last ("..." hides at least two).
+
+    >>> _steps_text([50, 100, 150, 200]), _steps_text([0, 5, 10, 15, 20])
+    ('50, 100, 150, 200', '0, 5, ..., 20')
+    """
     return ", ".join(map(str, steps)) if len(steps) <= 4 else f"{steps[0]}, {steps[1]}, ..., {steps[-1]}"
