@@ -193,3 +193,18 @@ def test_a_collapse_that_climbs_back_says_so_and_keeps_its_roll_back():
     last = history[-1]
     rise, since, low = re.search(r"climbing back: \+(\d\.\d{3}) since step (\d+) \((\d\.\d{3})\)", last.reason).groups()
     assert float(rise) >= 0.3 and int(since) < 3000 and "until one does, step" in last.reason
+
+
+def test_a_lost_fit_names_the_last_checkpoint_at_its_peak_too(trials):
+    """Labels made noisy at step 1,500 of a run fitted since step 600: the diverged reason named only step 600 as
+    where train accuracy was 1.000, as though it had been falling since; it held there to step 1,500."""
+    run = trials["sgd-m0.9-noise0.5-then-clean-every100"]
+    train = _probe(run, "train")
+    diverged = [v for v in classify(run.table, mode="accuracy").history if "the training diverged" in v.reason]
+    assert diverged
+    for v in diverged:
+        peak, first, last = re.search(r"down from (\d\.\d{3}) \(first at step (\d+), last at (\d+)\)", v.reason).groups()
+        before = {s: a for s, a in train.items() if s < v.step}
+        assert f"{max(before.values()):.3f}" == peak
+        at_peak = [s for s, a in before.items() if a >= max(before.values())]
+        assert (int(first), int(last)) == (min(at_peak), max(at_peak)) and int(last) == 1500

@@ -63,6 +63,7 @@ class AccuracyMemory:
         self.best_level = self.best_train = -math.inf  # the best 3-median of test accuracy, and of train there
         self.early: tuple[int | None, float, int] | None = None  # (best, level, 3-medians) before the fit, if learned
         self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
+        self.train_peak_last = -1  # the newest checkpoint at that peak (a fit held from train_peak_at to here)
         self.previous: str | None = None   # the phase read at the checkpoint before
         self.standing: tuple[int, Reading] | None = None  # the newest reading not withheld as a spike (_unconfirmed_drop) ...
         self.withheld = False                 # ... and whether the newest one was
@@ -102,6 +103,8 @@ class AccuracyMemory:
                 self.floor, self.floor_at = level, i
             if tr > self.train_peak:
                 self.train_peak, self.train_peak_at = tr, i
+            if tr >= self.train_peak:
+                self.train_peak_last = i
         else:
             self.test_before.append(te)
             self.test_low = min(self.test_low, te)

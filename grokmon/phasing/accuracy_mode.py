@@ -131,8 +131,10 @@ class AccuracyJudge(AccuracyWords):
         drop = self._lost(i, "train", self.train_peak)
         if drop is None:
             return None
-        note = (f"train accuracy {self.tr[i]:.3f}, down from {self.train_peak:.3f} at step "
-                f"{int(self.steps[self.train_peak_at])} after the train set was fitted (test {self.te[i]:.3f}): "
+        first, last = int(self.steps[self.train_peak_at]), int(self.steps[self.train_peak_last])
+        at = f"at step {first}" if first == last else f"(first at step {first}, last at {last})"  # not only its first
+        note = (f"train accuracy {self.tr[i]:.3f}, down from {self.train_peak:.3f} {at} after the train set was "
+                f"fitted (test {self.te[i]:.3f}): "
                 "the training diverged, or the labels it trains on are not the probes' any more"
                 f"{self._climbing_back(i, self.best)}")
         return Reading("collapse", min(1.0, drop / (2 * th.collapse_drop)), note, self.best)
