@@ -208,3 +208,22 @@ def test_a_lost_fit_names_the_last_checkpoint_at_its_peak_too(trials):
         assert f"{max(before.values()):.3f}" == peak
         at_peak = [s for s, a in before.items() if a >= max(before.values())]
         assert (int(first), int(last)) == (min(at_peak), max(at_peak)) and int(last) == 1500
+
+
+def test_a_split_by_ordered_pair_is_not_stopped_on_its_memorisation_stage(trials):
+    """a+b mod 31 split by ordered pair: test accuracy rises with the fit to ~0.5 (the held-out pairs whose swap is
+    trained), holds it for a decade, then groks to 0.98. Its memorisation level was taken mid-rise at the fit (0.42),
+    the run read as generalised from it, and the stage as a plateau: `stop` from step 412 at test 0.53. The level
+    now follows a rise that runs on from the fit, and a plateau of a run that rose holds its span since it rose."""
+    run = trials["p31-wd1-lr3e-3-f0.6-ordered"]
+    report = classify(run.table, mode="accuracy")
+    assert not checks.early_stops(run, report.history) and not checks.memorisation_advice(run, report.history)
+    assert all(v.advice != "stop" for v in report.history if v.step < 5000)
+    young = [v for v in report.history if "left its memorisation level" in v.reason]
+    assert young and all(v.advice != "stop" for v in young)
+    for v in young:
+        at, ago, need = re.search(r"only at step (\d+), (\d\.\d\d) decades ago: a plateau holds (\d\.\d+) decades",
+                                  v.reason).groups()
+        assert abs(math.log10((1 + v.step) / (1 + int(at))) - float(ago)) < 0.006 and float(ago) < float(need)
+    slow = classify(trials["p31-wd1-lr1e-3-f0.6-ordered"].table, mode="accuracy")
+    assert all(v.advice != "stop" for v in slow.history)  # creeping from 0.47 to 0.58: never settled

@@ -220,6 +220,9 @@ class AccuracyJudge(AccuracyWords):
             phase = "robustness_plateau" if falling and self.previous == "robustness_plateau" else "generalisation"
             return Reading(phase, 0.0 if falling else max(0.5, 1.0 - flat[1]), note + stretch, self.best,
                            wants=wants, stretched=stretched)
+        young = self._young_plateau(i, partial, span)
+        if young is not None:
+            return young
         robust = self._flat(i, "robust") if self.robust is not None and self.robust.present[i] else None
         since = (", learned as the train set was fitted (no memorisation stage)" if self.generalised_at_fit
                  else f", up from {self.floor:.3f}")
@@ -245,6 +248,23 @@ class AccuracyJudge(AccuracyWords):
                       "nothing left to gain" if rising else f"; {change}: no robustness to gain by training on")
         return self._below_early_best(i, Reading("robustness_plateau", flat[1], note + change + stretch, self.best,
                                                  wants=wants, stretched=stretched, doubt=doubt))
+
+    def _young_plateau(self, i: int, partial: bool, span: str) -> Reading | None:
+        """A plateau of a run that left its memorisation level ("rose") must hold its span since it left it: a level
+        that crept past `min_gain` of the gap after a decade of memorisation is no plateau of the generalised run
+        yet, however long it was flat (the flat span is the memorisation stage itself). Still generalising, with the
+        strength of a run shorter than its span; nothing is left to gain where it is saturated."""
+        if self.risen_at < 0 or self._saturated(i):
+            return None
+        th = self.th
+        held = float(self.x[i] - self.x[self.risen_at])
+        need, name = (th.partial_decades, "partial_decades") if partial else (th.plateau_decades, "plateau_decades")
+        if held >= need - 1e-9:
+            return None
+        return Reading("generalisation", 0.5,
+                       f"test accuracy flat at {self.te[i]:.3f} (train {self.tr[i]:.3f}) over the last {span}, but it "
+                       f"left its memorisation level {self.floor:.3f} only at step {int(self.steps[self.risen_at])}, "
+                       f"{held:.2f} decades ago: a plateau holds {need:g} decades ({name}) since", self.best)
 
     def _below_early_best(self, i: int, reading: Reading) -> Reading:
         """A plateau of a run that learned as the train set was fitted, settled below its best test accuracy before
