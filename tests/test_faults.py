@@ -257,7 +257,7 @@ def test_foreign_parquet_is_refused(tmp_path, command):
         assert runner.invoke(app, [command, str(path), "-o", str(tmp_path / "run.txt")]).exit_code == 2
 
 
-CHECKPOINTS = 36
+CHECKPOINTS = 48
 # The groups that make a checkpoint cost something; which groups does not matter to an interruption.
 OPTIONS = dict(points=100, lc_directions=6, device="cpu", metrics="accuracy,centroid,lc,robustness")
 
@@ -282,7 +282,7 @@ def _analyze_process(run, output):
                             env={**os.environ, "CI": "true"}, text=True, preexec_fn=lambda: os.nice(19))
 
 
-def _interrupted(run, output, sig, attempts=3):
+def _interrupted(run, output, sig, attempts=5):
     """Start an analyze of `run`, send it `sig` once it has written two checkpoints, and return (process, stderr).
     A busy machine may starve this process until the whole run (a second of work) is done; then the signal came
     too late to interrupt anything, and the run is started again on a fresh output."""
