@@ -196,6 +196,24 @@ def test_phases_follow_the_manifest_as_it_is_now(make_run):
     assert "min_checkpoints=50" in reason()  # the directory analysed from is gone: the copy stored at analysis
 
 
+def test_a_moved_run_not_analysed_again_says_its_manifest_is_not_read(make_run, tmp_path):
+    """The run folder moved whole, its manifest edited, not analysed again: the stored [phases] decide (the folder it
+    was analysed from is gone), and a note says so where it had said nothing."""
+    run = make_run(steps=tuple(range(0, 60, 10)))
+    (run / "grokmon.toml").write_text("[phases]\nmin_checkpoints = 50\n")
+    analyze(run, **FAST)
+    moved = tmp_path / "moved"
+    shutil.move(str(run), moved)
+    (moved / "grokmon.toml").write_text("[phases]\nmin_checkpoints = 40\n")
+    result = runner.invoke(app, ["phases", str(moved / "grokmon.parquet")])
+    assert result.exit_code == 0 and "min_checkpoints=50" in result.stdout
+    assert (f"grokmon: note: {moved / 'grokmon.toml'} is not read: these results were analysed in {run.resolve()}, "
+            "which is gone, so the [phases] stored with them decide (min_checkpoints=50)") in result.stderr
+    analyze(moved, **FAST)  # analysed where it is now: its own manifest, no note
+    result = runner.invoke(app, ["phases", str(moved / "grokmon.parquet")])
+    assert "min_checkpoints=40" in result.stdout and "is not read" not in result.stderr
+
+
 def test_a_copied_run_analysed_in_its_new_folder_is_judged_by_its_own_manifest(make_run, tmp_path):
     from grokmon import phases
     from grokmon.inputs.config import phase_thresholds

@@ -214,10 +214,14 @@ def analyze(
 
 def _thresholds(results: Path, overrides: dict):
     """The run's manifest `[phases]` (as it is now, else as stored with the results), then --set."""
-    from ..inputs.config import phase_thresholds
+    from ..inputs.config import moved_manifest_note, phase_thresholds
     from ..results.parquet import read_metadata
 
-    return phase_thresholds(read_metadata(results), overrides)
+    metadata = read_metadata(results)
+    note = moved_manifest_note(results, metadata)
+    if note:
+        print(f"grokmon: note: {note}", file=sys.stderr)
+    return phase_thresholds(metadata, overrides)
 
 
 @app.command()

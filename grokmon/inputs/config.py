@@ -152,6 +152,20 @@ def phase_thresholds(metadata: dict, overrides: dict | None = None):
     return PhaseThresholds().with_overrides({**(stored if current is None else current), **(overrides or {})})
 
 
+def moved_manifest_note(results: Path, metadata: dict) -> str | None:
+    """A note when the results sit beside a manifest that `phase_thresholds` does not read: their run directory was
+    moved (or copied) since it was analysed, and the one it was analysed from is gone, so the `[phases]` stored with
+    the results decide, whatever the manifest beside them now says. None otherwise."""
+    run_dir = metadata.get("checkpoint_dir")
+    beside = Path(results).resolve().parent / MANIFEST_NAME
+    if not run_dir or Path(run_dir).is_dir() or not beside.is_file() or beside.parent == Path(run_dir):
+        return None
+    stored = metadata.get("config", {}).get("phases", {}) or {}
+    used = ", ".join(f"{k}={v}" for k, v in sorted(stored.items())) or "none: the defaults"
+    return (f"{beside} is not read: these results were analysed in {run_dir}, which is gone, so the [phases] stored "
+            f"with them decide ({used}); run `grokmon analyze {beside.parent}` once to judge them by this manifest")
+
+
 def parse_metrics(value: str | list | tuple) -> tuple[str, ...]:
     """Metric groups from 'centroid,lc' or a list, in canonical order.
 
