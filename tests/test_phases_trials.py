@@ -227,3 +227,34 @@ def test_a_split_by_ordered_pair_is_not_stopped_on_its_memorisation_stage(trials
         assert abs(math.log10((1 + v.step) / (1 + int(at))) - float(ago)) < 0.006 and float(ago) < float(need)
     slow = classify(trials["p31-wd1-lr1e-3-f0.6-ordered"].table, mode="accuracy")
     assert all(v.advice != "stop" for v in slow.history)  # creeping from 0.47 to 0.58: never settled
+
+
+HELD = re.compile(r"(test|robust) accuracy (\d\.\d{3}) (?:still )?rising[^;]*?since step (\d+) \(\d\.\d{3}\)[^;]*; the "
+                  r"checkpoints since step (\d+) \((\d\.\d\d) decades\) are within ([\d.]+) of each other: the rise is "
+                  r"older than they are")
+
+
+def test_a_rise_that_ended_inside_its_span_says_since_when_it_held():
+    """'0.782 rising, +0.572 since step 15422' on a run flat at 0.77-0.78 since step 41,000 read as a rise still going
+    on: the reason now names the newest stretch of at least three checkpoints within `plateau_gain` of each other,
+    and every such clause agrees with the probes' numbers (the advice does not change)."""
+    found = 0
+    for run in _all_stored_runs():
+        values = {"test": _probe(run, "test")}
+        rows = run.table[run.table["split"] == "test"]
+        if "robust_accuracy" in rows:
+            values["robust"] = dict(zip(rows["step"].astype(int), rows["robust_accuracy"]))
+        for v in classify(run.table, mode="accuracy").history:
+            standing = re.search(r"the reading of step (\d+) stands", v.reason)  # a spike quotes the reading before
+            for m in HELD.finditer(v.reason):
+                found += 1
+                label, now, first, start, decades, gain = m.groups()
+                step = int(standing.group(1)) if standing and standing.end() < m.start() else v.step
+                held = [a for s, a in values[label].items() if int(start) <= s <= step]
+                before = max(s for s in values[label] if s < int(start))
+                assert len(held) >= 3 and max(held) - min(held) <= float(gain) + 1e-9, (run.name, v.step)
+                wider = [*held, values[label][before]]  # one checkpoint further back leaves the band (or the span)
+                assert max(wider) - min(wider) > float(gain) or before < int(first), (run.name, v.step)
+                assert int(first) < int(start) and f"{values[label][step]:.3f}" == now
+                assert abs(math.log10((1 + step) / (1 + int(start))) - float(decades)) < 0.006
+    assert found > 20
