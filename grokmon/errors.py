@@ -65,6 +65,22 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return line[:within[-1]] if within else line[:ends[0]] if ends else line
 
 
+def death_cause(exc: BaseException) -> str:
+    """What a worker that died raised, in one line: a remote worker's error (Ray's) carries the worker's
+    traceback in its message, whose last line names the exception raised there; any other, its type and first
+    line.
+
+    >>> death_cause(RuntimeError("The actor died\nTraceback (most recent call last):\n  File x\nImportError: no"))
+    'ImportError: no'
+    >>> death_cause(MemoryError("out of memory"))
+    'MemoryError: out of memory'
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and any(line.startswith("File ") for line in lines):
+        return lines[-1]
+    return f"{type(exc).__name__}: {first_line(exc)}"
+
+
 def error_message(exc: BaseException) -> str:
     """The one-line message of a failed checkpoint: grokmon's own, or the exception's type and first line.
 

@@ -72,11 +72,17 @@ def _rows(path: Path) -> int:
 
 def _killed_driver(run: Path, output: Path, kwargs: dict, address: str) -> str:
     """Run `grokmon analyze --executor ray` (one worker: each costs seconds to start) in a process of its own,
-    joining the cluster at `address` through RAY_ADDRESS, and SIGKILL it once it has written one checkpoint."""
-    command = [sys.executable, "-m", "grokmon", "analyze", str(run), "-o", str(output), "--executor", "ray",
+    joining the cluster at `address` through RAY_ADDRESS, and SIGKILL it once it has written one checkpoint.
+
+    It runs from a folder holding a folder named `grokmon`, as the parent of a clone does: Ray puts the driver's
+    working directory first on its workers' import path, and a new user's workers all died importing that folder
+    instead of the installed grokmon."""
+    parent = output.parent / "clone-parent"
+    (parent / "grokmon").mkdir(parents=True)
+    command = [str(Path(sys.executable).with_name("grokmon")), "analyze", str(run), "-o", str(output), "--executor", "ray",
                "--workers", "1", "--model", MODEL, "--model-kwargs", json.dumps(kwargs), "--points", "8",
                "--lc-directions", "2", "--threads", "1", "--metrics", FAST["metrics"]]
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=parent,
                               env={**os.environ, "CI": "true", "RAY_ADDRESS": address})
     deadline = time.time() + 120
     while _rows(output) < 3 and driver.poll() is None and time.time() < deadline:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Protocol
 
-from ..errors import ExecutorError, GrokmonError, first_line
+from ..errors import ExecutorError, GrokmonError, death_cause
 from ..inputs.checkpoints import Checkpoint
 from ..inputs.identity import identity_of
 from .events import ProgressEvent, finished
@@ -54,6 +54,7 @@ class Driver:
         self.workers: dict[WorkerHandle, int] = {}  # each live worker's slot (a replacement takes the dead one's)
         self.info: WorkerInfo | None = None
         self.replacements = 0
+        self.last_death: Exception | None = None  # what the last worker to die raised (said if they all die)
 
     def run(self, pending: list[Checkpoint], workers: int) -> None:
         """Measure every checkpoint of `pending` on `workers` workers; stops them all however it ends."""
@@ -69,12 +70,16 @@ class Driver:
                 if measured:
                     self._write(measured)
                 if self.queue and not self.workers:
-                    raise ExecutorError(f"every worker died; {len(self.queue)} checkpoints are not measured (rows "
-                                        "written so far are kept): run again to resume, or use the local executor "
-                                        "to see why")
+                    raise ExecutorError(f"every worker died{self._last_words()}; {len(self.queue)} checkpoints are "
+                                        "not measured (rows written so far are kept): run again to resume, or use "
+                                        "the local executor to see why")
         finally:
             for worker in self.workers:
                 worker.stop()
+
+    def _last_words(self) -> str:
+        exc = self.last_death
+        return "" if exc is None else f" (the last raised {death_cause(exc)})"
 
     def _work_left(self) -> bool:
         """Checkpoints waiting or being measured (a worker still starting, with nothing left for it, is not)."""
@@ -141,6 +146,7 @@ class Driver:
         """A dead worker: its checkpoints go back to the front of the queue (or, after MAX_ATTEMPTS, its
         checkpoint's error rows are returned), and a new worker takes its place while replacements last."""
         worker.stop()
+        self.last_death = exc
         slot = self.workers.pop(worker)
         following = self.ahead.pop(worker, None)
         if following is not None:
@@ -158,9 +164,8 @@ class Driver:
         return rows
 
     def _error_rows(self, ckpt: Checkpoint, exc: Exception, seconds: float) -> list[dict]:
-        message = (f"the worker measuring it died {self.attempts[ckpt]} times (last: {type(exc).__name__}: "
-                   f"{first_line(exc)}); it may need more memory than a worker has: analyse it with the local "
-                   "executor to see why")
+        message = (f"the worker measuring it died {self.attempts[ckpt]} times (last: {death_cause(exc)}); it may "
+                   "need more memory than a worker has: analyse it with the local executor to see why")
         try:
             identity = identity_of(ckpt.files).columns()  # as measure_checkpoint records it for every row
         except OSError:  # gone meanwhile: the next run drops its rows

@@ -20,6 +20,7 @@ import os
 import socket
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 
 from ..errors import CheckpointError, ConfigError
 from ..inputs.checkpoints import Checkpoint
@@ -29,6 +30,8 @@ from .events import ProgressEvent
 from .store import ResultsStore
 from .worker import Worker
 
+PACKAGE_HOME = Path(__file__).resolve().parents[2]  # the folder `import grokmon` finds the package in
+
 
 def import_ray():
     """The ray module (the extra `grokmon[ray]`); ConfigError saying how to install it when it is absent."""
@@ -37,6 +40,17 @@ def import_ray():
     except ImportError as exc:
         raise ConfigError("--executor ray needs Ray: pip install 'grokmon[ray]'") from exc
     return ray
+
+
+def start_ray(ray) -> None:
+    """`ray.init()`, from the folder that holds the grokmon package (the working directory comes back after).
+
+    Ray puts the driver's working directory at the front of every worker's import path. Run from a folder
+    holding a `grokmon` folder (the parent of a clone), a worker imported that folder, as a namespace package,
+    instead of an editable install of grokmon, and every worker died on its first import. Ray's own INFO lines
+    ("Started a local Ray instance") would mix into grokmon's stderr, -q or not: warnings only."""
+    with contextlib.chdir(PACKAGE_HOME):
+        ray.init(log_to_driver=False, logging_level=logging.WARNING)
 
 
 class RayWorker(Worker):
@@ -91,8 +105,7 @@ def run_ray(inputs: RunInputs, pending: list[Checkpoint], store: ResultsStore,
     is sent once the first actor's session is open."""
     ray = import_ray()
     if not ray.is_initialized():
-        # Ray's own INFO lines ("Started a local Ray instance") would mix into grokmon's stderr, -q or not.
-        ray.init(log_to_driver=False, logging_level=logging.WARNING)
+        start_ray(ray)
     count, place, resources = placement(ray.cluster_resources(), device, workers)
     actor_class = ray.remote(RayWorker).options(**resources)
     workdir = os.getcwd()
