@@ -193,6 +193,36 @@ def test_robust_accuracy_still_rising_after_test_settled_is_delayed_robustness(d
         assert report.advice == "stop" and "delayed robustness" not in report.reason
 
 
+def test_a_robust_creep_within_the_noise_of_plateau_gain_leaves_a_plateau_standing():
+    """A new user's a+b mod 47 MLP (256 probe points, saved every 300 steps): test accuracy 1.000 from step 8,700,
+    robust accuracy 0.91-0.93 from step 5,700. The plateau was read from step 9,000; at 10,800 robust accuracy's
+    line over the span rose +0.021 ± 0.006, and the run went back to "delayed robustness", `inconclusive`, to the
+    end: a CI job's `watch --until stop` started after step 10,500 never stopped. A plateau already read stands
+    until such a rise is beyond `plateau_gain` by `slope_sigma` standard errors; a rise that is still unsettles it."""
+    steps = np.arange(0, 12_001, 300)
+    train = np.r_[0.023, np.ones(40)]
+    test = np.r_[0.039, 0.0, 0.004, 0.121, 0.543, 0.879, 0.938, 0.961, 0.965, 0.965, 0.965, 0.961, 0.957, 0.969, 0.969,
+                 0.973, 0.977, 0.984, 0.992, 0.996, 0.996, 0.996, 0.992, 0.992, 0.992, 0.992, 0.992, 0.992, 0.996, 1.0,
+                 1.0, 0.996, 0.996, 0.996, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.996]
+    robust = np.r_[0.023, 0.0, 0.0, 0.012, 0.188, 0.492, 0.695, 0.766, 0.805, 0.84, 0.84, 0.844, 0.859, 0.863, 0.875,
+                   0.879, 0.902, 0.902, 0.914, 0.914, 0.91, 0.902, 0.902, 0.91, 0.91, 0.918, 0.922, 0.918, 0.922, 0.922,
+                   0.91, 0.918, 0.914, 0.926, 0.93, 0.93, 0.926, 0.922, 0.922, 0.926, 0.93]
+    series = accuracy_series(train, test)
+    series[("robust_accuracy", "test")] = (robust, accuracy_se(robust, 256))
+    history = classify(table(steps, series, points=256)).history
+    first = next(v for v in history if v.advice == "stop")
+    assert first.step == 9000, first
+    assert all(v.advice == "stop" for v in history if v.step >= first.step), [v.step for v in history
+                                                                               if v.step > first.step and v.advice != "stop"]
+    assert "creeping up" in history[-1].reason and "the plateau stands" in history[-1].reason
+    # the same run with robust accuracy climbing on after the plateau was read: delayed robustness
+    later = steps > 9_000
+    climbing = np.where(later, np.minimum(robust + 2.5 * np.log10(np.maximum(steps, 1) / 9_000), 0.99), robust)
+    series[("robust_accuracy", "test")] = (climbing, accuracy_se(climbing, 256))
+    last = classify(table(steps, series, points=256)).history[-1]
+    assert (last.phase, last.advice) == ("generalisation", "keep-training") and "delayed robustness" in last.reason
+
+
 def test_robust_accuracy_falling_after_test_settled_is_no_gain_to_wait_for():
     """Test accuracy flat and robust accuracy falling: more training gains nothing, robustness included: a plateau
     whose strength is test accuracy's (on the validation runs such readings were right 40 times in 43; taken as the

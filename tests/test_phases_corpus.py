@@ -76,7 +76,6 @@ def test_every_verdict_of_every_run_passes_the_checks(runs, reports, mode):
 VALIDATION_MISSES = {("accuracy", "d24-bce-wd0.3-s1"): ("stop at step 1574",),
                      ("accuracy", "w128-sgd-lr0.01"): ("final verdict inconclusive",),
                      ("accuracy", "cnn-label-noise-s1"): ("best step",),
-                     ("accuracy", "d20-bce-wd0.5-s2-every125"): ("final verdict inconclusive",),
                      ("accuracy", "p43-wd2-s2-every250"): ("final verdict inconclusive",
                                                            "generalisation labelled from step 8750"),
                      ("geometry", "p43-wd2-s2-every250"): ("no generalisation labelled",)}

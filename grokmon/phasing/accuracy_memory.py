@@ -299,5 +299,11 @@ class AccuracyMemory:
             p_flat = float(flat)
         return flat, p_flat, gain
 
+    def _beyond_plateau_gain(self, i: int, name: str, gain: float) -> bool:
+        """Whether series `name`'s change over its span, `gain`, exceeds `plateau_gain` by `slope_sigma` of its
+        standard errors (from the checkpoints' scatter about the line): what it takes to unsettle a plateau."""
+        se = float(self.spans[name].slope_se[i]) * self._width(i, name)
+        return abs(gain) - self.th.plateau_gain > self.th.slope_sigma * se
+
     def _width(self, i: int, name: str) -> float:  # the decades series `name`'s line spans at checkpoint i
         return float(self.x[i] - self.x[self.spans[name].start[i]])

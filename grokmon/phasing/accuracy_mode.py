@@ -239,13 +239,23 @@ class AccuracyJudge(AccuracyWords):
         if robust is not None and not robust[0]:
             rising = robust[2] > 0
             change = self._change_words(i, "robust", robust[2], robust_span)
-            if rising and not self._robust_saturated(i):
+            settled = self.previous == "robustness_plateau" and not self._beyond_plateau_gain(i, "robust", robust[2])
+            if rising and not self._robust_saturated(i) and not settled:
                 return Reading("generalisation", max(0.5, 1.0 - robust[1]),
                                f"delayed robustness: {change} while test accuracy settled at {te:.3f}{stretch}",
                                self.best, wants=wants)
             # at its ceiling, or falling: no robustness left to gain by training on (the strength is test accuracy's)
-            change = (f"; {change}, within {th.plateau_gain:g} of 1 over the last {th.saturated_decades:g} decades: "
-                      "nothing left to gain" if rising else f"; {change}: no robustness to gain by training on")
+            if rising and settled:  # a plateau already read: a creep within the noise of plateau_gain leaves it
+                se = float(self.spans["robust"].slope_se[i]) * self._width(i, "robust")
+                change = (f"; robust accuracy {self.robust.value[i]:.3f} creeping up: its trend line "
+                          f"{robust[2]:+.3f} ± {se:.3f} over the last {robust_span}, not beyond "
+                          f"{th.plateau_gain:g} (plateau_gain) by {th.slope_sigma:g} standard errors (slope_sigma): "
+                          "the plateau stands")
+            elif rising:
+                change = (f"; {change}, within {th.plateau_gain:g} of 1 over the last {th.saturated_decades:g} "
+                          "decades: nothing left to gain")
+            else:
+                change = f"; {change}: no robustness to gain by training on"
         return self._below_early_best(i, Reading("robustness_plateau", flat[1], note + change + stretch, self.best,
                                                  wants=wants, stretched=stretched, doubt=doubt))
 
