@@ -321,13 +321,15 @@ def _comparable(frame):
     return frame.drop(columns=["seconds"]).sort_values(["step", "split"]).reset_index(drop=True)
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupted_run_keeps_finished_checkpoints_and_resumes(slow_run, tmp_path, sig, code):
     run, reference = slow_run
     output = tmp_path / "interrupted.parquet"
     process, stderr = _interrupted(run, output, sig)
     assert process.returncode == code, stderr
     assert "Traceback" not in stderr
+    if code > 0:  # Ctrl-C, and SIGTERM (a cancelled CI job, `timeout`): one line that says the results are kept
+        assert "results written so far are kept" in stderr.strip().splitlines()[-1], stderr
     partial, _ = read_results(output)
     done = partial["step"].nunique()
     assert 2 <= done < CHECKPOINTS and set(partial["status"]) == {"ok"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -51,10 +52,23 @@ def _stdout():
     return console
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job, `timeout`), raised where the process is, as Ctrl-C is: the same clean-up, its
+    own line and exit code (143)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def _fail(exc: BaseException, debug: bool) -> None:
-    """The one place errors become exit codes: one line on stderr, exit 1 (130 for Ctrl-C)."""
+    """The one place errors become exit codes: one line on stderr, exit 1 (130 for Ctrl-C, 143 for SIGTERM)."""
     if debug:
         raise exc
+    if isinstance(exc, Terminated):
+        print("grokmon: terminated (SIGTERM); results written so far are kept, run the command again to resume",
+              file=sys.stderr)
+        raise typer.Exit(128 + signal.SIGTERM)
     if isinstance(exc, KeyboardInterrupt):
         print("grokmon: interrupted; results written so far are kept, run the command again to resume",
               file=sys.stderr)
@@ -417,4 +431,5 @@ def _show_watch_event(event, quiet: bool, errors: set[str], folder) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     app()
