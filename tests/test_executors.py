@@ -125,10 +125,13 @@ def test_executor_choices_that_cannot_run_are_config_errors(executor, device, wo
         choose_executor(executor, device, workers)
 
 
-def test_cli_refuses_workers_without_ray(run_and_reference):
+def test_cli_refuses_workers_without_ray_as_a_usage_error(run_and_reference, tmp_path):
+    """A combination of options wrong on its face, as `-o results.csv` (it exited 1, as a failed run does)."""
     run, _ = run_and_reference
-    result = CliRunner().invoke(app, ["analyze", str(run), "--workers", "2", "--device", "cpu", "-q"])
-    assert result.exit_code == 1 and "--workers goes with --executor ray" in result.stderr
+    output = tmp_path / "out.parquet"
+    result = CliRunner().invoke(app, ["analyze", str(run), "-o", str(output), "--workers", "2", "--device", "cpu", "-q"])
+    assert result.exit_code == 2 and "--workers goes with --executor ray" in result.output
+    assert not output.exists()
 
 
 def test_thread_default_reads_a_cgroup_quota(tmp_path):

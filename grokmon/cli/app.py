@@ -198,6 +198,9 @@ def analyze(
     debug: bool = DEBUG_OPTION,
 ) -> None:
     """Measure every checkpoint and write one Parquet row per (checkpoint, split); resumes an existing output."""
+    if workers is not None and executor != "ray":
+        raise typer.BadParameter("--workers goes with --executor ray; for several local devices pass --device "
+                                 "cuda:0,cuda:1 (or cuda:all)", param_hint="--workers")
     try:
         from ..api import DEFAULT_OUTPUT_NAME, analyze as run_analyze
         from .progress import AnalyzeProgress
