@@ -68,7 +68,7 @@ def analyze(
         store = ResultsStore(Path(output) if output is not None else inputs.ckpt_dir / DEFAULT_OUTPUT_NAME, inputs,
                              overwrite)
         pending = store.pending(inputs.checkpoints, writing={name for name, _ in inputs.found.in_progress})
-        store.save()
+        store.save(pending)
         total = len(inputs.checkpoints)
         notify = progress or (lambda event: None)
         opening = ProgressEvent(done=total - len(pending), total=total, device=execution.description,

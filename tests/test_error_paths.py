@@ -233,3 +233,30 @@ def test_random_bytes_under_a_pt_name_are_unreadable_never_a_refused_pickle(tmp_
         path.write_bytes(generator.randbytes(3000))
         with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
             _load_file(path)
+
+
+def test_results_that_cannot_be_rewritten_are_read_while_nothing_is_new(make_run, monkeypatch):
+    """A finished run's results in a folder this user cannot write to (an immutable file, a colleague's run):
+    analyze has nothing to measure and returns them; it failed before, as though it had to write. A new checkpoint
+    still fails, before any work, with the same line. (Root writes anywhere: the check is made to fail.)"""
+    import grokmon.analysis.store as store
+
+    run = make_run("pt", steps=(0, 5))
+    assert runner.invoke(app, ["analyze", str(run), *FAST]).exit_code == 0
+    before = read_results(run / "grokmon.parquet")[0]
+
+    def unwritable(output):
+        raise store.ResultsError(f"{output}: cannot write results there (Operation not permitted); choose a "
+                                 "writable path with -o")
+
+    monkeypatch.setattr(store, "check_writable", unwritable)
+    again = runner.invoke(app, ["analyze", str(run), *FAST])
+    assert again.exit_code == 0 and again.stderr == "", again.stderr
+    assert "2 checkpoints" in again.stdout
+    torch.save(train_states([9])[9], run / "step_9.pt")
+    new = runner.invoke(app, ["analyze", str(run), *FAST])
+    assert new.exit_code == 1
+    assert new.stderr.strip().splitlines() == [f"grokmon: error: {run / 'grokmon.parquet'}: cannot write results there "
+                                               "(Operation not permitted); choose a writable path with -o"]
+    after = read_results(run / "grokmon.parquet")[0]
+    assert after.equals(before)

@@ -84,7 +84,13 @@ class ResultsStore:
     """The rows of one results file: those of an earlier run with the same settings, and every new one."""
 
     def __init__(self, output: Path, inputs: RunInputs, overwrite: bool):
-        check_writable(output)
+        self.unwritable: ResultsError | None = None  # an existing file that cannot be rewritten: said by `save`
+        try:
+            check_writable(output)
+        except ResultsError as exc:
+            if overwrite or not output.is_file():
+                raise
+            self.unwritable = exc
         self.output = output
         self.ckpt_dir = inputs.ckpt_dir
         self.metadata: dict = {}  # the existing file's, until a session writes its own
@@ -201,8 +207,13 @@ class ResultsStore:
                               "phases and report leave them out unless --with-deleted")
         self._unsaved |= bool(changed or gone)
 
-    def save(self) -> None:
-        """Write the rows kept by `pending` when it dropped or updated any (nothing else is to be measured)."""
+    def save(self, pending: list[Checkpoint]) -> None:
+        """Write the rows kept by `pending` when it dropped or updated any; before any work, fail where the file
+        cannot be rewritten and `pending` (the checkpoints to measure) or such a change needs it to be. A results
+        file that cannot be written but has nothing new to hold is read as it is (a read-only copy of a finished
+        run)."""
+        if self.unwritable is not None and (pending or self._unsaved):
+            raise self.unwritable
         if self._unsaved and self.metadata:
             self.write(self.metadata)
 
@@ -214,6 +225,8 @@ class ResultsStore:
 
     def write(self, metadata: dict) -> None:
         """Rewrite the file atomically with every row."""
+        if self.unwritable is not None:
+            raise self.unwritable
         write_results(self.output, _sorted(self.rows), metadata)
         self.metadata, self._unsaved = metadata, False
 
