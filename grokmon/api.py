@@ -56,6 +56,7 @@ def analyze(
     from .analysis.executors import choose_executor
     from .analysis.store import ResultsStore
     from .analysis.threads import cpu_threads
+    from .analysis.writer_lock import writing
     from .inputs.run import resolve_inputs
 
     execution = choose_executor(executor, device, workers, threads)
@@ -65,15 +66,21 @@ def analyze(
                                 data=data, weights=weights, points=points, metrics=metrics,
                                 lc_directions=lc_directions, lc_radius=lc_radius, robust_eps=robust_eps,
                                 robust_steps=robust_steps, noise_sigma=noise_sigma, seed=seed, dtype=dtype)
-        store = ResultsStore(Path(output) if output is not None else inputs.ckpt_dir / DEFAULT_OUTPUT_NAME, inputs,
-                             overwrite)
-        pending = store.pending(inputs.checkpoints, writing={name for name, _ in inputs.found.in_progress})
-        store.save(pending)
-        total = len(inputs.checkpoints)
+        destination = Path(output) if output is not None else inputs.ckpt_dir / DEFAULT_OUTPUT_NAME
         notify = progress or (lambda event: None)
-        opening = ProgressEvent(done=total - len(pending), total=total, device=execution.description,
-                                notes=(*inputs.notes(), *store.notes))
-        execution.run(inputs, pending, store, notify, done=total - len(pending), total=total, opening=opening)
+
+        def waiting(message: str) -> None:
+            notify(ProgressEvent(done=0, total=len(inputs.checkpoints), device=execution.description,
+                                 notes=(message,), waiting=True))
+
+        with writing(destination, waiting):
+            store = ResultsStore(destination, inputs, overwrite)
+            pending = store.pending(inputs.checkpoints, writing={name for name, _ in inputs.found.in_progress})
+            store.save(pending)
+            total = len(inputs.checkpoints)
+            opening = ProgressEvent(done=total - len(pending), total=total, device=execution.description,
+                                    notes=(*inputs.notes(), *store.notes))
+            execution.run(inputs, pending, store, notify, done=total - len(pending), total=total, opening=opening)
     return store.frame()
 
 

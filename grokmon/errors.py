@@ -70,7 +70,7 @@ def death_cause(exc: BaseException) -> str:
     traceback in its message, whose last line names the exception raised there; any other, its type and first
     line.
 
-    >>> death_cause(RuntimeError("The actor died\nTraceback (most recent call last):\n  File x\nImportError: no"))
+    >>> death_cause(RuntimeError("The actor died\\nTraceback (most recent call last):\\n  File x\\nImportError: no"))
     'ImportError: no'
     >>> death_cause(MemoryError("out of memory"))
     'MemoryError: out of memory'

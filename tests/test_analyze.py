@@ -499,3 +499,42 @@ def test_an_lc_radius_far_from_the_probe_points_scale_is_noted(make_run, radius,
     else:
         [line] = notes
         assert line.startswith("grokmon: note: lc_radius ") and said in line and "median train-probe norm" in line
+
+
+def test_a_second_analyze_of_the_same_results_waits_and_measures_what_the_first_left(make_run, tmp_path):
+    """Two analyze at once on one results file (a CI hook while `watch` runs) each rewrote it with its own rows, the
+    last to finish winning (41 checkpoints back to 34). The second waits for the first, says so, then reads its rows."""
+    import threading
+    import time
+
+    from grokmon.analysis.writer_lock import lock_path, writing
+
+    run = make_run("pt", steps=(0, 5, 20))
+    finished = tmp_path / "first.parquet"
+    analyze(run, finished, **FAST)
+    output = run / "grokmon.parquet"
+    events, held, release = [], threading.Event(), threading.Event()
+
+    def first_analyze():  # holds the lock as another analyze would, and writes what it measured
+        with writing(output, lambda message: None):
+            held.set()
+            release.wait(30)
+            shutil.copy(finished, output)
+
+    holder = threading.Thread(target=first_analyze)
+    holder.start()
+    held.wait(30)
+    second = threading.Thread(target=lambda: analyze(run, output, progress=events.append, **FAST))
+    second.start()
+    deadline = time.time() + 30
+    while not events and time.time() < deadline:
+        time.sleep(0.01)
+    assert events and events[0].waiting and "another grokmon analyze (pid" in events[0].notes[0], events
+    assert second.is_alive() and not output.exists()  # it waits, and writes nothing meanwhile
+    release.set()
+    holder.join(30)
+    second.join(60)
+    assert [e.step for e in events[1:]] == [None]  # the opening only: all three were in the first one's file
+    assert events[1].done == 3
+    assert read_results(output)[0].equals(read_results(finished)[0])
+    assert lock_path(output).name == ".grokmon.parquet.lock"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class ProgressEvent:
     """Sent when a run starts (step None, with the notes about the run: checkpoints skipped because they are still
     being written, a step saved twice, results dropped because their file changed or is gone) and after every
-    checkpoint."""
+    checkpoint; before the start, while another process writes the same results (`waiting`, a note saying so)."""
 
     done: int
     total: int
@@ -20,6 +20,7 @@ class ProgressEvent:
     status: str | None = None
     error: str | None = None
     notes: tuple[str, ...] = ()
+    waiting: bool = False
 
 
 def finished(rows: list[dict], done: int, total: int, device: str) -> ProgressEvent:

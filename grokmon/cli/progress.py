@@ -38,7 +38,7 @@ class AnalyzeProgress:
         if event.step is None:
             for note in event.notes:  # not progress: shown under --quiet too
                 self.console.print(f"grokmon: note: {note}", highlight=False, markup=False, soft_wrap=True)
-            if not self.quiet:
+            if not self.quiet and not event.waiting:
                 self._start(event)
             return
         if self.quiet:
