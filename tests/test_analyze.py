@@ -214,6 +214,23 @@ def test_a_moved_run_not_analysed_again_says_its_manifest_is_not_read(make_run, 
     assert "min_checkpoints=40" in result.stdout and "is not read" not in result.stderr
 
 
+def test_a_copied_run_not_analysed_again_says_its_manifest_is_not_read(make_run, tmp_path):
+    """The run folder copied, the copy's manifest edited (even broken), not analysed again: the original's manifest
+    decides, as the results say where they were analysed; a note says so where it had said nothing (a new user)."""
+    run = make_run(steps=tuple(range(0, 60, 10)))
+    (run / "grokmon.toml").write_text("[phases]\nmin_checkpoints = 50\n")
+    analyze(run, **FAST)
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    for text in ("[phases]\nmin_checkpoints = 40\n", "[phases\nnot toml"):
+        (copy / "grokmon.toml").write_text(text)
+        result = runner.invoke(app, ["phases", str(copy / "grokmon.parquet")])
+        assert result.exit_code == 0 and "min_checkpoints=50" in result.stdout
+        assert (f"grokmon: note: {copy / 'grokmon.toml'} is not read: these results were analysed in {run.resolve()}, "
+                "which is still there, so its manifest's [phases] decide (min_checkpoints=50); run `grokmon analyze "
+                f"{copy}` once to judge them by this manifest") in " ".join(result.stderr.split())
+
+
 def test_a_copied_run_analysed_in_its_new_folder_is_judged_by_its_own_manifest(make_run, tmp_path):
     from grokmon import phases
     from grokmon.inputs.config import phase_thresholds

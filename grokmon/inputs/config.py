@@ -154,16 +154,25 @@ def phase_thresholds(metadata: dict, overrides: dict | None = None):
 
 def moved_manifest_note(results: Path, metadata: dict) -> str | None:
     """A note when the results sit beside a manifest that `phase_thresholds` does not read: their run directory was
-    moved (or copied) since it was analysed, and the one it was analysed from is gone, so the `[phases]` stored with
-    the results decide, whatever the manifest beside them now says. None otherwise."""
+    moved or copied since it was analysed, and not analysed again where it is now. Where the directory it was
+    analysed in is gone, the `[phases]` stored with the results decide; where it is still there (a copy), its
+    manifest does; either way not the one beside them, whatever it now says. None otherwise."""
     run_dir = metadata.get("checkpoint_dir")
     beside = Path(results).resolve().parent / MANIFEST_NAME
-    if not run_dir or Path(run_dir).is_dir() or not beside.is_file() or beside.parent == Path(run_dir):
+    if not run_dir or not beside.is_file() or beside.parent == Path(run_dir):
         return None
-    stored = metadata.get("config", {}).get("phases", {}) or {}
-    used = ", ".join(f"{k}={v}" for k, v in sorted(stored.items())) or "none: the defaults"
-    return (f"{beside} is not read: these results were analysed in {run_dir}, which is gone, so the [phases] stored "
-            f"with them decide ({used}); run `grokmon analyze {beside.parent}` once to judge them by this manifest")
+    gone = not Path(run_dir).is_dir()
+    if gone:
+        decide, where = metadata.get("config", {}).get("phases", {}) or {}, "which is gone, so the [phases] stored with them"
+    else:
+        try:
+            decide = manifest_phase_overrides(Path(run_dir)) or {}
+        except ConfigError:  # phase_thresholds says what is wrong with it
+            return None
+        where = "which is still there, so its manifest's [phases]"
+    used = ", ".join(f"{k}={v}" for k, v in sorted(decide.items())) or "none: the defaults"
+    return (f"{beside} is not read: these results were analysed in {run_dir}, {where} decide ({used}); run "
+            f"`grokmon analyze {beside.parent}` once to judge them by this manifest")
 
 
 def parse_metrics(value: str | list | tuple) -> tuple[str, ...]:
