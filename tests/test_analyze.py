@@ -118,7 +118,9 @@ def test_resume_computes_only_new_checkpoints(make_run):
 def test_changed_configuration_is_refused_unless_overwrite(make_run):
     run = make_run()
     analyze(run, **FAST)
-    with pytest.raises(ConfigError, match=r"another configuration \(points: 16 -> 8\).*--overwrite"):
+    with pytest.raises(ConfigError, match=r"another configuration \(points: 16 -> 8\); to add to them, pass the "
+                                          r"options they were made with \(--points 16\) or write them in the "
+                                          r"manifest; pass --overwrite"):
         analyze(run, **{**FAST, "points": 8})
     frame = analyze(run, overwrite=True, **{**FAST, "points": 8})
     assert (frame["n_points"] == 8).all()

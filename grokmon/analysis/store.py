@@ -7,7 +7,9 @@ measured again, and rows of a checkpoint that is gone are kept, flagged `deleted
 
 from __future__ import annotations
 
+import json
 import math
+import shlex
 import shutil
 import tempfile
 import time
@@ -18,6 +20,7 @@ import pandas as pd
 from ..columns import SPLITS
 from ..errors import ConfigError, ResultsError
 from ..inputs.checkpoints import Checkpoint
+from ..inputs.config import MANIFEST_KEYS
 from ..inputs.identity import FileIdentity, identity_of, unchanged
 from ..inputs.run import RunInputs
 from ..results import read_results, rows_to_frame, write_results
@@ -60,6 +63,26 @@ def check_writable(output: Path) -> None:
             pass
     except OSError as exc:
         raise ResultsError(f"{output}: cannot write results there ({exc.strerror}); choose a writable path with -o") from exc
+
+
+def _flags_for(before: dict, now: dict) -> str:
+    """The `analyze` options that give back the settings of `before` where `now` differs (those an option sets):
+    a Lightning or Hugging Face callback's results name the model file they were made with, which a plain
+    `grokmon analyze` of the folder does not know.
+
+    >>> _flags_for({"model": "net.py:build", "metrics": ["centroid", "lc"], "points": 512},
+    ...            {"model": "mlp", "metrics": ["centroid"], "points": 512})
+    '--model net.py:build --metrics centroid,lc'
+    """
+    flags = []
+    for key in sorted(set(before) | set(now)):
+        value = before.get(key)
+        if key not in MANIFEST_KEYS or value is None or value == now.get(key):
+            continue
+        text = (",".join(map(str, value)) if isinstance(value, list) else json.dumps(value) if isinstance(value, dict)
+                else str(value))
+        flags.append(f"--{key.replace('_', '-')} {shlex.quote(text)}")
+    return " ".join(sorted(flags, key=lambda f: MANIFEST_KEYS.index(f[2:].split()[0].replace('-', '_'))))
 
 
 def _sorted(rows: list[dict]) -> list[dict]:
@@ -126,8 +149,11 @@ class ResultsStore:
         changed = [f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(before) | set(settings))
                    if before.get(k) != settings.get(k)]
         if changed:
+            again = _flags_for(before, settings)
+            resume = (f"to add to them, pass the options they were made with ({again}) or write them in the "
+                      "manifest; " if again else "")
             raise ConfigError(f"{self.output}: holds results of another configuration ({'; '.join(changed)}); "
-                              "pass --overwrite to replace them, or -o another file")
+                              f"{resume}pass --overwrite to replace them, or -o another file")
         self.metadata = old
         # a live row's missing checkpoint name reads back as NaN; pending() knows such rows by None
         frame["checkpoint"] = frame["checkpoint"].astype(object).where(frame["checkpoint"].notna(), None)
