@@ -77,7 +77,7 @@ def _all_stored_runs():
 
 WORDS = re.compile(r"(test|robust) accuracy \d\.\d{3} (still )?(rising|falling)( on its trend line)?"
                    r"(?: \(not yet a collapse\))?(?:, ([+-]\d\.\d{3}) since step \d+ \(\d\.\d{3}\), trend line "
-                   r"([+-]\d\.\d{3})| \(([+-]\d\.\d{3}) over the last [^)]*\), ([+-]\d\.\d{3}) since)")
+                   r"([+-]\d\.\d{3})| \(([+-]\d\.\d{3}) over the last [^)]*\), (though )?([+-]\d\.\d{3}) since)")
 
 
 def test_every_reasons_rising_or_falling_agrees_with_the_numbers_it_cites():
@@ -90,10 +90,12 @@ def test_every_reasons_rising_or_falling_agrees_with_the_numbers_it_cites():
         for v in classify(run.table, mode="accuracy").history:
             for m in WORDS.finditer(v.reason):
                 found += 1
-                _, _, word, on_line, seen, line, line2, seen2 = m.groups()
+                _, _, word, on_line, seen, line, line2, though, seen2 = m.groups()
                 sign = 1 if word == "rising" else -1
                 if on_line:
                     assert sign * float(line2) > 0 and sign * float(seen2) < gain, (run.name, v.step, m.group(0))
+                    # "though" exactly where the ends go the other way by plateau_gain or more
+                    assert bool(though) == (sign * float(seen2) <= -gain), (run.name, v.step, m.group(0))
                 else:
                     assert sign * float(seen) >= gain and sign * float(line) > 0, (run.name, v.step, m.group(0))
     assert found > 100  # the pattern matches the reasons it checks
@@ -166,15 +168,15 @@ def test_noisy_labels_from_the_start_warn_while_fitting_and_roll_back_to_the_bes
         run, report.history)
 
 
-def _collapse_then_climb() -> pd.DataFrame:
-    """Learned with the fit to 0.93, collapsed to 0.45 at step 1,500, climbing back from step 3,000."""
+def _collapse_then_climb(until: int = 8000) -> pd.DataFrame:
+    """Learned with the fit to 0.93, collapsed to 0.45 at step 1,500, climbing back from step 3,000 to `until`."""
     steps = np.unique(np.round(np.geomspace(1, 8000, 70)).astype(int))
     rng = np.random.default_rng(1)
 
     def test(s):
         if s < 1500:
             return 0.93 * min(1.0, s / 50)
-        return 0.45 if s < 3000 else 0.45 + 0.4 * np.log(s / 3000) / np.log(8000 / 3000)
+        return 0.45 if s < 3000 else 0.45 + 0.4 * np.log(min(s, until) / 3000) / np.log(8000 / 3000)
     return pd.DataFrame([{"step": int(s), "split": split, "status": "ok", "accuracy_se": 0.01,
                           "accuracy": float(np.clip(a + 0.005 * rng.standard_normal(), 0, 1))}
                          for s in [0, *steps] for split, a in (("train", min(1.0, 0.05 + s / 50)), ("test", test(s)))])
@@ -193,6 +195,18 @@ def test_a_collapse_that_climbs_back_says_so_and_keeps_its_roll_back():
     last = history[-1]
     rise, since, low = re.search(r"climbing back: \+(\d\.\d{3}) since step (\d+) \((\d\.\d{3})\)", last.reason).groups()
     assert float(rise) >= 0.3 and int(since) < 3000 and "until one does, step" in last.reason
+    assert "the climb is older" not in last.reason  # still climbing at the end
+
+
+def test_a_climb_back_that_has_stopped_says_since_when():
+    """A new user's digits MLP after a learning-rate blow-up: test accuracy crashed to 0.28, climbed back to 0.76 and
+    held there; "climbing back: +0.477 since step 3100, trend line +0.344 over the last 0.3 decades" read as a climb
+    still going on, the crash inside the line's window. The clause now says since when the checkpoints have held."""
+    last = classify(_collapse_then_climb(until=5000), mode="accuracy").history[-1]
+    assert last.advice == "roll-back" and "climbing back" in last.reason, last.reason
+    since = int(re.search(r"the checkpoints since step (\d+) \([\d.]+ decades\) are within 0\.02 of each other: the "
+                          r"climb is older than they are", last.reason).group(1))
+    assert 4500 <= since <= 5500, last.reason  # flat from 5,000 (saved at x1.14: 4,755, 5,412)
 
 
 def test_a_lost_fit_names_the_last_checkpoint_at_its_peak_too(trials):

@@ -30,7 +30,9 @@ class AccuracyWords(AccuracyMemory):
         """How a reason says that series `name` is not flat: "rising" or "falling" where its change as seen, from
         the span's first checkpoint to i, goes the trend line's way by `plateau_gain` or more, else "rising (falling)
         on its trend line" (a line tilted by a dip at one end while the checkpoints at its ends are level); both
-        changes cited. `collapse_yet`: a fall that is not yet a collapse says so."""
+        changes cited, the one as seen with "though" where it goes the other way by `plateau_gain` or more (a new
+        user read "still rising on its trend line (+0.029 ...), -0.037 since step 450" as a contradiction).
+        `collapse_yet`: a fall that is not yet a collapse says so."""
         seen, pg = self._seen_change(i, name), self.th.plateau_gain
         first = int(self.spans[name].start[i])
         values = self.robust.value if name == "robust" else self._series(name.split()[0])[0]
@@ -43,9 +45,11 @@ class AccuracyWords(AccuracyMemory):
             head = f"{label} {values[i]:.3f} {word}{' (not yet a collapse)' if collapse_yet else ''}"
             return f"{head}, {since}, trend line {line:+.3f} over the last {span}{held}"
         head = f"{label} {values[i]:.3f} {word} on its trend line{' (not yet a collapse)' if collapse_yet else ''}"
+        if (seen <= -pg) if line > 0 else (seen >= pg):  # the ends disagree with the line ("rising", "-0.037 since")
+            since = f"though {since}: the checkpoints between them tilt the line"
         return f"{head} ({line:+.3f} over the last {span}), {since}{held}"
 
-    def _held_since(self, i: int, values, first: int) -> str:
+    def _held_since(self, i: int, values, first: int, what: str = "rise") -> str:
         """Where a line that rises over its span ends on checkpoints that held within `plateau_gain` of each other
         (at least three, the newest among them, the span's first not), the clause that says since when: the rise is
         older than they are, and the span has not yet held them long enough to be a plateau ("0.782 rising, +0.572
@@ -62,7 +66,7 @@ class AccuracyWords(AccuracyMemory):
         if start is None or start == first:
             return ""
         return (f"; the checkpoints since step {int(self.steps[start])} ({float(self.x[i] - self.x[start]):.2f} "
-                f"decades) are within {self.th.plateau_gain:g} of each other: the rise is older than they are")
+                f"decades) are within {self.th.plateau_gain:g} of each other: the {what} is older than they are")
 
     def _flat_doubt(self, i: int, name: str, flat, line: str = "its trend line", span: str = "that span") -> str:
         """The clause that says how sure it is that a line counted flat is flat: its change over the span and that
@@ -112,8 +116,10 @@ class AccuracyWords(AccuracyMemory):
         rise, width = self.te[i] - self.te[low], float(self.x[i] - self.x[line.start[i]])
         if low == i or rise < self.th.plateau_gain:
             return ""
+        held = self._held_since(i, self.te, low, "climb")  # one that has stopped: since when
         return (f"; climbing back: {rise:+.3f} since step {int(self.steps[low])} ({self.te[low]:.3f}), trend line "
                 f"{float(line.slope[i]) * width:+.3f} over the last "
                 f"{span_words(width, self.th.trend_decades, 'trend_decades', '')[0]} ({float(line.z[i]):.1f} standard "
-                f"errors): a later checkpoint may pass step {int(self.steps[best])}, so read the run again then; "
-                f"until one does, step {int(self.steps[best])} is the better model")
+                f"errors){held}: a later checkpoint may pass "
+                f"step {int(self.steps[best])}, so read the run again then; until one does, step "
+                f"{int(self.steps[best])} is the better model")
