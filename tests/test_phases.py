@@ -223,6 +223,24 @@ def test_a_robust_creep_within_the_noise_of_plateau_gain_leaves_a_plateau_standi
     assert (last.phase, last.advice) == ("generalisation", "keep-training") and "delayed robustness" in last.reason
 
 
+def test_a_stop_on_a_checkpoint_well_below_the_best_names_the_model_to_keep():
+    """A new user's BatchNorm CNN on OneCycle (512 probe points, saved every 50 steps) said `stop` at step 500 with
+    test accuracy 0.945, 0.04 below step 250's level; only --json named the best step. The reason now names the
+    model to keep; a stop on a checkpoint within the probes' noise of the best says nothing of the kind."""
+    steps = np.arange(0, 501, 50)
+    train = np.array([0.113, 0.936, 0.982, 0.99, 1.0, 0.998, 0.994, 0.959, 0.984, 0.949, 0.971])
+    test = np.array([0.109, 0.947, 0.961, 0.961, 0.984, 0.984, 0.959, 0.938, 0.971, 0.93, 0.945])
+    robust = np.array([0.104, 0.928, 0.947, 0.947, 0.969, 0.971, 0.953, 0.918, 0.951, 0.891, 0.918])
+    series = accuracy_series(train, test)
+    series[("robust_accuracy", "test")] = (robust, accuracy_se(robust))
+    report = classify(table(steps, series))
+    assert report.advice == "stop" and report.best_step == 250, report.reason
+    assert "this checkpoint is 0.039 below the level of step 250, 0.984 (a median of three)" in report.reason
+    assert report.reason.endswith("keep step 250's model")
+    settled = classify(accuracy_table(STEPS[STEPS <= 20_000], *grokking(STEPS[STEPS <= 20_000], grok_at=3.0)))
+    assert settled.advice == "stop" and "keep step" not in settled.reason
+
+
 def test_robust_accuracy_falling_after_test_settled_is_no_gain_to_wait_for():
     """Test accuracy flat and robust accuracy falling: more training gains nothing, robustness included: a plateau
     whose strength is test accuracy's (on the validation runs such readings were right 40 times in 43; taken as the

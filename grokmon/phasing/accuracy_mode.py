@@ -256,8 +256,22 @@ class AccuracyJudge(AccuracyWords):
                           "decades: nothing left to gain")
             else:
                 change = f"; {change}: no robustness to gain by training on"
-        return self._below_early_best(i, Reading("robustness_plateau", flat[1], note + change + stretch, self.best,
-                                                 wants=wants, stretched=stretched, doubt=doubt))
+        return self._below_early_best(i, Reading("robustness_plateau", flat[1], note + change + self._worse_than_best(i)
+                                                 + stretch, self.best, wants=wants, stretched=stretched, doubt=doubt))
+
+    def _worse_than_best(self, i: int) -> str:
+        """On a plateau, where the newest checkpoint's test accuracy is below the best level since the fit by
+        `slope_sigma` of its own standard errors (how well the probes measure this model), the clause that names the
+        better checkpoint to keep: a `stop` says only that training need not go on (a new user's OneCycle CNN said
+        `stop` at 0.944, 0.04 below step 250, which only --json named)."""
+        if self.best is None or self.best == i or not math.isfinite(self.best_level):
+            return ""
+        below, se = self.best_level - float(self.te[i]), float(self.te_se[i])
+        if se <= 0 or below < self.th.slope_sigma * se or below < self.th.plateau_gain:
+            return ""
+        return (f"; this checkpoint is {below:.3f} below the level of step {int(self.steps[self.best])}, "
+                f"{self.best_level:.3f} (a median of three), {below / se:.1f} of its standard errors: keep step "
+                f"{int(self.steps[self.best])}'s model")
 
     def _young_plateau(self, i: int, partial: bool, span: str) -> Reading | None:
         """A plateau of a run that left its memorisation level ("rose") must hold its span since it left it: a level
