@@ -241,6 +241,21 @@ def test_a_stop_on_a_checkpoint_well_below_the_best_names_the_model_to_keep():
     assert settled.advice == "stop" and "keep step" not in settled.reason
 
 
+def test_damage_does_not_widen_the_noise_that_lets_a_later_window_be_the_best():
+    """A new user's CNN whose OneCycle learning rate rose to 0.5 (512 probe points, saved every 50 steps): test
+    accuracy peaked at 0.963 at step 200, then 0.941, 0.939, 0.824 (the damage begins), ... 0.215 at 500. The roll-back
+    named step 300 (0.939 on the whole test set against 0.963): the window of 250-350 counted as good as the best
+    within a noise estimate the damage had itself widened. The noise allowed is the one known when the best was set."""
+    steps = np.arange(0, 801, 50)
+    train = np.array([0.113, 0.889, 0.949, 0.949, 0.998, 0.955, 0.967, 0.85, 0.936, 0.848, 0.223, 0.328, 0.334, 0.09,
+                      0.105, 0.094, 0.104])
+    test = np.array([0.109, 0.879, 0.916, 0.924, 0.963, 0.941, 0.939, 0.824, 0.891, 0.812, 0.215, 0.352, 0.326, 0.096,
+                     0.102, 0.104, 0.098])
+    history = classify(accuracy_table(steps, train, test)).history
+    rolled = [v for v in history if v.advice == "roll-back"]
+    assert rolled and all(v.reason.endswith("best step 200") for v in rolled), [(v.step, v.reason[-20:]) for v in rolled]
+
+
 def test_robust_accuracy_falling_after_test_settled_is_no_gain_to_wait_for():
     """Test accuracy flat and robust accuracy falling: more training gains nothing, robustness included: a plateau
     whose strength is test accuracy's (on the validation runs such readings were right 40 times in 43; taken as the

@@ -63,6 +63,7 @@ class AccuracyMemory:
         self.peak_windows = 0               # how many 3-medians the peak is the highest of
         self.best: int | None = None        # roll-back target: of the best 3-median (window_target)
         self.best_level = self.best_train = -math.inf  # the best 3-median of test accuracy, and of train there
+        self.best_noise = (math.inf, math.inf)  # the noise of test and train differences when the best was set
         self.early: tuple[int | None, float, int] | None = None  # (best, level, 3-medians) before the fit, if learned
         self.train_low, self.train_peak, self.train_peak_at = math.inf, -math.inf, -1
         self.train_peak_last = -1  # the newest checkpoint at that peak (a fit held from train_peak_at to here)
@@ -120,8 +121,9 @@ class AccuracyMemory:
         train = median3(self.train_seen)
         if self.best is None or level > self.best_level:  # the best three in a row ...
             self.best, self.best_level, self.best_train = target, level, train
-        elif (self.fitted and level >= self.best_level - self._noise(i)
-              and train >= self.best_train - math.sqrt(2.0) * self.tr_noise[i]):
+            self.best_noise = (self._noise(i), math.sqrt(2.0) * self.tr_noise[i])
+        elif (self.fitted and level >= self.best_level - min(self._noise(i), self.best_noise[0])
+              and train >= self.best_train - min(math.sqrt(2.0) * self.tr_noise[i], self.best_noise[1])):
             self.best = target  # ... or of a later three as good within the noise, on train accuracy too (not damaged)
         self._hold(i)
         if self.generalised is None and self.fitted:
