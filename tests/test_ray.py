@@ -30,9 +30,10 @@ FAST = dict(points=8, lc_directions=2, threads=1, metrics="accuracy,centroid,lc"
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray instance; its workers run at the tests' priority (Ray's default niceness, 15, starves them on
-    a machine that other jobs keep busy)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config={"worker_niceness": 0})
+    """A local Ray instance of the tests' own, even beside a cluster started with `ray start` on this machine
+    (which `ray.init()` would join, refusing num_cpus); its workers run at the tests' priority (Ray's default
+    niceness, 15, starves them on a machine that other jobs keep busy)."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _system_config={"worker_niceness": 0})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
