@@ -8,7 +8,7 @@ import shutil
 
 import pandas as pd
 import pyarrow.parquet as pq
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -124,6 +124,23 @@ def test_changed_configuration_is_refused_unless_overwrite(make_run):
         analyze(run, **{**FAST, "points": 8})
     frame = analyze(run, overwrite=True, **{**FAST, "points": 8})
     assert (frame["n_points"] == 8).all()
+
+
+def test_other_probe_data_is_named_in_words(make_run):
+    """Probe tensors rewritten in place: the refusal said only 'probe_hash: '9679...' -> '605a...''."""
+    run = make_run()
+    analyze(run, **FAST)
+    probes = run / "probes.safetensors"
+    tensors = load_file(str(probes))
+    save_file({**tensors, "x_test": tensors["x_test"] + 0.01}, str(probes))
+    with pytest.raises(ConfigError) as refused:
+        analyze(run, **{**FAST, "points": 8})
+    message = str(refused.value)
+    assert "probe_hash" not in message
+    assert re.search(rf"points: 16 -> 8; probe data: other tensors \({re.escape(str(probes.resolve()))}, sha256 "
+                     r"[0-9a-f]{8} -> [0-9a-f]{8}\)\); to add to them, pass the options they were made with "
+                     rf"\(--points 16\) and the probe data they were made from \({re.escape(str(probes.resolve()))} "
+                     r"as it was when they were made: it has changed since\)", message), message
 
 
 def test_results_of_another_metrics_version_are_not_mixed_in(make_run, monkeypatch):

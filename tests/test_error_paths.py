@@ -260,3 +260,23 @@ def test_results_that_cannot_be_rewritten_are_read_while_nothing_is_new(make_run
                                                "(Operation not permitted); choose a writable path with -o"]
     after = read_results(run / "grokmon.parquet")[0]
     assert after.equals(before)
+
+
+def test_a_read_only_results_file_is_not_replaced(make_run):
+    """The atomic rename that writes results needs only the folder, so a results file made read-only (chmod a-w)
+    in a writable folder was replaced without a word; it is kept, and read while nothing is new."""
+    run = make_run("pt", steps=(0, 5))
+    assert runner.invoke(app, ["analyze", str(run), *FAST]).exit_code == 0
+    results = run / "grokmon.parquet"
+    before = results.read_bytes()
+    results.chmod(0o444)
+    try:
+        assert runner.invoke(app, ["analyze", str(run), *FAST]).exit_code == 0
+        torch.save(train_states([9])[9], run / "step_9.pt")
+        new = runner.invoke(app, ["analyze", str(run), *FAST])
+        assert new.exit_code == 1
+        assert new.stderr.strip().splitlines() == [f"grokmon: error: {results}: the results file is read-only; make "
+                                                   "it writable (chmod u+w) or choose another path with -o"]
+        assert results.read_bytes() == before
+    finally:
+        results.chmod(0o644)

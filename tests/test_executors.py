@@ -132,6 +132,9 @@ def test_cli_refuses_workers_without_ray_as_a_usage_error(run_and_reference, tmp
     result = CliRunner().invoke(app, ["analyze", str(run), "-o", str(output), "--workers", "2", "--device", "cpu", "-q"])
     assert result.exit_code == 2 and "--workers goes with --executor ray" in result.output
     assert not output.exists()
+    watched = CliRunner().invoke(app, ["watch", str(run), "-o", str(output), "--workers", "2", "--timeout", "1"])
+    assert watched.exit_code == 2 and "--workers goes with --executor ray" in watched.output  # it exited 1
+    assert not output.exists()
 
 
 def test_thread_default_reads_a_cgroup_quota(tmp_path):

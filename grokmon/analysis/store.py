@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +59,11 @@ def check_writable(output: Path) -> None:
     blocker = next((p for p in (output.parent, *output.parent.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise ResultsError(f"cannot write results to {output}: {blocker} is not a folder; choose another path with -o")
+    if output.is_file() and (not os.access(output, os.W_OK) or not output.stat().st_mode & stat.S_IWUSR):
+        # the rename that writes results atomically needs only the folder; a file made read-only is kept as it is
+        # (its owner's write bit too: root may write any file, and chmod a-w is how it is protected)
+        raise ResultsError(f"{output}: the results file is read-only; make it writable (chmod u+w) or choose "
+                           "another path with -o")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=output.parent):
@@ -83,6 +90,22 @@ def _flags_for(before: dict, now: dict) -> str:
                 else str(value))
         flags.append(f"--{key.replace('_', '-')} {shlex.quote(text)}")
     return " ".join(sorted(flags, key=lambda f: MANIFEST_KEYS.index(f[2:].split()[0].replace('-', '_'))))
+
+
+def _probes_change(old: dict, old_hash: str | None, probes, new_hash: str | None) -> str:
+    """The probe data of the results against the probe data now, in words: a bare hash says nothing.
+
+    >>> _probes_change({"probe_file": "/a/probes.safetensors"}, "9679ab12cd", None, "605a33ef01")
+    'probe data: other tensors (/a/probes.safetensors, sha256 9679ab12 -> 605a33ef)'
+    """
+    def short(digest):
+        return "none" if digest is None else digest[:8]
+
+    then, now = old.get("probe_file"), None if probes is None or probes.path is None else str(probes.path.resolve())
+    if old_hash is None or new_hash is None:
+        return f"probe data: {then if old_hash else 'none'} -> {now if new_hash else 'none'}"
+    files = then if then == now or now is None else f"{then} -> {now}"
+    return f"probe data: other tensors ({files}, sha256 {short(old_hash)} -> {short(new_hash)})"
 
 
 def _sorted(rows: list[dict]) -> list[dict]:
@@ -122,14 +145,14 @@ class ResultsStore:
         self._failed: list[dict] = []  # the existing file's error rows: kept by pending() until measured again
         config = inputs.config.to_dict()
         settings = comparable_settings(config, inputs.probes.sha256 if inputs.probes else None)
-        self.rows = [] if overwrite or not output.exists() else self._previous_rows(settings)
+        self.rows = [] if overwrite or not output.exists() else self._previous_rows(settings, inputs.probes)
         if self.metadata:  # what may differ without invalidating the rows is this run's (a copied run's own folder)
             now = {**self.metadata, "checkpoint_dir": str(inputs.ckpt_dir.resolve()),
                    "config": {**self.metadata.get("config", {}), **{k: config[k] for k in NOT_COMPARED}}}
             self._unsaved |= now != self.metadata
             self.metadata = now
 
-    def _previous_rows(self, settings: dict) -> list[dict]:
+    def _previous_rows(self, settings: dict, probes) -> list[dict]:
         """The ok rows of the existing file (its error rows are set aside: `pending` keeps them until their
         checkpoints are measured again); a file in which every checkpoint failed holds nothing to protect, so a
         new configuration replaces it."""
@@ -147,11 +170,19 @@ class ResultsStore:
             )
         before = comparable_settings(old.get("config", {}), old.get("probe_hash"))
         changed = [f"{k}: {before.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(before) | set(settings))
-                   if before.get(k) != settings.get(k)]
+                   if before.get(k) != settings.get(k) and k != "probe_hash"]
+        other_probes = before.get("probe_hash") != settings.get("probe_hash")
+        if other_probes:
+            changed.append(_probes_change(old, before.get("probe_hash"), probes, settings.get("probe_hash")))
         if changed:
             again = _flags_for(before, settings)
-            resume = (f"to add to them, pass the options they were made with ({again}) or write them in the "
-                      "manifest; " if again else "")
+            then = old.get("probe_file") if other_probes else None
+            if then and probes is not None and probes.path is not None and str(probes.path.resolve()) == then:
+                then += " as it was when they were made: it has changed since"
+            made_from = f" and the probe data they were made from ({then})" if then else ""
+            resume = (f"to add to them, pass the options they were made with ({again}){made_from} or write them in "
+                      "the manifest; " if again else
+                      f"to add to them, give them the probe data they were made from ({then}); " if then else "")
             raise ConfigError(f"{self.output}: holds results of another configuration ({'; '.join(changed)}); "
                               f"{resume}pass --overwrite to replace them, or -o another file")
         self.metadata = old

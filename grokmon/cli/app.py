@@ -198,9 +198,7 @@ def analyze(
     debug: bool = DEBUG_OPTION,
 ) -> None:
     """Measure every checkpoint and write one Parquet row per (checkpoint, split); resumes an existing output."""
-    if workers is not None and executor != "ray":
-        raise typer.BadParameter("--workers goes with --executor ray; for several local devices pass --device "
-                                 "cuda:0,cuda:1 (or cuda:all)", param_hint="--workers")
+    _check_workers(workers, executor)
     try:
         from ..api import DEFAULT_OUTPUT_NAME, analyze as run_analyze
         from .progress import AnalyzeProgress
@@ -405,7 +403,15 @@ def _analyze_options(ctx: typer.Context) -> dict:
     (a wrong one is a usage error, exit 2), as keyword arguments of grokmon.analyze."""
     analyze_command = typer.main.get_command(app).get_command(ctx, "analyze")
     parsed = analyze_command.make_context("watch", list(ctx.args), parent=ctx.parent).params
+    _check_workers(parsed["workers"], parsed["executor"])
     return {k: v for k, v in parsed.items() if k not in ("quiet", "debug")}
+
+
+def _check_workers(workers: int | None, executor: str) -> None:
+    """--workers without --executor ray is a usage error (exit 2), in analyze and in watch."""
+    if workers is not None and executor != "ray":
+        raise typer.BadParameter("--workers goes with --executor ray; for several local devices pass --device "
+                                 "cuda:0,cuda:1 (or cuda:all)", param_hint="--workers")
 
 
 def _show_measured(done, quiet: bool) -> None:
