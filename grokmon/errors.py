@@ -74,11 +74,21 @@ def death_cause(exc: BaseException) -> str:
     'ImportError: no'
     >>> death_cause(MemoryError("out of memory"))
     'MemoryError: out of memory'
+
+    A folder named grokmon where the worker started (Ray puts the driver's working directory first on a worker's
+    import path) is imported instead of the package, as a namespace package of unknown location; that is said:
+
+    >>> death_cause(ImportError("cannot import name '__version__' from 'grokmon' (unknown location)")).split(": ")[-1]
+    'a folder named grokmon in the working directory shadows the grokmon package'
     """
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     if len(lines) > 1 and any(line.startswith("File ") for line in lines):
-        return lines[-1]
-    return f"{type(exc).__name__}: {first_line(exc)}"
+        cause = lines[-1]
+    else:
+        cause = f"{type(exc).__name__}: {first_line(exc)}"
+    if "from 'grokmon' (unknown location)" in cause:
+        cause += ": a folder named grokmon in the working directory shadows the grokmon package"
+    return cause
 
 
 def error_message(exc: BaseException) -> str:
