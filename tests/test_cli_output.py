@@ -32,3 +32,25 @@ def test_a_narrow_terminal_cuts_no_number_or_word_of_the_comparison(tmp_path):
     rows = [row for row in map(str.split, result.stdout.splitlines()) if row[1:3] in verdicts]
     assert [row[0] for row in rows] == ["sample", "transfor"]  # names fold; at least 8 characters stand
     assert rows[0][1:] == ["accuracy", "keep-training", "0.88", "55", "1431", "2760", "3550", "8000", "8000", "1.000"]
+
+
+def test_a_usage_error_is_one_line_on_stderr_and_exit_2():
+    """Through the console script's entry point (CliRunner calls the Typer app, whose errors are a box of lines)."""
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-c", "from grokmon.cli import main; main()", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    for args, words in ((("phases", "x.parquet", "--mode", "foo"), "Invalid value for '--mode'"),
+                        (("analyze",), "Missing argument 'CKPT_DIR'"),
+                        (("analyze", "--bogus", "x"), "No such option: --bogus"),
+                        (("bogus",), "No such command 'bogus'")):
+        result = run(*args)
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.splitlines()) == 1 and words in result.stderr and "--help" in result.stderr, result.stderr
+        assert result.stdout == ""
+    bare = run()
+    assert bare.returncode == 2 and "analyze" in bare.stdout and "phases" in bare.stdout  # the help, whole
+    assert run("--version").returncode == 0

@@ -439,6 +439,26 @@ def _show_watch_event(event, quiet: bool, errors: set[str], folder) -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. A usage error is one line on stderr and exit 2 (Typer draws it in a box over
+    several lines, which a CI log cuts at 80 columns); help asked for by giving no arguments is printed whole."""
     signal.signal(signal.SIGTERM, _terminate)
-    app()
+    # click's exception classes, found through a public one: Typer >= 0.23 carries its own copy of click
+    usage_error, click_exception = (next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+                                    for name in ("UsageError", "ClickException"))
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help; Typer >= 0.23 has printed it already
+            if exc.format_message().strip():
+                print(exc.format_message(), file=sys.stderr)
+        else:
+            path = exc.ctx.command_path if exc.ctx is not None else "grokmon"
+            print(f"{path}: {exc.format_message()} (see {path} --help)", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click_exception as exc:
+        print(f"grokmon: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("Aborted.", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
