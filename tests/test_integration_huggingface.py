@@ -146,6 +146,28 @@ def test_an_attached_callback_logs_through_the_trainer_so_reporters_receive_the_
     assert [e["grokmon/test/accuracy"] for e in history] == [e["grokmon/test/accuracy"] for e in seen]
 
 
+def test_the_console_gets_a_summary_line_and_the_reporters_every_value(tmp_path, one_thread, capsys):
+    """The console printer (PrinterCallback under disable_tqdm) printed all ~50 keys of every measurement."""
+    probes = task("plateau", dtype=torch.float32)
+    width, lr = SETTINGS["plateau"]
+    reporter = Reporter()
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=64, learning_rate=lr, save_strategy="no",
+        report_to="none", disable_tqdm=True, use_cpu=True, logging_strategy="no", seed=0)
+    trainer = transformers.Trainer(model=Classifier(width, torch.float32), args=args, train_dataset=Points(probes),
+                                   callbacks=[reporter])
+    GrokmonCallback.attach(trainer, probes, every_n_steps=2, **FAST)
+    order = [type(cb).__name__ for cb in trainer.callback_handler.callbacks]
+    trainer.train()
+    assert [type(cb).__name__ for cb in trainer.callback_handler.callbacks] == order  # the printer is back in place
+    printed = [line for line in capsys.readouterr().out.splitlines() if "grokmon/" in line]
+    assert len(printed) == 3 and all("grokmon/test/accuracy" in line and "grokmon/advice" in line for line in printed)
+    assert all("grokmon/train/lc" not in line and line.count("grokmon/") < 10 for line in printed), printed
+    seen = [entry for entry in reporter.logged if "grokmon/train/accuracy" in entry]
+    assert len(seen) == 3 and all(len([k for k in entry if k.startswith("grokmon/")]) > 20 for entry in seen)
+    assert all("grokmon/train/lc" in entry for entry in trainer.state.log_history if "grokmon/seconds" in entry)
+
+
 def test_every_n_steps_measures_at_those_steps_whether_saved_or_not(saved_run):
     out, _, _ = saved_run
     frame, _ = read_results(out.parent / "every_two.parquet")

@@ -10,7 +10,8 @@ mode, on its device, before the first step (a run that starts from step 0) and a
 values go to the Trainer's log history (`trainer.state.log_history`, and so every later checkpoint's
 `trainer_state.json`) as `grokmon/<split>/<metric>`. A callback is not handed the Trainer, so only one made with
 `attach(trainer, ...)` logs through `Trainer.log`, which the reporters of `report_to` (TensorBoard, W&B, MLflow,
-...) receive as well. The world's process zero measures; `stop_on` stops a
+...) receive as well; the console's printer then shows a summary line (accuracy, phase, verdict), not all ~50
+values. The world's process zero measures; `stop_on` stops a
 single-process run (a stop decided there would not reach the other processes).
 """
 
@@ -72,6 +73,39 @@ class GrokmonCallback(MonitorCallback, TrainerCallback):
         if result.stop is not None:
             entry["grokmon/stop"] = result.stop
         if entry and self.trainer is not None:
-            self.trainer.log(entry)  # the log history and every reporter's on_log
+            self._log_through_trainer(entry, console_summary(entry, result))
         elif entry:
             state.log_history.append({**entry, "epoch": state.epoch, "step": result.step})
+
+    def _log_through_trainer(self, entry: dict, summary: dict) -> None:
+        """`trainer.log(entry)`, the log history and every reporter's on_log, with the console's printers (the
+        progress bar's, or PrinterCallback's under disable_tqdm) set aside for the call: they print every key, some
+        50 per measurement. They print `summary` instead."""
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer = self.trainer
+        callbacks = trainer.callback_handler.callbacks
+        printers = [(i, cb) for i, cb in enumerate(callbacks) if isinstance(cb, (PrinterCallback, ProgressCallback))]
+        for _, printer in printers:
+            callbacks.remove(printer)
+        try:
+            trainer.log(entry)
+        finally:
+            for i, printer in printers:
+                callbacks.insert(i, printer)
+        for _, printer in printers:
+            printer.on_log(trainer.args, trainer.state, trainer.control, logs=dict(summary))
+
+
+def console_summary(entry: dict, result) -> dict:
+    """What the console shows of one measurement: accuracy per split, the phase and the verdict in words.
+
+    >>> console_summary({"grokmon/train/accuracy": 1.0, "grokmon/test/lc": 3.0, "grokmon/seconds": 0.5}, None)
+    {'grokmon/train/accuracy': 1.0, 'grokmon/seconds': 0.5}
+    """
+    summary = {k: v for k, v in entry.items() if k.endswith("/accuracy") or k in ("grokmon/seconds", "grokmon/stop")}
+    report = getattr(result, "report", None)
+    if report is not None:
+        summary.update({"grokmon/phase": report.current_phase or "none", "grokmon/advice": report.advice,
+                        "grokmon/confidence": round(float(report.confidence), 2)})
+    return summary
