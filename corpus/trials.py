@@ -12,7 +12,9 @@ decade and then groks to 0.98; at lr 1e-3 it creeps from 0.47 to 0.58 by the end
 `stop` 1.00 at test 0.61 on their memorisation stage (docs/phases.md, "Memorisation level").
 
 The `COLLAPSE` runs: a digits MLP trained with Adam on a train set 30 % of whose labels are random, its probes
-too (test accuracy peaks before the train set is fitted and falls as the noise is memorised), and a digits MLP trained on half its
+too (test accuracy peaks before the train set is fitted and falls as the noise is memorised; the `noisy25` runs: 25 %,
+saved every 75 steps to step 3,000, where test accuracy still falls for a few hundred steps after the fit, which a
+new user's such run read `inconclusive` "not yet a collapse" to its end), and a digits MLP trained on half its
 labels random from step 1,500 and on clean ones again from step 4,000 (test accuracy falls, then climbs back).
 """
 
@@ -37,6 +39,10 @@ PLAIN = {
 COLLAPSE = {
     "mlp/adam-w256-noisy-labels": ("mlp", {0: collapse.label_noise(0.3, seed=5, in_data=True)},
                                    dict(width=256, optimizer="adam", lr=1e-3, steps=8000, seed=5)),
+    "mlp/adam-w256-noisy25-every75": ("mlp", {0: collapse.label_noise(0.25, seed=6, in_data=True)},
+                                      dict(width=256, optimizer="adam", lr=1e-3, steps=3000, seed=6)),
+    "mlp/sgd-m0.9-lr0.05-noisy25-every75": ("mlp", {0: collapse.label_noise(0.25, seed=7, in_data=True)},
+                                            dict(momentum=0.9, lr=0.05, steps=3000, seed=7)),
     "mlp/sgd-m0.9-noise0.5-then-clean-every100": ("mlp", {1500: collapse.label_noise(0.5),
                                                           4000: collapse.clean_labels()},
                                                   dict(momentum=0.9, lr=0.02, steps=8000)),

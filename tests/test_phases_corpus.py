@@ -130,6 +130,17 @@ def test_every_prefix_of_every_run_gives_the_verdict_of_the_history(runs, mode):
                 full[i].advice, full[i].phase, full[i].confidence, full[i].reason), (run.name, i)
 
 
+def test_a_geometry_report_names_a_best_step_only_to_roll_back_to(runs, reports):
+    """Geometry's best is where its damage began, a guess without accuracies: an inconclusive geometry reading of a
+    new user's cosine-decay run named step 200 in --json, where test accuracy was 0.000. Accuracy mode names the
+    best test accuracy so far on every verdict."""
+    geometry = [reports[run.name, "geometry"] for run in runs]
+    assert any(r.current_phase == "collapse" and r.advice != "roll-back" for r in geometry)  # the case is stored
+    assert [r.best_step for r in geometry if r.advice != "roll-back"] == [None] * sum(
+        r.advice != "roll-back" for r in geometry)
+    assert all(reports[run.name, "accuracy"].best_step is not None for run in runs)
+
+
 def test_geometry_is_right_where_it_acts_and_does_not_only_abstain(runs, reports):
     pairs = [(truth, v.advice) for run in runs for truth, v in zip(run.advice, reports[run.name, "geometry"].history)]
     committed = [(truth, said) for truth, said in pairs if said != "inconclusive"]

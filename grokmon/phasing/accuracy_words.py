@@ -78,8 +78,8 @@ class AccuracyWords(AccuracyMemory):
     def _lost_before_fit(self, i: int) -> str:
         """Where the level of test accuracy's last `trend_decades` lies `collapse_drop` or more below its best before
         the fit beyond the noise (`_beyond_noise`), the clause that says so: while the train set is still being
-        fitted (the advice stays: a run can lose test accuracy while fitting and win it back), and after, while the
-        line still falls (a plateau there is a collapse: accuracy_mode's `_below_early_best`). A new user's digits
+        fitted (the advice stays: a run can lose test accuracy while fitting and win it back), and after, until the loss
+        has held (then it is a collapse: accuracy_mode's `_lost_since_before_fit`). A new user's digits
         MLP on shuffled labels (0.943 at step 182, 0.79 at step 1907) read `fitting` with not a word on test
         accuracy, then "no loss that has held long enough to roll back yet" for 3,000 steps at 0.14 below it."""
         best, level, windows = ((self.best, self.best_level, len(self.test_before)) if not self.fitted
@@ -99,7 +99,8 @@ class AccuracyWords(AccuracyMemory):
         if not self.fitted:
             return head + ("if it is still as low once the train set is fitted, the run has lost what it learned first "
                            f"(noisy labels memorised, if it has them), and the roll-back is to step {step}")
-        return head + f"a collapse once its line stops falling, and the roll-back is then to step {step}"
+        return head + (f"a collapse once it holds at {self.th.collapse_checkpoints} checkpoints in a row "
+                       f"(collapse_checkpoints), and the roll-back is then to step {step}")
 
     def _climbing_back(self, i: int, best: int) -> str:
         """A collapse whose test accuracy climbs again, significantly (its line over the last `trend_decades`

@@ -189,7 +189,8 @@ class PhaseReport:
     current_phase: str | None            # phase of the last checkpoint
     segments: tuple[PhaseSegment, ...]
     steps: tuple[tuple[int, str | None], ...]  # (step, phase) for every analysed checkpoint (None: no evidence yet)
-    best_step: int | None                # roll-back: the best earlier step; else the best step seen
+    best_step: int | None                # roll-back: the best earlier step; else the best step seen (accuracy
+                                         # mode), None (geometry mode)
     history: tuple[StepVerdict, ...] = ()  # the verdict with each checkpoint the newest (causal)
     wants: str | None = None             # what the evidence lacks (one of WANTS), where known
 

@@ -107,11 +107,15 @@ def _runs(labels: list) -> list[tuple[str, int, int]]:
 def report(mode: str, steps: np.ndarray, judged: list[Judged], points: np.ndarray, th) -> PhaseReport:
     """The PhaseReport: the last checkpoint's verdict, the labels and segments, and the history."""
     verdicts = history(steps, judged, points, th)
+    last = verdicts[-1]
     best = next((j.best for j in reversed(judged) if j.phase is not None), None)
+    # geometry's best is where its damage began, a guess without accuracies: named only by a roll-back that acts on
+    # it (an inconclusive geometry reading named step 200 of a run whose test accuracy was 0.000 there)
+    if mode == "geometry" and last.advice != "roll-back":
+        best = None
     best_step = None if best is None else int(steps[best])
     phases = labels(verdicts, th.min_phase_checkpoints)
     pairs = tuple((int(s), p) for s, p in zip(steps, phases))  # None where no evidence had come yet
     segments = tuple(PhaseSegment(p, int(steps[a]), int(steps[b])) for p, a, b in _runs(phases) if p is not None)
-    last = verdicts[-1]
     return PhaseReport(mode, last.advice, last.reason, last.confidence, last.phase, segments, pairs, best_step,
                        tuple(verdicts), last.wants)
