@@ -6,7 +6,8 @@ the tests and the evaluation judge both modes against them.
 The phases (docs/phases.md, "The corpus"), with FIT = 0.95, SETTLED = 0.05, DROP = 0.05:
 
 - collapse: the run had generalised, and test accuracy is now DROP or more below the best it had since
-  then; or the train set was fitted and train accuracy is now below FIT and DROP below its best (diverged);
+  then (a run that generalised as it fitted its train set: since its start, so that test accuracy that peaked
+  while noisy labels were still being fitted and fell as they were is lost, as `never_loses` counts it); or the train set was fitted and train accuracy is now below FIT and DROP below its best (diverged);
 - robustness_plateau: not collapse, the run has generalised (or train accuracy settled short of FIT after
   rising), and test accuracy is within SETTLED of the best it will ever reach from here on. Beyond the last
   checkpoint the run is taken to gain again what it gained over its last doubling of steps (capped at the
@@ -84,6 +85,10 @@ def phases(train: np.ndarray, test: np.ndarray, steps: np.ndarray, robust: np.nd
     fitted = np.logical_or.accumulate(train >= FIT)
     future_train = np.maximum(np.flip(np.maximum.accumulate(np.flip(train))), beyond_end(train, np.ones(n), steps))
     best_since_general = np.maximum.accumulate(np.where(general, test, -np.inf))
+    at_fit = int(np.argmax(fitted)) if fitted.any() else None
+    if at_fit is not None and general[at_fit]:  # generalised as it fitted: its best before the fit counts
+        best_since_general = np.maximum(best_since_general, np.where(general, float(np.max(test[: at_fit + 1])),
+                                                                     -np.inf))
     best_train = np.maximum.accumulate(np.where(fitted, train, -np.inf))
     onset = rise_index(train, test)
     out = []
@@ -152,7 +157,7 @@ def never_loses(train: np.ndarray, test: np.ndarray) -> bool:
     """The run never loses test accuracy (more than NEVER_LOST below its best once generalised) nor a fitted
     train set. A run that generalised as it fitted (ordinary learning) counts its best before the fit too: test
     accuracy that peaked at 0.947 while the train set's noisy labels were still being fitted, and settled at 0.76
-    once they were, was lost, though `phases` (collapse judged from the fit on) calls it a plateau."""
+    once they were, was lost (`phases` calls it a collapse)."""
     train, test = np.asarray(train, float), np.asarray(test, float)
     general = generalised_flags(train, test)
     fitted = np.logical_or.accumulate(train >= FIT)
