@@ -681,3 +681,21 @@ def test_unknown_or_impossible_mode():
     with pytest.raises(ConfigError, match="mode accuracy needs accuracy"):
         classify(frame, mode="accuracy")
 
+
+
+def test_a_geometry_roll_back_goes_to_a_checkpoint_read_generalised_or_is_inconclusive():
+    """A new user's digits MLP on 4 % noisy labels read roll-back 0.96 with best step 50, a checkpoint still fitting
+    (test 0.869, final 0.940): a collapse loses what a run generalised to, so the target is the newest checkpoint
+    read generalised at or before the damage, and without one the roll-back has nowhere to go."""
+    from grokmon.phasing.geometry_mode import GeometryReading, _generalised_target
+
+    def read(*phases):
+        return [GeometryReading(p, "keep-training", 0.9, 0.9, 4, "", None) for p in phases]
+
+    best, said, note = _generalised_target(read("fitting", "fitting", "memorisation", "memorisation"), 1,
+                                           "roll-back", "collapse words")
+    assert said == "inconclusive" and note.startswith("collapse words; no checkpoint before the damage was read")
+    before = read("fitting", "generalisation", "robustness_plateau", "memorisation", "collapse")
+    assert _generalised_target(before, 3, "roll-back", "w") == (2, "roll-back", "w")
+    assert _generalised_target(before, 1, "roll-back", "w") == (1, "roll-back", "w")
+    assert _generalised_target(before, None, "roll-back", "w") == (2, "roll-back", "w")
