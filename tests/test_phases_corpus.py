@@ -8,6 +8,7 @@ where the truth has them."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -189,6 +190,12 @@ def test_cli_history_as_a_table_and_in_json(runs, tmp_path):
     table = CliRunner().invoke(app, ["phases", str(path), "--history", "--exit-code"], terminal_width=200)
     assert table.exit_code == {"stop": 0, "keep-training": 10, "inconclusive": 11, "roll-back": 12}[doc["advice"]]
     assert "Verdict at every checkpoint" in table.stdout and "memorisation" in table.stdout
+    # an inconclusive row's confidence is its reading's, in parentheses, and the caption says so
+    weak = next(v for v in doc["history"] if v["advice"] == "inconclusive" and v["phase"] is not None)
+    row = next(line for line in table.stdout.splitlines() if re.match(rf"│\s*{weak['step']} │", line))
+    assert f"({weak['confidence']:.2f})" in row, row
+    assert "(confidence): on an inconclusive row, the confidence of the advice its phase gives" in " ".join(
+        table.stdout.split())
     forced = CliRunner().invoke(app, ["phases", str(path), "--json", "--set", "min_checkpoints=1000"])
     assert json.loads(forced.stdout)["advice"] == "inconclusive" and json.loads(forced.stdout)["wants"] == "checkpoints"
     # what an inconclusive verdict's confidence is about, on its line

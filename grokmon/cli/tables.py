@@ -120,9 +120,17 @@ def history_table(verdict) -> Table:
     table.add_column("advice")
     table.add_column("confidence", justify="right")
     table.add_column("reason", overflow="fold")
+    weak = False
     for v in verdict.history:
+        confidence = f"{v.confidence:.2f}"
+        if v.advice == "inconclusive" and v.phase is not None:  # not the verdict's: the reading's, not acted on
+            confidence, weak = f"({confidence})", True
         table.add_row(str(v.step), v.phase or "-", Text(v.advice, style=ADVICE_STYLE.get(v.advice, "bold")),
-                      f"{v.confidence:.2f}", v.reason)
+                      confidence, v.reason)
+    if weak:
+        table.caption = ("(confidence): on an inconclusive row, the confidence of the advice its phase gives, which "
+                         "the verdict does not act on (the reason says why)")
+        table.caption_justify = "left"
     return table
 
 
