@@ -7,7 +7,8 @@ The phases (docs/phases.md, "The corpus"), with FIT = 0.95, SETTLED = 0.05, DROP
 
 - collapse: the run had generalised, and test accuracy is now DROP or more below the best it had since
   then (a run that generalised as it fitted its train set: since its start, so that test accuracy that peaked
-  while noisy labels were still being fitted and fell as they were is lost, as `never_loses` counts it); or the train set was fitted and train accuracy is now below FIT and DROP below its best (diverged);
+  while noisy labels were still being fitted and fell as they were is lost, as `never_loses` counts it); or the
+  train set was fitted and train accuracy is now below FIT and DROP below its best (diverged);
 - robustness_plateau: not collapse, the run has generalised (or train accuracy settled short of FIT after
   rising), and test accuracy is within SETTLED of the best it will ever reach from here on. Beyond the last
   checkpoint the run is taken to gain again what it gained over its last doubling of steps (capped at the

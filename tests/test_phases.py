@@ -693,9 +693,9 @@ def test_a_geometry_roll_back_goes_to_a_checkpoint_read_generalised_or_is_inconc
         return [GeometryReading(p, "keep-training", 0.9, 0.9, 4, "", None) for p in phases]
 
     best, said, note = _generalised_target(read("fitting", "fitting", "memorisation", "memorisation"), 1,
-                                           "roll-back", "collapse words")
+                                           "collapse words")
     assert said == "inconclusive" and note.startswith("collapse words; no checkpoint before the damage was read")
     before = read("fitting", "generalisation", "robustness_plateau", "memorisation", "collapse")
-    assert _generalised_target(before, 3, "roll-back", "w") == (2, "roll-back", "w")
-    assert _generalised_target(before, 1, "roll-back", "w") == (1, "roll-back", "w")
-    assert _generalised_target(before, None, "roll-back", "w") == (2, "roll-back", "w")
+    assert _generalised_target(before, 3, "w") == (2, "roll-back", "w")
+    assert _generalised_target(before, 1, "w") == (1, "roll-back", "w")
+    assert _generalised_target(before, None, "w") == (2, "roll-back", "w")

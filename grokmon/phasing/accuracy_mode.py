@@ -159,25 +159,25 @@ class AccuracyJudge(AccuracyWords):
     def _lost_since_before_fit(self, i: int) -> Reading | None:
         """A run that learned as it fitted its train set, whose test accuracy has since lost `collapse_drop` from its
         best before the fit: at each of the last `collapse_checkpoints` checkpoints, its line's level beyond the noise
-        (`_beyond_noise`) and beyond the probes' own error (`_lost_before_fit`). A collapse, rolled back to that best,
+        (`_beyond_noise`) and beyond the probes' own error (`_loss_before_fit`). A collapse, rolled back to that best,
         whether the line still falls or has settled: the loss has held, and a fall that goes on only adds to it (a
         new user's digits MLP on 25% noisy labels, 0.962 at step 675, read `inconclusive` "falling, not yet a
         collapse" from the fit at step 2475 to its end at 0.828, while --json named step 2175 as the best)."""
-        if self.early is None or self.early[0] is None or not self._lost_before_fit(i):
+        if self.early is None or self.early[0] is None:
             return None
-        best, level, windows = self.early
-        if self._held_below(self.te, level) < self.th.collapse_checkpoints:
+        if self._held_below(self.te, self.early[1]) < self.th.collapse_checkpoints:
             return None
+        loss = self._loss_before_fit(i)
+        if loss is None:
+            return None
+        best, level, now, beyond = loss
         line = self.levels["test"]
-        drop = level - float(line.level[i])
         trend = "falling" if line.count[i] >= MIN_TREND_POINTS and line.z[i] <= -self.th.slope_sigma else "flat"
-        note = (f"test accuracy {self.te[i]:.3f} ({trend}, train {self.tr[i]:.3f}; its trend line's end "
-                f"{float(line.level[i]):.3f}) is {drop:.3f} below its best before the train set was fitted, {level:.3f} "
-                f"(a median of three) at step {int(self.steps[best])}: what the run "
-                "learned first was lost as it fitted the rest of its train set (noisy labels memorised, if it has them)"
-                f"{self._climbing_back(i, best)}")
-        strength = min(1.0, self._beyond_noise(i, "test", level, windows) / (2 * self.th.collapse_drop))
-        return Reading("collapse", strength, note, best)
+        note = (f"test accuracy {self.te[i]:.3f} ({trend}, train {self.tr[i]:.3f}; its trend line's end {now:.3f}) is "
+                f"{level - now:.3f} below its best before the train set was fitted, {level:.3f} (a median of three) at "
+                f"step {int(self.steps[best])}: what the run learned first was lost as it fitted the rest of its train "
+                f"set (noisy labels memorised, if it has them){self._climbing_back(i, best)}")
+        return Reading("collapse", min(1.0, beyond / (2 * self.th.collapse_drop)), note, best)
 
     def _unfitted(self, i: int) -> Reading:
         """Before the fit: fitting, unless train and test accuracy rose together and both have stayed flat

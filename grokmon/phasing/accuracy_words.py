@@ -75,24 +75,36 @@ class AccuracyWords(AccuracyMemory):
         return (f" ({line} {flat[2]:+.3f} ± {se:.3f} over {span}, ± one standard error from the "
                 f"checkpoints' scatter: within ±{self.th.plateau_gain:g} with probability {flat[1]:.2f})")
 
-    def _lost_before_fit(self, i: int) -> str:
+    def _loss_before_fit(self, i: int) -> tuple[int, float, float, float] | None:
         """Where the level of test accuracy's last `trend_decades` lies `collapse_drop` or more below its best before
-        the fit beyond the noise (`_beyond_noise`), the clause that says so: while the train set is still being
-        fitted (the advice stays: a run can lose test accuracy while fitting and win it back), and after, until the loss
-        has held (then it is a collapse: accuracy_mode's `_lost_since_before_fit`). A new user's digits
-        MLP on shuffled labels (0.943 at step 182, 0.79 at step 1907) read `fitting` with not a word on test
-        accuracy, then "no loss that has held long enough to roll back yet" for 3,000 steps at 0.14 below it."""
+        the fit (its best so far, while the train set is still being fitted) beyond the noise (`_beyond_noise`) and
+        beyond the probes' own error: (that best's checkpoint, its level, the line's level now, the drop past the
+        best's expected excess), else None."""
         best, level, windows = ((self.best, self.best_level, len(self.test_before)) if not self.fitted
                                 else self.early or (None, 0.0, 0))
         if best is None or windows < 3:
-            return ""
+            return None
         drop = self._beyond_noise(i, "test", level, windows)
-        now, step = float(self.levels["test"].level[i]), int(self.steps[best])
+        now = float(self.levels["test"].level[i])
         # and beyond the probes' own error: on 150 test probes (SE 0.04) the scatter of a few early checkpoints
         # about chance made 0.58 a "best" that 0.48 was "beyond the noise" below
         spread = math.hypot(self.te_se[i] or self.te_noise[i], self.te_se[best] or self.te_noise[best])
         if drop is None or drop < self.th.collapse_drop or level - now < self.th.slope_sigma * spread:
+            return None
+        return best, level, now, drop
+
+    def _lost_before_fit(self, i: int) -> str:
+        """Where test accuracy has lost what it had before the fit (`_loss_before_fit`), the clause that says so: while
+        the train set is still being fitted (the advice stays: a run can lose test accuracy while fitting and win it
+        back), and after, until the loss has held (then it is a collapse: accuracy_mode's `_lost_since_before_fit`).
+        A new user's digits MLP on shuffled labels (0.943 at step 182, 0.79 at step 1907) read `fitting` with not a
+        word on test accuracy, then "no loss that has held long enough to roll back yet" for 3,000 steps at 0.14
+        below it."""
+        loss = self._loss_before_fit(i)
+        if loss is None:
             return ""
+        best, level, now, _ = loss
+        step = int(self.steps[best])
         head = (f"; test accuracy {self.te[i]:.3f} (its trend line's end {now:.3f}) is {level - now:.3f} below its best "
                 f"{'so far' if not self.fitted else 'before the train set was fitted'}, {level:.3f} (a median of three) "
                 f"at step {step}, beyond the noise: ")

@@ -70,7 +70,7 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
         odds = _odds(name, posterior[i, phase[i]], said, probability[i], confidence[i])
         note = f"{words[i]} ({odds})"
         if said == "roll-back":
-            best, said, note = _generalised_target(out, best, said, note)
+            best, said, note = _generalised_target(out, best, note)
         out.append(GeometryReading(name, said, float(probability[i]), float(confidence[i]), int(count[i]),
                                    note, best, dissent[i], float(seen[i]), first, len(evidence)))
     return out
@@ -79,7 +79,7 @@ def geometry_readings(table, th, model: GeometryModel) -> list[GeometryReading]:
 GENERALISED = ("generalisation", "robustness_plateau")
 
 
-def _generalised_target(before: list[GeometryReading], best: int | None, said: str, note: str):
+def _generalised_target(before: list[GeometryReading], best: int | None, note: str):
     """A collapse is the loss of what a run generalised to: its roll-back goes to a checkpoint the geometry read
     generalised (`GENERALISED`), the newest such at or before the damage (`_before_damage`). Without one there is
     nothing the geometry knows to be better to go back to: `inconclusive` (a new user's digits MLP on 4 % noisy
@@ -88,7 +88,7 @@ def _generalised_target(before: list[GeometryReading], best: int | None, said: s
     last = best if best is not None else len(before) - 1
     target = next((j for j in range(min(last, len(before) - 1), -1, -1) if before[j].phase in GENERALISED), None)
     if target is not None:
-        return target, said, note
+        return target, "roll-back", note
     return best, "inconclusive", (f"{note}; no checkpoint before the damage was read generalised "
                                   f"({' or '.join(GENERALISED)}): none the geometry knows to be better to roll back to")
 
