@@ -163,6 +163,20 @@ def test_a_tiny_climb_from_below_chance_is_not_generalisation():
     assert phases_seen(report) == ["fitting", "memorisation"] and report.advice == "keep-training"
 
 
+def test_a_step_in_train_accuracy_before_the_fit_is_not_read_as_a_climb_going_on():
+    # linear saves; train settles at 0.80, an LR drop at step 2,600 lifts it to 0.89, flat after (a new user's run
+    # read "climbing" for 1,400 steps at 0.887-0.891)
+    steps = np.arange(0, 4_001, 100)
+    noise = np.random.default_rng(0).normal(0, 0.002, len(steps))
+    train = np.where(steps < 2_600, 0.1 + 0.7 * (1 - np.exp(-steps / 300)), 0.89) + noise
+    history = {v.step: v for v in classify(accuracy_table(steps, train, train - 0.05)).history}
+    assert history[2_600].reason.endswith("), climbing")  # the jump itself is a climb
+    for step in range(2_800, 4_001, 100):
+        assert history[step].phase == "fitting"
+        assert ", though the checkpoints since step 2600" in history[step].reason
+        assert "the climb is older than they are" in history[step].reason
+
+
 def test_test_accuracy_that_rose_with_train_and_stays_flat_is_a_plateau():
     steps = STEPS[STEPS <= 20_000]
     train, test = 0.1 + 0.89 * sigmoid(steps, 2.5), 0.1 + 0.72 * sigmoid(steps, 2.5)  # no memorisation stage

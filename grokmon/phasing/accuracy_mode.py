@@ -196,11 +196,16 @@ class AccuracyJudge(AccuracyWords):
                                f"{self.train_low:.3f}, test accuracy flat at {te:.3f} after rising with it: settled "
                                "without fitting", self.best, doubt=doubt)
         z = float(self.train_trend.z[i]) if self.train_trend.count[i] >= MIN_TREND_POINTS else 0.0
-        climbing = "climbing" if z >= th.slope_sigma else "not climbing significantly"
+        # a step in train accuracy (an LR drop) tilts the line for a span after it: say when the climb ended
+        held = self._held_since(i, self.tr, int(self.train_trend.start[i]), "climb") if z >= th.slope_sigma else ""
+        climbing = ("not climbing significantly" if z < th.slope_sigma
+                    else f"climbing on its trend line over the last {th.trend_decades:g} decades, though" if held
+                    else "climbing")
+        strength = 0.0 if held else strength_of(z, th.slope_sigma)
         level = median3(self.train_seen)
-        return Reading("fitting", max(0.5, strength_of(z, th.slope_sigma)),
+        return Reading("fitting", max(0.5, strength),
                        f"train accuracy {tr:.3f} (median of the last three {level:.3f} < {th.fitted_accuracy}), {climbing}"
-                       f"{self._lost_before_fit(i)}", self.best)
+                       f"{held.removeprefix(';')}{self._lost_before_fit(i)}", self.best)
 
     def _memorised(self, i: int) -> Reading:
         """Fitted, not generalised: generalisation has begun once test accuracy leaves its memorisation level
