@@ -207,6 +207,25 @@ def test_robust_accuracy_still_rising_after_test_settled_is_delayed_robustness(d
         assert report.advice == "stop" and "delayed robustness" not in report.reason
 
 
+def test_a_run_grokked_to_its_ceiling_is_not_unsettled_by_one_checkpoint_short_of_it():
+    # a grokking transformer's shape (a new user's, 512 probes): fitted early, test 0 -> 1 in two saves at step
+    # 4,000, then at 0.99-1.00 but for 0.971 at one checkpoint and a spike to 0.80 at another. It read `stop`, then
+    # `keep-training` "rising" from the 0.971 on: its 0.3-decade line still went through the grok
+    steps = np.arange(0, 8_001, 250)
+    train = np.where(steps < 250, 0.3, 1.0)
+    test = np.where(steps < 3_750, 0.01, np.where(steps < 4_000, 0.58, 0.997))
+    test[steps == 6_500], test[steps == 7_250] = 0.971, 0.804
+    history = classify(accuracy_table(steps, train, test)).history
+    said = {v.step: v for v in history if v.step >= 5_500}
+    assert said[5_500].advice == "stop", said[5_500].reason
+    assert all(v.advice == "stop" for step, v in said.items() if step not in (6_500, 7_250)), \
+        [(step, v.advice, v.reason) for step, v in said.items() if v.advice != "stop"]
+    assert said[7_250].advice == "inconclusive" and "a spike, or the start of a collapse" in said[7_250].reason
+    assert said[6_500].advice == "inconclusive" and said[6_500].phase == "robustness_plateau"
+    assert ("test accuracy 0.971 is more than 0.02 below train (1.000) at this checkpoint only, after 0.1 decades "
+            "within 0.02 of train (nothing left to gain): a dip, or the start of a fall") in said[6_500].reason
+
+
 def test_a_robust_creep_within_the_noise_of_plateau_gain_leaves_a_plateau_standing():
     """A new user's a+b mod 47 MLP (256 probe points, saved every 300 steps): test accuracy 1.000 from step 8,700,
     robust accuracy 0.91-0.93 from step 5,700. The plateau was read from step 9,000; at 10,800 robust accuracy's

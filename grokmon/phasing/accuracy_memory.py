@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .accuracy_reading import Reading, median3, window_target
-from .series import MIN_TREND_POINTS, Track, normal_cdf, trends
+from .series import MIN_TREND_POINTS, Track, despiked, normal_cdf, trends
 
 
 class AccuracyMemory:
@@ -35,15 +35,23 @@ class AccuracyMemory:
             self.spans["robust"], = trends(x, robust, (th.plateau_decades,), robust=True)
         self.levels = {"train": self.train_trend, "test": level}
         self.x = x
-        # the last checkpoint so far where test accuracy was more than `plateau_gain` below train accuracy, and
-        # the first checkpoint of the last `saturated_decades`
-        short = np.where(train.present & test.present, (train.value - test.value > th.plateau_gain)
-                         | (train.value < 1.0 - th.plateau_gain), False)
-        self.last_short = np.maximum.accumulate(np.where(short, np.arange(len(steps)), -1)).tolist()
+        # where test accuracy was more than `plateau_gain` below train accuracy (or train below 1 by as much), as
+        # measured, and the last checkpoint so far where it was once despiked (series.despiked: one that spikes away
+        # and back is not short)
+        both = train.present & test.present
+        self.short, despiked_short = (np.where(both, (tr - te > th.plateau_gain) | (tr < 1.0 - th.plateau_gain), False)
+                                      for tr, te in ((train.value, test.value),
+                                                     (_despiked_at(train.value, both), _despiked_at(test.value, both))))
+        self.short = self.short.tolist()
+        self.last_short = np.maximum.accumulate(np.where(despiked_short, np.arange(len(steps)), -1)).tolist()
         # likewise where robust accuracy was more than `plateau_gain` below 1 (or not measured)
-        robust_short = (np.ones(len(steps), bool) if robust is None
-                        else ~robust.present | (robust.value < 1.0 - th.plateau_gain))
-        self.last_robust_short = np.maximum.accumulate(np.where(robust_short, np.arange(len(steps)), -1)).tolist()
+        if robust is None:
+            self.robust_short, despiked_robust_short = [True] * len(steps), np.ones(len(steps), bool)
+        else:
+            self.robust_short = (~robust.present | (robust.value < 1.0 - th.plateau_gain)).tolist()
+            despiked_robust_short = ~robust.present | (_despiked_at(robust.value, robust.present) < 1.0 - th.plateau_gain)
+        self.last_robust_short = np.maximum.accumulate(
+            np.where(despiked_robust_short, np.arange(len(steps)), -1)).tolist()
         # the newest checkpoint at least saturated_decades back: where a saturated span starts (-1: none yet)
         self.saturation_start = (np.searchsorted(x, x - th.saturated_decades, side="right") - 1).tolist()
         self.seen: list[int] = []          # checkpoints with both accuracies
@@ -269,21 +277,24 @@ class AccuracyMemory:
             return None
         return out[0], out[1], z
 
-    def _saturated(self, i: int) -> bool:
+    def _saturated(self, i: int, newest: bool = True) -> bool:
         """Fitted, train accuracy within `plateau_gain` of 1 and test accuracy within `plateau_gain` of it at every
         checkpoint from the newest one `saturated_decades` or more back (the span held, at two checkpoints at least):
-        nothing is left to gain."""
-        return self.fitted and self._held_saturated(i, self.last_short)
+        nothing is left to gain. `newest=False`: up to the checkpoint before i."""
+        return self.fitted and self._held_saturated(i, self.short if newest else None, self.last_short)
 
     def _robust_saturated(self, i: int) -> bool:
         """Robust accuracy within `plateau_gain` of 1 at every checkpoint of the saturated span (`_saturated`)."""
-        return self._held_saturated(i, self.last_robust_short)
+        return self._held_saturated(i, self.robust_short, self.last_robust_short)
 
-    def _held_saturated(self, i: int, last_short: list[int]) -> bool:
-        """No checkpoint short of saturation (`last_short`: the newest one so far) from the newest checkpoint
-        `saturated_decades` or more back to i (at two checkpoints at least)."""
+    def _held_saturated(self, i: int, short: list[bool] | None, last_short: list[int]) -> bool:
+        """No checkpoint short of saturation from the newest checkpoint `saturated_decades` or more back to i (at two
+        checkpoints at least): those before i despiked (`last_short`: the newest despiked one short so far), as the
+        trend lines take them, i as measured (`short`; None: i is not judged). A transformer grokked to 1.000 read
+        `keep-training` "rising" for the rest of its run after a spike to 0.80 (and a dip to 0.971 before it) once it
+        had read `stop`, its 0.3-decade line still through the grok."""
         start = min(self.saturation_start[i], i - 1)
-        return start >= 0 and last_short[i] < start
+        return start >= 0 and last_short[i - 1] < start and (short is None or not short[i])
 
     def _flat(self, i: int, name: str) -> tuple[bool, float, float] | None:
         """Whether series `name` gained or lost less than `plateau_gain` over its span (`plateau_decades`;
@@ -309,3 +320,10 @@ class AccuracyMemory:
 
     def _width(self, i: int, name: str) -> float:  # the decades series `name`'s line spans at checkpoint i
         return float(self.x[i] - self.x[self.spans[name].start[i]])
+
+
+def _despiked_at(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """`values` with those where `present` despiked among themselves (series.despiked), the rest as they are."""
+    out = values.astype(float).copy()
+    out[present] = despiked(values[present])
+    return out

@@ -236,9 +236,17 @@ class AccuracyJudge(AccuracyWords):
         name = "test partial" if partial else "test"
         flat = self._flat(i, name)
         span, stretch = self._span_words(i, name, "partial_decades" if partial else "plateau_decades")
-        if self._saturated(i) and (flat is None or not flat[0]):  # nothing is left to gain: no span decides
-            flat, stretch = (True, 1.0, 0.0), ""
-            span = f"{th.saturated_decades:g} decades, within {th.plateau_gain:g} of train"
+        if flat is None or not flat[0]:
+            if self._saturated(i):  # nothing is left to gain: no span decides
+                flat, stretch = (True, 1.0, 0.0), ""
+                span = f"{th.saturated_decades:g} decades, within {th.plateau_gain:g} of train"
+            elif self._saturated(i, newest=False):  # the newest checkpoint alone short of it
+                short = (f"train accuracy {tr:.3f} is more than {th.plateau_gain:g} below 1" if tr < 1 - th.plateau_gain
+                         else f"test accuracy {te:.3f} is more than {th.plateau_gain:g} below train ({tr:.3f})")
+                return Reading("robustness_plateau", 0.0, (
+                    f"{short} at this checkpoint only, after {th.saturated_decades:g} decades within "
+                    f"{th.plateau_gain:g} of {'1' if tr < 1 - th.plateau_gain else 'train'} (nothing left to gain): "
+                    "a dip, or the start of a fall, which the next checkpoint tells"), self.best, wants="checkpoints")
         wants, stretched = ("denser saves" if stretch else None), bool(stretch)
         flat, back = self._recovered(i, name, flat, span)
         if flat is None or not flat[0]:

@@ -62,7 +62,8 @@ class PhaseThresholds:
       below `generalised_ratio` x train accuracy may pause and climb again (slow grokking climbs in steps): its
       plateau must hold this long.
     - `saturated_decades` (0.1): train accuracy within `plateau_gain` of 1 and test accuracy within
-      `plateau_gain` of it for this many decades (nothing left to gain) is a plateau after this shorter span.
+      `plateau_gain` of it for this many decades (nothing left to gain) is a plateau after this shorter span
+      (checkpoints before the newest despiked; the newest alone short of it reads `inconclusive`).
     - `memorisation_decades` (2.0): memorising for longer than this many decades of steps, past the longest grokking
       delay of the corpus (2.04 decades, p37-wd1-s1), the reason says so: `keep-training` stays the advice, but a
       run without weight decay may never generalise, and the accuracies cannot tell.
