@@ -262,9 +262,26 @@ def test_a_collapse_that_climbs_back_says_so_and_keeps_its_roll_back():
     assert flat and not any("climbing back" in v.reason for v in flat)
     assert climbing and all(v.step > 3000 and v.advice == "roll-back" for v in climbing)
     last = history[-1]
-    rise, since, low = re.search(r"climbing back: \+(\d\.\d{3}) since step (\d+) \((\d\.\d{3})\)", last.reason).groups()
+    rise, since, low = re.search(r"climbing back: \+(\d\.\d{3}) since step (\d+) \((\d\.\d{3})(?:, a median of three)?\)",
+                                 last.reason).groups()
     assert float(rise) >= 0.3 and int(since) < 3000 and "until one does, step" in last.reason
     assert "the climb is older" not in last.reason  # still climbing at the end
+
+
+def test_a_climb_back_is_not_counted_from_a_crash_at_one_checkpoint():
+    """A new user's a+b mod 59 MLP, its learning rate raised at step 12,000: test accuracy 0.988 -> 0.021 at the next
+    save -> 0.59, then wandering 0.39-0.70, read "climbing back: +0.557 since step 12066 (0.021)". The climb is counted
+    from the lowest median of three since the best (the crash among its neighbours), not from the crash itself."""
+    steps = [*range(0, 12_001, 800), 12_066, *range(12_800, 24_001, 800)]
+    after = [0.59, 0.60, 0.61, 0.39, 0.52, 0.64, 0.66, 0.63, 0.52, 0.58, 0.69, 0.68, 0.58, 0.68, 0.70, 0.58]
+    test = [min(0.988, 0.1 + s / 2000) for s in steps[:16]] + [0.021] + after
+    train = [min(1.0, 0.2 + s / 1000) for s in steps[:16]] + [0.29] + [min(1.0, a + 0.25) for a in after]
+    rows = [{"step": s, "split": split, "status": "ok", "accuracy": a, "accuracy_se": 0.01}
+            for s, tr, te in zip(steps, train, test) for split, a in (("train", tr), ("test", te))]
+    history = classify(pd.DataFrame(rows), mode="accuracy").history
+    assert history[-1].advice == "roll-back" and history[-1].phase == "collapse", history[-1].reason
+    clauses = [v.reason for v in history if "climbing back" in v.reason]
+    assert not [r for r in clauses if "since step 12066" in r], clauses
 
 
 def test_a_climb_back_that_has_stopped_says_since_when():

@@ -7,9 +7,11 @@ from __future__ import annotations
 import bisect
 import math
 
+import numpy as np
+
 from .accuracy_memory import AccuracyMemory
 from .accuracy_reading import span_words
-from .series import MIN_TREND_POINTS
+from .series import MIN_TREND_POINTS, despiked
 
 
 class AccuracyWords(AccuracyMemory):
@@ -125,12 +127,16 @@ class AccuracyWords(AccuracyMemory):
         after = self.seen[bisect.bisect_right(self.seen, best):]
         if len(after) < 2:
             return ""
-        low = min(after, key=lambda j: self.te[j])
-        rise, width = self.te[i] - self.te[low], float(self.x[i] - self.x[line.start[i]])
+        # its lowest despiked (with the best before it: a crash at one checkpoint is not where a climb starts; a new
+        # user's run that fell 0.988 -> 0.021 -> 0.59 and wandered 0.39-0.70 read "climbing back: +0.557 since" the 0.021)
+        levels = despiked(np.array([self.te[j] for j in [best, *after]]))[1:]
+        at = min(range(len(after)), key=lambda k: levels[k])
+        low, rise, width = after[at], self.te[i] - levels[at], float(self.x[i] - self.x[line.start[i]])
         if low == i or rise < self.th.plateau_gain:
             return ""
         held = self._held_since(i, self.te, low, "climb")  # one that has stopped: since when
-        return (f"; climbing back: {rise:+.3f} since step {int(self.steps[low])} ({self.te[low]:.3f}), trend line "
+        median = ", a median of three" if levels[at] != self.te[low] else ""
+        return (f"; climbing back: {rise:+.3f} since step {int(self.steps[low])} ({levels[at]:.3f}{median}), trend line "
                 f"{float(line.slope[i]) * width:+.3f} over the last "
                 f"{span_words(width, self.th.trend_decades, 'trend_decades', '')[0]} ({float(line.z[i]):.1f} standard "
                 f"errors){held}: a later checkpoint may pass "
