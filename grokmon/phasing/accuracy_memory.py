@@ -37,21 +37,20 @@ class AccuracyMemory:
         self.x = x
         # where test accuracy was more than `plateau_gain` below train accuracy (or train below 1 by as much), as
         # measured, and the last checkpoint so far where it was once despiked (series.despiked: one that spikes away
-        # and back is not short)
+        # and back is not short); likewise robust accuracy below 1 by as much (or not measured)
         both = train.present & test.present
-        self.short, despiked_short = (np.where(both, (tr - te > th.plateau_gain) | (tr < 1.0 - th.plateau_gain), False)
-                                      for tr, te in ((train.value, test.value),
-                                                     (_despiked_at(train.value, both), _despiked_at(test.value, both))))
-        self.short = self.short.tolist()
-        self.last_short = np.maximum.accumulate(np.where(despiked_short, np.arange(len(steps)), -1)).tolist()
-        # likewise where robust accuracy was more than `plateau_gain` below 1 (or not measured)
+
+        def short_of(tr: np.ndarray, te: np.ndarray) -> np.ndarray:
+            return both & ((tr - te > th.plateau_gain) | (tr < 1.0 - th.plateau_gain))
+
+        self.short = short_of(train.value, test.value).tolist()
+        self.last_short = _last_where(short_of(_despiked_at(train.value, both), _despiked_at(test.value, both)))
         if robust is None:
-            self.robust_short, despiked_robust_short = [True] * len(steps), np.ones(len(steps), bool)
+            robust_short = despiked_robust_short = np.ones(len(steps), bool)
         else:
-            self.robust_short = (~robust.present | (robust.value < 1.0 - th.plateau_gain)).tolist()
+            robust_short = ~robust.present | (robust.value < 1.0 - th.plateau_gain)
             despiked_robust_short = ~robust.present | (_despiked_at(robust.value, robust.present) < 1.0 - th.plateau_gain)
-        self.last_robust_short = np.maximum.accumulate(
-            np.where(despiked_robust_short, np.arange(len(steps)), -1)).tolist()
+        self.robust_short, self.last_robust_short = robust_short.tolist(), _last_where(despiked_robust_short)
         # the newest checkpoint at least saturated_decades back: where a saturated span starts (-1: none yet)
         self.saturation_start = (np.searchsorted(x, x - th.saturated_decades, side="right") - 1).tolist()
         self.seen: list[int] = []          # checkpoints with both accuracies
@@ -327,3 +326,8 @@ def _despiked_at(values: np.ndarray, present: np.ndarray) -> np.ndarray:
     out = values.astype(float).copy()
     out[present] = despiked(values[present])
     return out
+
+
+def _last_where(mask: np.ndarray) -> list[int]:
+    """At each index, the last index so far where `mask` holds (-1 before the first)."""
+    return np.maximum.accumulate(np.where(mask, np.arange(len(mask)), -1)).tolist()

@@ -241,11 +241,12 @@ class AccuracyJudge(AccuracyWords):
                 flat, stretch = (True, 1.0, 0.0), ""
                 span = f"{th.saturated_decades:g} decades, within {th.plateau_gain:g} of train"
             elif self._saturated(i, newest=False):  # the newest checkpoint alone short of it
-                short = (f"train accuracy {tr:.3f} is more than {th.plateau_gain:g} below 1" if tr < 1 - th.plateau_gain
+                train_short = tr < 1 - th.plateau_gain
+                short = (f"train accuracy {tr:.3f} is more than {th.plateau_gain:g} below 1" if train_short
                          else f"test accuracy {te:.3f} is more than {th.plateau_gain:g} below train ({tr:.3f})")
                 return Reading("robustness_plateau", 0.0, (
                     f"{short} at this checkpoint only, after {th.saturated_decades:g} decades within "
-                    f"{th.plateau_gain:g} of {'1' if tr < 1 - th.plateau_gain else 'train'} (nothing left to gain): "
+                    f"{th.plateau_gain:g} of {'1' if train_short else 'train'} (nothing left to gain): "
                     "a dip, or the start of a fall, which the next checkpoint tells"), self.best, wants="checkpoints")
         wants, stretched = ("denser saves" if stretch else None), bool(stretch)
         flat, back = self._recovered(i, name, flat, span)
