@@ -91,6 +91,39 @@ def death_cause(exc: BaseException) -> str:
     return cause
 
 
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the Ctrl-C or SIGTERM that `exc` was raised while handling, if any. A signal that lands inside torch's
+    own bookkeeping (a TorchFunctionMode's push and pop) makes its clean-up raise a RuntimeError ("trying to pop
+    from empty mode stack") in the interrupt's place; caught as a failed checkpoint, it would lose the interrupt
+    and write a healthy checkpoint as an error.
+
+    >>> def clean_up_failed():
+    ...     try:
+    ...         raise KeyboardInterrupt
+    ...     finally:
+    ...         raise RuntimeError("clean-up failed")
+    >>> try:
+    ...     try:
+    ...         clean_up_failed()
+    ...     except RuntimeError as exc:
+    ...         reraise_interrupt(exc)
+    ... except KeyboardInterrupt:
+    ...     print("interrupted")
+    interrupted
+    >>> reraise_interrupt(RuntimeError("a plain failure")) is None
+    True
+    """
+    chain, seen = [exc], set()
+    while chain:
+        link = chain.pop()
+        if link is None or id(link) in seen:
+            continue
+        seen.add(id(link))
+        if isinstance(link, KeyboardInterrupt):
+            raise link
+        chain += [link.__cause__, link.__context__]
+
+
 def error_message(exc: BaseException) -> str:
     """The one-line message of a failed checkpoint: grokmon's own, or the exception's type and first line.
 

@@ -337,3 +337,31 @@ def test_interrupted_run_keeps_finished_checkpoints_and_resumes(slow_run, tmp_pa
     analyze(run, output, threads=1, progress=events.append, **OPTIONS)
     assert [e.done for e in events] == list(range(done, CHECKPOINTS + 1))  # only the rest was measured
     pd.testing.assert_frame_equal(_comparable(read_results(output)[0]), _comparable(reference))
+
+
+def test_an_interrupt_whose_clean_up_fails_in_torch_still_interrupts(slow_run, tmp_path, monkeypatch):
+    """A signal landing in torch's mode-stack bookkeeping surfaces as the RuntimeError its clean-up raises, with
+    the interrupt as its context (seen in CI: "trying to pop from empty mode stack" at step 10, the signal lost,
+    a healthy checkpoint written as an error and the run finished at exit 1)."""
+    from grokmon.analysis import measure
+
+    run, reference = slow_run
+    output, measured, real = tmp_path / "interrupted.parquet", [], measure.compute_checkpoint_metrics
+
+    def interrupted_on_the_third(*args, **kwargs):
+        measured.append(1)
+        if len(measured) == 3:
+            try:
+                raise KeyboardInterrupt
+            finally:
+                raise RuntimeError("trying to pop from empty mode stack")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "compute_checkpoint_metrics", interrupted_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        analyze(run, output, threads=1, **OPTIONS)
+    partial, _ = read_results(output)
+    assert partial["step"].nunique() == 2 and set(partial["status"]) == {"ok"}
+    monkeypatch.setattr(measure, "compute_checkpoint_metrics", real)
+    analyze(run, output, threads=1, **OPTIONS)
+    pd.testing.assert_frame_equal(_comparable(read_results(output)[0]), _comparable(reference))

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ConfigError, GrokmonError, ModelError
+from ..errors import ConfigError, GrokmonError, ModelError, reraise_interrupt
 from ..inputs.config import DTYPES, AnalyzeConfig, resolve_config
 from ..inputs.models import BuiltModel, TensorOutput, load_weights
 from ..inputs.probes import ProbeSet, load_probes, probes_from_tensors
@@ -94,6 +94,7 @@ def _differs(built: BuiltModel, module: nn.Module, inputs: RunInputs) -> str | N
         with torch.no_grad():
             ours, theirs = built.measured(x), TensorOutput(module, built.position)(x)
     except (GrokmonError, RuntimeError, ValueError, TypeError, IndexError) as exc:
+        reraise_interrupt(exc)
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if ours.shape != theirs.shape:
         return f"it gives outputs of shape {tuple(ours.shape[1:])}, the trained model {tuple(theirs.shape[1:])}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..inputs.checkpoints import Checkpoint, load_checkpoint
+from ..errors import reraise_interrupt
 from ..inputs.identity import FileIdentity, identity_of
 
 
@@ -53,6 +54,7 @@ def load(ckpt: Checkpoint, device: torch.device | None = None) -> Loaded:
             return Loaded(ckpt, state=moved, identity=identity, copied=event)
         return Loaded(ckpt, state=state, identity=identity)
     except Exception as exc:  # every failure is this checkpoint's row, whatever raised it
+        reraise_interrupt(exc)
         return Loaded(ckpt, error=exc, identity=identity)
 
 

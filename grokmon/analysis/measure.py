@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..errors import UnreadableCheckpoints, error_message
+from ..errors import UnreadableCheckpoints, error_message, reraise_interrupt
 from ..inputs.models import load_weights
 from ..metrics import compute_checkpoint_metrics
 from .loading import Loaded
@@ -60,6 +60,7 @@ def measure_rows(session: Session, step: int, checkpoint: str | None, failure: B
             prepare()
             return _measured(session, step, checkpoint)
         except Exception as exc:  # keys that do not fit, non-finite outputs, ...: this checkpoint's rows
+            reraise_interrupt(exc)
             failure = exc
     _log.debug("checkpoint %s (step %s) failed", checkpoint, step, exc_info=failure)
     message = error_message(failure)
