@@ -91,11 +91,11 @@ def death_cause(exc: BaseException) -> str:
     return cause
 
 
-def reraise_interrupt(exc: BaseException) -> None:
-    """Raise the Ctrl-C or SIGTERM that `exc` was raised while handling, if any. A signal that lands inside torch's
-    own bookkeeping (a TorchFunctionMode's push and pop) makes its clean-up raise a RuntimeError ("trying to pop
-    from empty mode stack") in the interrupt's place; caught as a failed checkpoint, it would lose the interrupt
-    and write a healthy checkpoint as an error.
+def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM (a KeyboardInterrupt) in `exc`'s chain of causes and contexts, if any: `exc` itself, or
+    what it was raised from or while handling. A signal that lands inside torch's own bookkeeping (a
+    TorchFunctionMode's push and pop) makes its clean-up raise a RuntimeError ("trying to pop from empty mode
+    stack") in the interrupt's place.
 
     >>> def clean_up_failed():
     ...     try:
@@ -103,14 +103,11 @@ def reraise_interrupt(exc: BaseException) -> None:
     ...     finally:
     ...         raise RuntimeError("clean-up failed")
     >>> try:
-    ...     try:
-    ...         clean_up_failed()
-    ...     except RuntimeError as exc:
-    ...         reraise_interrupt(exc)
-    ... except KeyboardInterrupt:
-    ...     print("interrupted")
-    interrupted
-    >>> reraise_interrupt(RuntimeError("a plain failure")) is None
+    ...     clean_up_failed()
+    ... except RuntimeError as exc:
+    ...     type(interrupt_in(exc)).__name__
+    'KeyboardInterrupt'
+    >>> interrupt_in(RuntimeError("a plain failure")) is None
     True
     """
     chain, seen = [exc], set()
@@ -120,8 +117,18 @@ def reraise_interrupt(exc: BaseException) -> None:
             continue
         seen.add(id(link))
         if isinstance(link, KeyboardInterrupt):
-            raise link
+            return link
         chain += [link.__cause__, link.__context__]
+    return None
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the interrupt in `exc`'s chain (`interrupt_in`), if any: a catch-all that writes a failed checkpoint's
+    rows, or passes over a file it cannot read, must not lose a Ctrl-C or SIGTERM (nor write a healthy checkpoint
+    as an error)."""
+    interrupt = interrupt_in(exc)
+    if interrupt is not None:
+        raise interrupt
 
 
 def error_message(exc: BaseException) -> str:

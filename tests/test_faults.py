@@ -365,3 +365,21 @@ def test_an_interrupt_whose_clean_up_fails_in_torch_still_interrupts(slow_run, t
     monkeypatch.setattr(measure, "compute_checkpoint_metrics", real)
     analyze(run, output, threads=1, **OPTIONS)
     pd.testing.assert_frame_equal(_comparable(read_results(output)[0]), _comparable(reference))
+
+
+def test_an_interrupt_under_another_error_ends_as_the_interrupt(make_run, monkeypatch):
+    """Ctrl-C while a model file is imported: the import's own catch words it as a ModelError, raised from the
+    interrupt; the CLI ends as Ctrl-C does (130, results kept), not as a bad model (1)."""
+    import grokmon.api
+    from grokmon.errors import ModelError
+
+    def interrupted(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ModelError("model.py: importing the model file failed: KeyboardInterrupt") from exc
+
+    monkeypatch.setattr(grokmon.api, "analyze", interrupted)
+    result = runner.invoke(app, ["analyze", str(make_run())])
+    assert result.exit_code == 130, result.output
+    assert "interrupted; results written so far are kept" in result.output

@@ -65,6 +65,9 @@ def _fail(exc: BaseException, debug: bool) -> None:
     """The one place errors become exit codes: one line on stderr, exit 1 (130 for Ctrl-C, 143 for SIGTERM)."""
     if debug:
         raise exc
+    from ..errors import GrokmonError, first_line, interrupt_in
+
+    exc = interrupt_in(exc) or exc  # a signal whose clean-up failed (in torch, say) is still the signal
     if isinstance(exc, Terminated):
         print("grokmon: terminated (SIGTERM); results written so far are kept, run the command again to resume",
               file=sys.stderr)
@@ -73,8 +76,6 @@ def _fail(exc: BaseException, debug: bool) -> None:
         print("grokmon: interrupted; results written so far are kept, run the command again to resume",
               file=sys.stderr)
         raise typer.Exit(130)
-    from ..errors import GrokmonError, first_line
-
     if isinstance(exc, GrokmonError):
         message = str(exc)
     else:

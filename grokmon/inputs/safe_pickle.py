@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, first_line
+from ..errors import CheckpointError, first_line, reraise_interrupt
 
 # torch's safe-globals list is one per process: one grokmon load at a time adds its placeholders to it.
 _LOAD_LOCK = threading.Lock()
@@ -79,7 +79,8 @@ def _unknown_globals(path: Path) -> list[str]:
         return []
     try:
         return listing(str(path))
-    except Exception:  # unreadable: torch.load reports it properly
+    except Exception as exc:  # unreadable: torch.load reports it properly
+        reraise_interrupt(exc)
         return []
 
 
@@ -138,5 +139,6 @@ def _asks_for_objects(path: Path) -> bool:
             return False
         names = [op.name for op, _, _ in pickletools.genops(data)]  # raises where the bytes stop being a pickle
         return any(name in _OBJECT_OPCODES for name in names)
-    except Exception:
+    except Exception as exc:
+        reraise_interrupt(exc)
         return False

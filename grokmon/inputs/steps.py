@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, first_line
+from ..errors import CheckpointError, first_line, reraise_interrupt
 from . import dcp
 from .safe_pickle import load_failure, load_pickle
 
@@ -113,7 +113,8 @@ def _registered_objects_step(folder: Path) -> int | None:
     for path in sorted(folder.glob("custom_checkpoint_*.pkl")):
         try:
             state = load_pickle(path)
-        except Exception:  # not ours to judge: only a step is looked for here
+        except Exception as exc:  # not ours to judge: only a step is looked for here
+            reraise_interrupt(exc)
             continue
         step = _step_in(state) if isinstance(state, dict) else None
         if step is not None:
