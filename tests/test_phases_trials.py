@@ -47,6 +47,21 @@ def test_no_stop_on_a_checkpoint_whose_model_is_in_a_dip(trials):
     assert run.test[list(run.steps).index(1550)] < run.test[-1] - 0.05  # the truth: the dip is real
 
 
+def test_a_dip_short_of_slope_sigma_still_withholds_the_stop(trials):
+    """A dip needs `dip_sigma` (2) probe standard errors, both splits together, not `slope_sigma` (3): a stop keeps the
+    newest model. adam-lr0.03 at step 950 (probes: test 0.906, train 0.958, after 0.958 and 0.990; whole test set
+    0.911, final 0.961) read `stop` 1.00 at 2.8 standard errors; so did adam-lr0.06 at step 1350."""
+    for name, step in (("adam-lr0.03-b32-s2-every50", 950), ("adam-lr0.06-b32-every50", 1350)):
+        run = trials[name]
+        v = _verdicts(run)[step]
+        assert (v.advice, v.phase, v.wants) == ("inconclusive", "robustness_plateau", "checkpoints"), v
+        z = float(re.search(r"\(([\d.]+) probe standard errors, both splits together\)", v.reason).group(1))
+        assert 2.0 <= z < 3.0, v.reason  # between dip_sigma and slope_sigma: what this case is about
+        stop = classify(run.prefix(list(run.steps).index(step)), mode="accuracy",
+                        thresholds=PhaseThresholds(dip_sigma=3.0))
+        assert stop.advice == "stop"  # with the old evidence asked of a dip, the stop on it came back
+
+
 def test_a_line_that_rose_only_by_recovering_from_a_dip_is_no_rise(trials):
     """adam-lr0.03-b32-s2 holds test accuracy 0.964-0.969 and train 1.000 from step 1,700 to its end at 2,500 (the
     whole test set: 0.960-0.961); the span then starts among the dips of steps 950-1,200, so its line rose +0.02 to

@@ -258,7 +258,7 @@ class AccuracyMemory:
 
     def _dip(self, i: int) -> tuple[tuple[float, float], tuple[float, float], float] | None:
         """Whether the model at checkpoint i is in a dip: test accuracy `plateau_gain` or more below the median of the
-        three checkpoints before, and train and test accuracy together below theirs by `slope_sigma` standard errors
+        three checkpoints before, and train and test accuracy together below theirs by `dip_sigma` standard errors
         over probe points (how well each checkpoint's own accuracy is measured: the question is whether this model
         is worse, not whether the run's scatter could explain it; the two splits' probes are independent, so their
         z-scores add as z_train + z_test over sqrt 2). ((train, train before), (test, test before), z), else None."""
@@ -272,7 +272,7 @@ class AccuracyMemory:
             out.append((values[i], values[ref]))
             zs.append((values[ref] - values[i]) / spread)
         z = (zs[0] + zs[1]) / math.sqrt(2.0)
-        if out[1][1] - out[1][0] < self.th.plateau_gain or z < self.th.slope_sigma:
+        if out[1][1] - out[1][0] < self.th.plateau_gain or z < self.th.dip_sigma:
             return None
         return out[0], out[1], z
 

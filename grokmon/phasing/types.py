@@ -58,6 +58,10 @@ class PhaseThresholds:
     - `plateau_decades` (0.3): `stop` only once test accuracy has been flat over this many decades of steps
       (0.3: while the step count doubled).
     - `plateau_gain` (0.02): flat means gaining (or losing) less than this accuracy over that span.
+    - `dip_sigma` (2.0): no `stop` on a checkpoint whose train and test accuracy are together this many of the
+      probes' standard errors below the three checkpoints before (test by `plateau_gain` or more): a stop keeps
+      the newest model, and a worse one costs more than waiting one checkpoint does, so the evidence asked of a
+      dip is less than `slope_sigma` asks of a change.
     - `partial_decades` (0.6): a run that generalised from a memorisation stage but whose test accuracy is still
       below `generalised_ratio` x train accuracy may pause and climb again (slow grokking climbs in steps): its
       plateau must hold this long.
@@ -104,6 +108,7 @@ class PhaseThresholds:
     collapse_checkpoints: int = 2
     plateau_decades: float = 0.3
     plateau_gain: float = 0.02
+    dip_sigma: float = 2.0
     partial_decades: float = 0.6
     saturated_decades: float = 0.1
     unfitted_decades: float = 1.0
@@ -151,6 +156,7 @@ _RANGES = {  # (lowest, highest, lowest excluded) of each threshold
     "min_phase_checkpoints": (1, math.inf, False), "fitted_accuracy": _FRACTION, "generalised_ratio": _FRACTION,
     "onset_gain": _SHARE, "min_gain": _SHARE, "early_generalised": _FRACTION, "collapse_drop": _FRACTION,
     "collapse_checkpoints": (1, math.inf, False), "plateau_decades": _POSITIVE, "plateau_gain": _SHARE,
+    "dip_sigma": _POSITIVE,
     "partial_decades": _POSITIVE, "saturated_decades": _POSITIVE, "unfitted_decades": _POSITIVE,
     "memorisation_decades": _POSITIVE,
     "geometry_weight": _SHARE, "min_groups": (1, 4, False), "max_dissent": (0, math.inf, False),
