@@ -207,6 +207,26 @@ def test_robust_accuracy_still_rising_after_test_settled_is_delayed_robustness(d
         assert report.advice == "stop" and "delayed robustness" not in report.reason
 
 
+def test_robust_accuracy_that_turned_within_its_span_is_neither_still_rising_nor_done():
+    # a new user's a-b mod 61 MLP, saved every 200 steps: test accuracy at 0.99 from step 5,000; robust accuracy rose
+    # 0.11 -> 0.75 to step 6,200, fell to 0.30 by step 7,000 and climbed back to 0.70. Its 0.3-decade line still rose
+    # through the fall ("still rising", keep-training at 0.295) and fell through the climb back ("no robustness to
+    # gain by training on", stop at 0.43-0.65)
+    steps = np.arange(0, 10_001, 200)
+    train = np.where(steps < 600, 0.3, 1.0)
+    test = np.clip(0.02 + (steps - 2_000) / 3_000, 0.02, 0.99)
+    robust = np.interp(steps, [0, 3_400, 6_200, 7_000, 7_200, 10_000], [0.1, 0.11, 0.75, 0.3, 0.3, 0.70])
+    series = accuracy_series(train, test)
+    series[("robust_accuracy", "test")] = (robust, accuracy_se(robust))
+    said = {v.step: v for v in classify(table(steps, series)).history}
+    for step in (6_800, 7_000, 8_200, 9_000):
+        v = said[step]
+        assert v.advice == "inconclusive" and v.wants == "checkpoints", v
+        assert "it has turned since" in v.reason, v.reason
+        assert "still rising" not in v.reason and "no robustness to gain" not in v.reason, v.reason
+    assert "its high in that span" in said[7_000].reason and "its low in that span" in said[9_000].reason
+
+
 def test_a_run_grokked_to_its_ceiling_is_not_unsettled_by_one_checkpoint_short_of_it():
     # a grokking transformer's shape (a new user's, 512 probes): fitted early, test 0 -> 1 in two saves at step
     # 4,000, then at 0.99-1.00 but for 0.971 at one checkpoint and a spike to 0.80 at another. It read `stop`, then

@@ -311,6 +311,30 @@ class AccuracyMemory:
             p_flat = float(flat)
         return flat, p_flat, gain
 
+    def _turned(self, i: int, rising: bool) -> tuple[float, int, float] | None:
+        """Where robust accuracy's line over its span rises (`rising`) or falls, but the median of its newest three
+        checkpoints has since moved the other way from the span's highest (lowest) median of three, by `plateau_gain`
+        or more and by `slope_sigma` noise: the line's sign is that of the older part of its span (a new user's
+        modular MLP: robust accuracy 0.754 -> 0.295 read "still rising", its line through the rise before; then
+        0.295 -> 0.605 read "falling"). A falling line whose median now is back within `plateau_gain` of the level
+        held before its low has recovered from a dip, not turned. (that extreme, the newest checkpoint of its window,
+        the median now), else None."""
+        robust = self.robust
+        first = int(self.spans["robust"].start[i])
+        at = [j for j in self.seen[bisect.bisect_left(self.seen, first):] if robust.present[j]]
+        if len(at) < 4:
+            return None
+        values = robust.value[at]
+        medians = np.median(np.vstack([values[:-2], values[1:-1], values[2:]]), axis=0)
+        k = int(np.argmax(medians) if rising else np.argmin(medians))
+        now = float(medians[-1])
+        moved = float(medians[k]) - now if rising else now - float(medians[k])
+        if moved < max(self.th.plateau_gain, self.th.slope_sigma * math.sqrt(2.0) * float(robust.sigma[i])):
+            return None
+        if not rising and float(np.max(medians[: k + 1])) - now < self.th.plateau_gain:
+            return None  # a dip it climbed back from, to the level held before it: no climb under way (a V)
+        return float(medians[k]), at[k + 2], now
+
     def _beyond_plateau_gain(self, i: int, name: str, gain: float) -> bool:
         """Whether series `name`'s change over its span, `gain`, exceeds `plateau_gain` by `slope_sigma` of its
         standard errors (from the checkpoints' scatter about the line): what it takes to unsettle a plateau."""

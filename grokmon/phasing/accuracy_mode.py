@@ -281,6 +281,9 @@ class AccuracyJudge(AccuracyWords):
         change = f"; robust accuracy {self.robust.value[i]:.3f}{robust_back}" if robust_back else ""
         if robust is not None and not robust[0]:
             rising = robust[2] > 0
+            turned = self._turned(i, rising)
+            if turned is not None:
+                return self._robust_turned(i, robust[2], robust_span, rising, turned, stretch)
             change = self._change_words(i, "robust", robust[2], robust_span)
             settled = self.previous == "robustness_plateau" and not self._beyond_plateau_gain(i, "robust", robust[2])
             if rising and not self._robust_saturated(i) and not settled:
@@ -306,6 +309,19 @@ class AccuracyJudge(AccuracyWords):
         # the model to keep is the best step's: one before the fit is named by its own clause
         worse = self._worse_than_best(i) if plateau.best == self.best else ""
         return dataclasses.replace(plateau, note=plateau.note + worse + stretch)
+
+    def _robust_turned(self, i: int, line: float, span: str, rising: bool, turned, stretch: str) -> Reading:
+        """Robust accuracy's line rises (falls) over its span, but it has turned since the span's high (low)
+        (`_turned`): neither "still rising" nor "no robustness to gain" is what its newest checkpoints show. No
+        strength (`inconclusive`) until its line over the span agrees with them."""
+        extreme, at, now = turned
+        way, turn = ("rises", "high") if rising else ("falls", "low")
+        note = (f"robust accuracy {self.robust.value[i]:.3f}: its trend line {way} {line:+.3f} over the last {span}, but "
+                f"the median of its newest three checkpoints, {now:.3f}, is {now - extreme:+.3f} from its {turn} in that "
+                f"span, {extreme:.3f} (a median of three, to step {int(self.steps[at])}): it has turned since, and the "
+                f"line's sign is its older part's; the next checkpoints tell, while test accuracy settled at "
+                f"{self.te[i]:.3f}{stretch}")
+        return Reading("generalisation", 0.0, note, self.best, wants="checkpoints")
 
     def _worse_than_best(self, i: int) -> str:
         """On a plateau, where the newest checkpoint's test accuracy is below the best level since the fit by
