@@ -211,7 +211,7 @@ def test_robust_accuracy_that_turned_within_its_span_is_neither_still_rising_nor
     # a new user's a-b mod 61 MLP, saved every 200 steps: test accuracy at 0.99 from step 5,000; robust accuracy rose
     # 0.11 -> 0.75 to step 6,200, fell to 0.30 by step 7,000 and climbed back to 0.70. Its 0.3-decade line still rose
     # through the fall ("still rising", keep-training at 0.295) and fell through the climb back ("no robustness to
-    # gain by training on", stop at 0.43-0.65)
+    # gain by training on", stop at 0.43-0.65), then was flat ("stop" at 0.69-0.70, still climbing)
     steps = np.arange(0, 10_001, 200)
     train = np.where(steps < 600, 0.3, 1.0)
     test = np.clip(0.02 + (steps - 2_000) / 3_000, 0.02, 0.99)
@@ -219,12 +219,13 @@ def test_robust_accuracy_that_turned_within_its_span_is_neither_still_rising_nor
     series = accuracy_series(train, test)
     series[("robust_accuracy", "test")] = (robust, accuracy_se(robust))
     said = {v.step: v for v in classify(table(steps, series)).history}
-    for step in (6_800, 7_000, 8_200, 9_000):
+    for step in (6_800, 7_000, 8_200, 9_000, 10_000):
         v = said[step]
         assert v.advice == "inconclusive" and v.wants == "checkpoints", v
         assert "it has turned since" in v.reason, v.reason
         assert "still rising" not in v.reason and "no robustness to gain" not in v.reason, v.reason
     assert "its high in that span" in said[7_000].reason and "its low in that span" in said[9_000].reason
+    assert "its trend line is flat" in said[10_000].reason  # climbing back, not yet at 0.75, through a flat line
 
 
 def test_a_run_grokked_to_its_ceiling_is_not_unsettled_by_one_checkpoint_short_of_it():

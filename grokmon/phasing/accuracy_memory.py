@@ -312,13 +312,13 @@ class AccuracyMemory:
         return flat, p_flat, gain
 
     def _turned(self, i: int, rising: bool) -> tuple[float, int, float] | None:
-        """Where robust accuracy's line over its span rises (`rising`) or falls, but the median of its newest three
-        checkpoints has since moved the other way from the span's highest (lowest) median of three, by `plateau_gain`
-        or more and by `slope_sigma` noise: the line's sign is that of the older part of its span (a new user's
-        modular MLP: robust accuracy 0.754 -> 0.295 read "still rising", its line through the rise before; then
-        0.295 -> 0.605 read "falling"). A falling line whose median now is back within `plateau_gain` of the level
-        held before its low has recovered from a dip, not turned. (that extreme, the newest checkpoint of its window,
-        the median now), else None."""
+        """Where the median of robust accuracy's newest three checkpoints has fallen from the highest median of
+        three of its span (`rising`: its line rises) or climbed from the lowest (its line falls, or is flat), by
+        `plateau_gain` or more and by `slope_sigma` noise: the line's sign is that of the older part of its span (a
+        new user's modular MLP: robust accuracy 0.754 -> 0.295 read "still rising", its line through the rise before;
+        then 0.295 -> 0.69 "falling", then "flat", a plateau). A median now back within `plateau_gain` of the level
+        held before the low has recovered from a dip, not turned (a V). (that extreme, the newest checkpoint of its
+        window, the median now), else None."""
         robust = self.robust
         first = int(self.spans["robust"].start[i])
         at = [j for j in self.seen[bisect.bisect_left(self.seen, first):] if robust.present[j]]

@@ -279,11 +279,14 @@ class AccuracyJudge(AccuracyWords):
         change = ""
         robust, robust_back = self._recovered(i, "robust", robust, robust_span) if robust else (robust, "")
         change = f"; robust accuracy {self.robust.value[i]:.3f}{robust_back}" if robust_back else ""
+        # the line's reading against its newest checkpoints': a rise (gain to wait for) that has fallen since, a fall
+        # or a flat line (none) that has climbed since; a flat line that has fallen since has no gain either way
+        from_high = robust is not None and not robust[0] and robust[2] > 0
+        turned = self._turned(i, from_high) if robust is not None else None
+        if turned is not None:
+            return self._robust_turned(i, robust[2], robust_span, from_high, turned, stretch)
         if robust is not None and not robust[0]:
             rising = robust[2] > 0
-            turned = self._turned(i, rising)
-            if turned is not None:
-                return self._robust_turned(i, robust[2], robust_span, rising, turned, stretch)
             change = self._change_words(i, "robust", robust[2], robust_span)
             settled = self.previous == "robustness_plateau" and not self._beyond_plateau_gain(i, "robust", robust[2])
             if rising and not self._robust_saturated(i) and not settled:
@@ -310,12 +313,14 @@ class AccuracyJudge(AccuracyWords):
         worse = self._worse_than_best(i) if plateau.best == self.best else ""
         return dataclasses.replace(plateau, note=plateau.note + worse + stretch)
 
-    def _robust_turned(self, i: int, line: float, span: str, rising: bool, turned, stretch: str) -> Reading:
-        """Robust accuracy's line rises (falls) over its span, but it has turned since the span's high (low)
-        (`_turned`): neither "still rising" nor "no robustness to gain" is what its newest checkpoints show. No
-        strength (`inconclusive`) until its line over the span agrees with them."""
+    def _robust_turned(self, i: int, line: float, span: str, from_high: bool, turned, stretch: str) -> Reading:
+        """Robust accuracy's line rises over its span, but its newest checkpoints have fallen from the span's high since
+        (`from_high`), or it falls or is flat, and they have climbed from its low (`_turned`): the line says there is
+        robustness to gain and they say there is none, or the other way round. No strength (`inconclusive`) until
+        the line agrees with them."""
         extreme, at, now = turned
-        way, turn = ("rises", "high") if rising else ("falls", "low")
+        turn = "high" if from_high else "low"
+        way = "is flat," if abs(line) < self.th.plateau_gain else "rises" if line > 0 else "falls"
         note = (f"robust accuracy {self.robust.value[i]:.3f}: its trend line {way} {line:+.3f} over the last {span}, but "
                 f"the median of its newest three checkpoints, {now:.3f}, is {now - extreme:+.3f} from its {turn} in that "
                 f"span, {extreme:.3f} (a median of three, to step {int(self.steps[at])}): it has turned since, and the "
