@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..inputs.checkpoints import Checkpoint, load_checkpoint
 from ..errors import reraise_interrupt
+from ..inputs.checkpoints import Checkpoint, load_checkpoint
 from ..inputs.identity import FileIdentity, identity_of
 
 

@@ -51,6 +51,11 @@ class AccuracyMemory:
             robust_short = ~robust.present | (robust.value < 1.0 - th.plateau_gain)
             despiked_robust_short = ~robust.present | (_despiked_at(robust.value, robust.present) < 1.0 - th.plateau_gain)
         self.robust_short, self.last_robust_short = robust_short.tolist(), _last_where(despiked_robust_short)
+        # robust accuracy's checkpoints (with both accuracies) and the median of each three in a row of them (_turned)
+        self.robust_at = np.flatnonzero(both & robust.present) if robust is not None else np.zeros(0, int)
+        values = robust.value[self.robust_at] if robust is not None else np.zeros(0)
+        self.robust_medians = (np.median(np.vstack([values[:-2], values[1:-1], values[2:]]), axis=0)
+                               if len(values) >= 3 else np.zeros(0))
         # the newest checkpoint at least saturated_decades back: where a saturated span starts (-1: none yet)
         self.saturation_start = (np.searchsorted(x, x - th.saturated_decades, side="right") - 1).tolist()
         self.seen: list[int] = []          # checkpoints with both accuracies
@@ -319,21 +324,19 @@ class AccuracyMemory:
         then 0.295 -> 0.69 "falling", then "flat", a plateau). A median now back within `plateau_gain` of the level
         held before the low has recovered from a dip, not turned (a V). (that extreme, the newest checkpoint of its
         window, the median now), else None."""
-        robust = self.robust
-        first = int(self.spans["robust"].start[i])
-        at = [j for j in self.seen[bisect.bisect_left(self.seen, first):] if robust.present[j]]
-        if len(at) < 4:
+        start = int(np.searchsorted(self.robust_at, self.spans["robust"].start[i], side="left"))
+        end = int(np.searchsorted(self.robust_at, i, side="right"))  # the span's checkpoints: robust_at[start:end]
+        if end - start < 4:
             return None
-        values = robust.value[at]
-        medians = np.median(np.vstack([values[:-2], values[1:-1], values[2:]]), axis=0)
+        medians = self.robust_medians[start: end - 2]
         k = int(np.argmax(medians) if rising else np.argmin(medians))
         now = float(medians[-1])
         moved = float(medians[k]) - now if rising else now - float(medians[k])
-        if moved < max(self.th.plateau_gain, self.th.slope_sigma * math.sqrt(2.0) * float(robust.sigma[i])):
+        if moved < max(self.th.plateau_gain, self.th.slope_sigma * math.sqrt(2.0) * float(self.robust.sigma[i])):
             return None
         if not rising and float(np.max(medians[: k + 1])) - now < self.th.plateau_gain:
             return None  # a dip it climbed back from, to the level held before it: no climb under way (a V)
-        return float(medians[k]), at[k + 2], now
+        return float(medians[k]), int(self.robust_at[start + k + 2]), now
 
     def _beyond_plateau_gain(self, i: int, name: str, gain: float) -> bool:
         """Whether series `name`'s change over its span, `gain`, exceeds `plateau_gain` by `slope_sigma` of its
