@@ -53,9 +53,7 @@ class AccuracyMemory:
         self.robust_short, self.last_robust_short = robust_short.tolist(), _last_where(despiked_robust_short)
         # robust accuracy's checkpoints (with both accuracies) and the median of each three in a row of them (_turned)
         self.robust_at = np.flatnonzero(both & robust.present) if robust is not None else np.zeros(0, int)
-        values = robust.value[self.robust_at] if robust is not None else np.zeros(0)
-        self.robust_medians = (np.median(np.vstack([values[:-2], values[1:-1], values[2:]]), axis=0)
-                               if len(values) >= 3 else np.zeros(0))
+        self.robust_medians = despiked(robust.value[self.robust_at])[1:-1] if robust is not None else np.zeros(0)
         # the newest checkpoint at least saturated_decades back: where a saturated span starts (-1: none yet)
         self.saturation_start = (np.searchsorted(x, x - th.saturated_decades, side="right") - 1).tolist()
         self.seen: list[int] = []          # checkpoints with both accuracies
